@@ -1,0 +1,36 @@
+# Two commands do everything: `make repro` (the pipeline) and `make test` (the test suite).
+# Both create .venv from requirements.lock when it is missing or older than the lock.
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+export HF_HUB_OFFLINE ?= 1
+export TRANSFORMERS_OFFLINE ?= 1
+export GRADIO_ANALYTICS_ENABLED ?= False
+export PIP_DISABLE_PIP_VERSION_CHECK := 1
+
+.PHONY: venv repro test lint bench results clean-venv
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: requirements.lock pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
+	$(BIN)/pip install --quiet -r requirements.lock
+	$(BIN)/pip install --quiet --no-deps --no-build-isolation -e .
+	@touch $@
+
+repro: venv
+	$(BIN)/dvc repro
+
+test: venv
+	$(BIN)/ruff check .
+	$(BIN)/python -m pytest -q
+
+lint: venv
+	$(BIN)/ruff check . && $(BIN)/ruff format --check .
+
+bench: venv
+	$(BIN)/python bench/extract.py
+	$(BIN)/python bench/va_epoch.py
+
+clean-venv:
+	rm -rf $(VENV)

@@ -1,0 +1,1 @@
+"""Dataset readers, synthetic look-alikes, splits and media I/O."""

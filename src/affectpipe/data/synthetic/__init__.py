@@ -1,0 +1,1 @@
+"""Synthetic look-alikes of the real datasets, in their exact on-disk formats."""
