@@ -25,7 +25,9 @@ def load_params(path: Path | str = "params.yaml") -> dict[str, Any]:
     with open(path, encoding="utf-8") as f:
         params = yaml.safe_load(f) or {}
     if not isinstance(params, dict):
-        raise ConfigError(f"{path}: expected a mapping at the top level, got {type(params).__name__}")
+        raise ConfigError(
+            f"{path}: expected a mapping at the top level, got {type(params).__name__}"
+        )
     return params
 
 

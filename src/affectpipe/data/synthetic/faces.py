@@ -135,7 +135,9 @@ def face_landmarks(
 
     # eyes 36-41 (left) and 42-47 (right): six points around an ellipse
     eye_w, eye_h = 0.17 * a, (0.015 + 0.085 * float(np.clip(expr.eye_open, 0, 1))) * b
-    ang = np.array([np.pi, 2 * np.pi / 3 + np.pi, 4 * np.pi / 3 + np.pi, 0.0, np.pi / 3, 2 * np.pi / 3])
+    ang = np.array(
+        [np.pi, 2 * np.pi / 3 + np.pi, 4 * np.pi / 3 + np.pi, 0.0, np.pi / 3, 2 * np.pi / 3]
+    )
     for sign, start in ((-1, 36), (1, 42)):
         ex, ey = cx + sign * ident.eye_spacing * a, cy - 0.2 * b
         pts[start : start + 6] = np.stack([ex + eye_w * np.cos(ang), ey + eye_h * np.sin(ang)], 1)

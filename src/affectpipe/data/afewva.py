@@ -1,0 +1,324 @@
+"""AFEW-VA: materialise the raw folder, read its annotations, crop faces, split by actor.
+
+Layout (see DATASETS.md): one folder per clip, `NNN/NNNNN.png` frames and `NNN/NNN.json` with
+`actor`, `video_id` and `frames -> {valence, arousal, landmarks}` on the -10..10 scale. Every
+problem is either raised (`strict`) or recorded with its reason (`skip`): a frame without a PNG,
+a PNG without a label, a malformed or out-of-range label, a broken image, an empty clip.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import zipfile
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from PIL import Image, UnidentifiedImageError
+from tqdm import tqdm
+
+from affectpipe.config import from_section
+from affectpipe.data.manifest import MANIFEST, write_manifest
+from affectpipe.data.splits import SPLITS, SplitConfig, assign_actor_splits
+from affectpipe.data.synthetic.afewva import SyntheticAfewvaConfig, write_synthetic_afewva
+from affectpipe.data.synthetic.faces import N_LANDMARKS, face_box
+from affectpipe.problems import InputProblem, Policy, ProblemLog, write_json
+
+SOURCES: tuple[str, ...] = ("synthetic", "folder", "zips")
+VA_SCALE = 10.0  # labels are -10..10; divided by 10 into [-1, 1] as is common practice
+FRAME_COLUMNS = [
+    "clip", "frame", "crop_path", "valence", "arousal", "actor",
+    "box_x0", "box_y0", "box_x1", "box_y1", "split",
+]  # fmt: skip
+
+
+# ---------------------------------------------------------------------------------------------
+# download
+
+
+@dataclass(frozen=True)
+class DownloadConfig:
+    source: str = "synthetic"
+    path: str | None = None
+    synthetic: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.source not in SOURCES:
+            raise ValueError(f"AFEW-VA source '{self.source}' unknown; valid: {list(SOURCES)}")
+        if self.source != "synthetic" and not self.path:
+            raise ValueError(f"AFEW-VA source '{self.source}' needs download.afewva.path")
+
+
+def is_clip_dir(path: Path) -> bool:
+    return path.is_dir() and path.name.isdigit() and len(path.name) == 3
+
+
+def find_afewva_root(folder: Path) -> Path:
+    """The folder that holds the `NNN/` clip folders (it may be nested one level, `AFEW-VA/`)."""
+    for candidate in (folder, *sorted(p for p in folder.iterdir() if p.is_dir())):
+        clips = [p for p in candidate.iterdir() if is_clip_dir(p)]
+        if any((p / f"{p.name}.json").exists() for p in clips):
+            return candidate
+    raise InputProblem(
+        folder, "not an AFEW-VA folder: no 'NNN/NNN.json' clip folders in it or one level down"
+    )
+
+
+def copy_tree(src: Path, dst: Path) -> None:
+    """Hard-link the files when possible (same disk, no copy), else copy; never modify `src`."""
+    for path in sorted(src.rglob("*")):
+        target = dst / path.relative_to(src)
+        if path.is_dir():
+            target.mkdir(parents=True, exist_ok=True)
+            continue
+        target.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            os.link(path, target)
+        except OSError:
+            shutil.copy2(path, target)
+
+
+def extract_zips(folder: Path, dst: Path) -> None:
+    """Unpack the official zips (about 50 clips each) into `dst`, flattening any top folder."""
+    zips = sorted(folder.glob("*.zip"))
+    if not zips:
+        raise InputProblem(folder, "no .zip files found (source 'zips' expects the official zips)")
+    staging = dst.parent / f".{dst.name}.unzip"
+    shutil.rmtree(staging, ignore_errors=True)
+    for archive in tqdm(zips, desc="unzip AFEW-VA", unit="zip"):
+        try:
+            with zipfile.ZipFile(archive) as zf:
+                zf.extractall(staging)
+        except zipfile.BadZipFile as err:
+            raise InputProblem(archive, f"not a valid zip file ({err})") from err
+    root = find_afewva_root(staging)
+    for clip in sorted(p for p in root.iterdir() if is_clip_dir(p)):
+        shutil.move(str(clip), dst / clip.name)
+    shutil.rmtree(staging)
+
+
+def download(cfg: dict[str, Any], out_dir: Path, seed: int) -> None:
+    """Materialise `out_dir` (data/raw/afewva) from the configured source, plus its manifest."""
+    dl = from_section(DownloadConfig, cfg, "download.afewva")
+    if out_dir.exists():
+        shutil.rmtree(out_dir)
+    out_dir.mkdir(parents=True)
+    if dl.source == "synthetic":
+        synth = from_section(SyntheticAfewvaConfig, dl.synthetic, "download.afewva.synthetic")
+        write_synthetic_afewva(synth, out_dir)
+    else:
+        src = Path(dl.path).expanduser()  # type: ignore[arg-type]
+        if not src.is_dir():
+            raise InputProblem(src, f"download.afewva.path is not a folder (source '{dl.source}')")
+        if dl.source == "folder":
+            copy_tree(find_afewva_root(src), out_dir)
+        else:
+            extract_zips(src, out_dir)
+    write_manifest(out_dir, dl.source)
+
+
+# ---------------------------------------------------------------------------------------------
+# reading annotations
+
+
+@dataclass(frozen=True)
+class FrameLabel:
+    frame: int
+    valence: float  # [-1, 1]
+    arousal: float  # [-1, 1]
+    landmarks: np.ndarray  # (68, 2) pixels
+
+
+def _label_value(value: Any, name: str, where: str, json_path: Path) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise InputProblem(json_path, f"frame {where}: {name} is {value!r}, not a number")
+    if not math.isfinite(value) or not -VA_SCALE <= value <= VA_SCALE:
+        raise InputProblem(json_path, f"frame {where}: {name} {value} outside -10..10")
+    return float(value) / VA_SCALE
+
+
+def _landmarks(value: Any, where: str, json_path: Path) -> np.ndarray:
+    if value is None:
+        raise InputProblem(json_path, f"frame {where}: no landmarks")
+    try:
+        points = np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError) as err:
+        raise InputProblem(json_path, f"frame {where}: landmarks are not numbers") from err
+    if points.shape != (N_LANDMARKS, 2) or not np.isfinite(points).all():
+        raise InputProblem(
+            json_path, f"frame {where}: landmarks shape {points.shape}, expected (68, 2) numbers"
+        )
+    return points
+
+
+def read_annotation(json_path: Path, log: ProblemLog) -> tuple[str, dict[str, FrameLabel]]:
+    """Parse one `NNN.json`: (actor, {frame key: label}). Bad frames go to `log`."""
+    try:
+        doc = json.loads(json_path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise InputProblem(json_path, f"not valid JSON ({err})") from err
+    if not isinstance(doc, dict) or not isinstance(doc.get("frames"), dict):
+        raise InputProblem(json_path, "no 'frames' object: not an AFEW-VA annotation file")
+    actor = doc.get("actor")
+    if not isinstance(actor, str) or not actor.strip():
+        raise InputProblem(json_path, f"'actor' is {actor!r}; actor-disjoint splits need it")
+    labels: dict[str, FrameLabel] = {}
+    for key, entry in sorted(doc["frames"].items()):
+        try:
+            if not (key.isdigit() and isinstance(entry, dict)):
+                raise InputProblem(json_path, f"frame {key!r}: not a 5-digit key with an object")
+            labels[key] = FrameLabel(
+                frame=int(key),
+                valence=_label_value(entry.get("valence"), "valence", key, json_path),
+                arousal=_label_value(entry.get("arousal"), "arousal", key, json_path),
+                landmarks=_landmarks(entry.get("landmarks"), key, json_path),
+            )
+        except InputProblem as problem:
+            log.report(problem)
+    return actor.strip(), labels
+
+
+# ---------------------------------------------------------------------------------------------
+# preprocessing
+
+
+@dataclass(frozen=True)
+class PreprocessConfig:
+    crop_size: int = 64
+    margin: float = 0.25
+    bad_input: Policy = "skip"
+    workers: int = 2
+    split: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.crop_size < 8:
+            raise ValueError(f"preprocess.afewva.crop_size must be >= 8, got {self.crop_size}")
+
+
+@dataclass(frozen=True)
+class CropJob:
+    clip: str
+    key: str
+    src: Path
+    dst: Path
+    box: tuple[float, float, float, float]
+    size: int
+
+
+def crop_face(job: CropJob) -> str | None:
+    """Crop and resize one face; returns the problem text instead of raising (runs in a pool)."""
+    try:
+        with Image.open(job.src) as img:
+            img = img.convert("RGB")
+            crop = img.crop(tuple(round(v) for v in job.box))  # outside the frame: black
+    except (OSError, UnidentifiedImageError, SyntaxError) as err:
+        return f"unreadable image ({type(err).__name__}: {err})"
+    crop = crop.resize((job.size, job.size), Image.Resampling.BILINEAR)
+    job.dst.parent.mkdir(parents=True, exist_ok=True)
+    crop.save(job.dst, optimize=False)
+    return None
+
+
+def plan_clip(clip_dir: Path, out_dir: Path, cfg: PreprocessConfig, log: ProblemLog):
+    """Match frames and labels of one clip; returns (actor, [(CropJob, FrameLabel)])."""
+    json_path = clip_dir / f"{clip_dir.name}.json"
+    pngs = {p.stem: p for p in clip_dir.glob("*.png")}
+    if not pngs and not json_path.exists():
+        log.report(InputProblem(clip_dir, "empty clip folder: no frames and no annotation"))
+        return None, []
+    if not json_path.exists():
+        log.report(InputProblem(clip_dir, f"{len(pngs)} frames but no {json_path.name}"))
+        return None, []
+    actor, labels = read_annotation(json_path, log)
+    for key in sorted(set(pngs) - set(labels)):
+        log.report(InputProblem(pngs[key], "frame has no usable annotation"))
+    for key in sorted(set(labels) - set(pngs)):
+        log.report(InputProblem(clip_dir / f"{key}.png", "annotated frame has no PNG"))
+    jobs = []
+    for key in sorted(set(labels) & set(pngs)):
+        label = labels[key]
+        dst = out_dir / "crops" / clip_dir.name / f"{key}.png"
+        box = face_box(label.landmarks, cfg.margin)
+        jobs.append((CropJob(clip_dir.name, key, pngs[key], dst, box, cfg.crop_size), label))
+    return actor, jobs
+
+
+def preprocess(cfg: dict[str, Any], raw_dir: Path, out_dir: Path, seed: int) -> dict[str, Any]:
+    """Raw AFEW-VA folder -> face crops, `frames.csv` with actor-disjoint splits, `report.json`."""
+    pp = from_section(PreprocessConfig, cfg, "preprocess.afewva")
+    split_cfg = from_section(SplitConfig, pp.split, "preprocess.afewva.split")
+    log = ProblemLog(pp.bad_input)
+    root = find_afewva_root(raw_dir)
+    others = sorted(p.name for p in root.iterdir() if not is_clip_dir(p) and p.name != MANIFEST)
+    for name in others:
+        log.report(InputProblem(root / name, "not an AFEW-VA clip folder (expected NNN/)"))
+    if out_dir.exists():
+        shutil.rmtree(out_dir)
+    out_dir.mkdir(parents=True)
+
+    planned: list[tuple[str, CropJob, FrameLabel]] = []
+    for clip_dir in sorted(p for p in root.iterdir() if is_clip_dir(p)):
+        actor, jobs = plan_clip(clip_dir, out_dir, pp, log)
+        planned += [(actor, job, label) for job, label in jobs]
+
+    rows = []
+    with ProcessPoolExecutor(max_workers=max(1, pp.workers)) as pool:
+        results = pool.map(crop_face, [job for _, job, _ in planned], chunksize=32)
+        bar = tqdm(
+            zip(planned, results, strict=True), total=len(planned), desc="crop faces", unit="frame"
+        )
+        for (actor, job, label), problem in bar:
+            if problem is not None:
+                log.report(InputProblem(job.src, problem))
+                continue
+            rows.append(
+                {
+                    "clip": job.clip,
+                    "frame": label.frame,
+                    "crop_path": job.dst.relative_to(out_dir).as_posix(),
+                    "valence": label.valence,
+                    "arousal": label.arousal,
+                    "actor": actor,
+                    **dict(zip(("box_x0", "box_y0", "box_x1", "box_y1"), job.box, strict=True)),
+                }
+            )
+    if not rows:
+        raise InputProblem(raw_dir, "no usable frames at all (see the skipped inputs above)")
+    table = pd.DataFrame(rows)
+    table["split"] = table["actor"].map(assign_actor_splits(table["actor"], split_cfg))
+    table = table[FRAME_COLUMNS].sort_values(["clip", "frame"], ignore_index=True)
+    table.round({c: 3 for c in ("box_x0", "box_y0", "box_x1", "box_y1")}).to_csv(
+        out_dir / "frames.csv", index=False
+    )
+    report = {
+        "splits": split_summary(table),
+        "frames_used": len(table),
+        "skipped": log.to_json(),
+        "bad_input_policy": pp.bad_input,
+    }
+    write_json(out_dir / "report.json", report)
+    return report
+
+
+def split_summary(table: pd.DataFrame) -> dict[str, dict[str, Any]]:
+    """Per split: clips, frames, actors and the VA ranges (to spot a degenerate split)."""
+    summary = {}
+    for split in SPLITS:
+        part = table[table["split"] == split]
+        summary[split] = {
+            "clips": int(part["clip"].nunique()),
+            "frames": len(part),
+            "actors": sorted(part["actor"].unique().tolist()),
+            **{
+                f"{dim}_{stat}": round(float(getattr(part[dim], stat)()), 4) if len(part) else None
+                for dim in ("valence", "arousal")
+                for stat in ("min", "max", "mean")
+            },
+        }
+    return summary

@@ -1,0 +1,33 @@
+"""Stage `download`: materialise `data/raw/<dataset>` from the source named in params."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from affectpipe.config import load_params, section
+from affectpipe.data.registry import dataset_module
+from affectpipe.stage import run_stage
+
+app = typer.Typer(add_completion=False)
+
+
+@app.command()
+def main(
+    dataset: str = typer.Argument(..., help="afewva | ravdess | cremad"),
+    out_dir: Path = typer.Option(None, help="default: data/raw/<dataset>"),
+    params_file: Path = typer.Option(Path("params.yaml"), "--params"),
+) -> None:
+    params = load_params(params_file)
+    out = out_dir or Path("data/raw") / dataset
+    run_stage(
+        lambda: dataset_module(dataset).download(
+            section(params, f"download.{dataset}"), out, seed=params["seed"]
+        )
+    )
+    typer.echo(f"download {dataset}: wrote {out}")
+
+
+if __name__ == "__main__":
+    app()
