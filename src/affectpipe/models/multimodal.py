@@ -1,0 +1,217 @@
+"""Face/voice emotion and congruence on cached clip embeddings.
+
+One model class covers the three variants trained by `train_multimodal`:
+- `fusion`: both modalities. Each is projected to `hidden` dims, the two are fused (concat + MLP,
+  gated, or attention over the two modality tokens), and four heads read the result: the fused
+  emotion, the face emotion, the voice emotion (so a prediction can say "the face looks sad, the
+  voice sounds angry") and face/voice congruence.
+- `video`: the face branch only (face emotion; its `emotion` output is the face head).
+- `audio`: the voice branch only (voice emotion; its `emotion` output is the voice head).
+Congruence needs both modalities, so only `fusion` has that head.
+
+Classes a dataset lacks (CREMA-D has no calm and no surprised) are masked out of every emotion
+logit vector with a persistent `class_mask` buffer: they get probability 0, are never predicted,
+and never count in the loss.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from affectpipe.data.labels import N_EMOTIONS
+
+MODALITIES: tuple[str, ...] = ("fusion", "audio", "video")
+FUSIONS: tuple[str, ...] = ("concat", "gated", "attention")
+
+
+@dataclass
+class AVModelConfig:
+    """Sizes and variant of an `AVEmotionModel`; saved inside every checkpoint."""
+
+    face_dim: int = 768  # VideoMAE-base clip embedding size (set from the feature file)
+    voice_dim: int = 768  # wav2vec2-base utterance embedding size
+    hidden: int = 512  # width of each projected modality and of the fused representation
+    modality: str = "fusion"  # fusion | audio | video
+    fusion: str = "concat"  # concat | gated | attention
+    dropout: float = 0.2
+    attention_heads: int = 4  # attention fusion only
+    classes: list[int] = field(default_factory=lambda: list(range(N_EMOTIONS)))
+
+    def __post_init__(self) -> None:
+        if self.modality not in MODALITIES:
+            raise ValueError(f"unknown modality '{self.modality}'; valid: {list(MODALITIES)}")
+        if self.fusion not in FUSIONS:
+            raise ValueError(f"unknown fusion '{self.fusion}'; valid: {list(FUSIONS)}")
+        bad = [c for c in self.classes if not 0 <= c < N_EMOTIONS]
+        if not self.classes or bad:
+            raise ValueError(
+                f"classes must be a non-empty subset of 0..{N_EMOTIONS - 1}, got {self.classes}"
+            )
+        if self.fusion == "attention" and self.hidden % self.attention_heads:
+            raise ValueError(
+                f"hidden ({self.hidden}) must be divisible by attention_heads "
+                f"({self.attention_heads})"
+            )
+
+
+def mask_logits(logits: torch.Tensor, class_mask: torch.Tensor) -> torch.Tensor:
+    """Give absent classes the lowest finite logit: softmax 0, never the argmax, no NaN grads."""
+    return logits.masked_fill(~class_mask, torch.finfo(logits.dtype).min)
+
+
+class ModalityProjector(nn.Module):
+    """LayerNorm -> Linear -> GELU -> Dropout: embeddings of any backbone into `hidden` dims.
+
+    The LayerNorm first puts VideoMAE and wav2vec2 embeddings (very different scales) on an
+    equal footing before they meet in the fusion.
+    """
+
+    def __init__(self, in_dim: int, hidden: int, dropout: float):
+        super().__init__()
+        self.net = nn.Sequential(
+            nn.LayerNorm(in_dim), nn.Linear(in_dim, hidden), nn.GELU(), nn.Dropout(dropout)
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)  # (B, D_in) -> (B, H)
+
+
+class ConcatFusion(nn.Module):
+    """The default: concatenate both modalities, then a 2-layer MLP back to `hidden`."""
+
+    def __init__(self, hidden: int, dropout: float):
+        super().__init__()
+        self.mlp = nn.Sequential(
+            nn.Linear(2 * hidden, hidden), nn.GELU(), nn.Dropout(dropout), nn.Linear(hidden, hidden)
+        )
+
+    def forward(self, f: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        return self.mlp(torch.cat([f, v], dim=-1))  # (B, 2H) -> (B, H)
+
+
+class GatedFusion(nn.Module):
+    """Per-dimension gate between the modalities (Arevalo et al. 2017, gated multimodal unit).
+
+    z = g * tanh(W_f f) + (1 - g) * tanh(W_v v), g = sigmoid(W_g [f; v]): the model can lean on
+    whichever modality is more reliable for each feature.
+    """
+
+    def __init__(self, hidden: int, dropout: float):
+        super().__init__()
+        self.face = nn.Linear(hidden, hidden)
+        self.voice = nn.Linear(hidden, hidden)
+        self.gate = nn.Linear(2 * hidden, hidden)
+        self.drop = nn.Dropout(dropout)
+
+    def forward(self, f: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        g = torch.sigmoid(self.gate(torch.cat([f, v], dim=-1)))  # (B, 2H) -> (B, H)
+        return self.drop(g * torch.tanh(self.face(f)) + (1 - g) * torch.tanh(self.voice(v)))
+
+
+class AttentionFusion(nn.Module):
+    """Cross-modal attention: one pre-LN transformer layer over the [face, voice] token pair.
+
+    Each modality is one token (a clip embedding), tagged with a learned modality embedding;
+    self-attention over the pair lets each token attend to the other, and the fused vector is the
+    mean of the two updated tokens.
+    """
+
+    def __init__(self, hidden: int, heads: int, dropout: float):
+        super().__init__()
+        self.modality_embedding = nn.Parameter(torch.zeros(2, hidden))
+        self.layer = nn.TransformerEncoderLayer(
+            hidden, heads, dim_feedforward=2 * hidden, dropout=dropout, batch_first=True,
+            norm_first=True, activation="gelu",
+        )
+        self.norm = nn.LayerNorm(hidden)
+
+    def forward(self, f: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        tokens = torch.stack([f, v], dim=1) + self.modality_embedding  # (B, 2, H)
+        return self.norm(self.layer(tokens).mean(dim=1))  # (B, 2, H) -> (B, H)
+
+
+def build_fusion(cfg: AVModelConfig) -> nn.Module:
+    if cfg.fusion == "concat":
+        return ConcatFusion(cfg.hidden, cfg.dropout)
+    if cfg.fusion == "gated":
+        return GatedFusion(cfg.hidden, cfg.dropout)
+    return AttentionFusion(cfg.hidden, cfg.attention_heads, cfg.dropout)
+
+
+class CongruenceHead(nn.Module):
+    """Do face and voice express the same emotion? One logit per pair.
+
+    Reads the fused representation and the two modality predictions: with p_f and p_v the face
+    and voice class probabilities, p_f * p_v summed over classes is the probability that both
+    predictions agree, so the product is given to the head as an explicit agreement feature.
+    """
+
+    def __init__(self, hidden: int, n_classes: int, dropout: float):
+        super().__init__()
+        self.mlp = nn.Sequential(
+            nn.Linear(hidden + 3 * n_classes, hidden // 2), nn.GELU(), nn.Dropout(dropout),
+            nn.Linear(hidden // 2, 1),
+        )
+
+    def forward(self, z: torch.Tensor, p_face: torch.Tensor, p_voice: torch.Tensor) -> torch.Tensor:
+        x = torch.cat([z, p_face, p_voice, p_face * p_voice], dim=-1)  # (B, H + 3C)
+        return self.mlp(x).squeeze(-1)  # (B, 1) -> (B,)
+
+
+class AVEmotionModel(nn.Module):
+    """Fusion model or single-modality baseline on (face, voice) clip embeddings.
+
+    `forward(face, voice)` takes (B, face_dim) and (B, voice_dim) tensors (either may be None when
+    the variant does not use it) and returns a dict: `emotion` (B, C) masked logits, `embedding`
+    (B, H), and where the variant has them `face_emotion`, `voice_emotion` (B, C) and
+    `congruence` (B,) logits. C is always 8 (the unified label set); absent classes are masked.
+    """
+
+    def __init__(self, cfg: AVModelConfig):
+        super().__init__()
+        self.cfg = cfg
+        mask = torch.zeros(N_EMOTIONS, dtype=torch.bool)
+        mask[list(cfg.classes)] = True
+        self.register_buffer("class_mask", mask)
+        self.uses_face = cfg.modality in ("fusion", "video")
+        self.uses_voice = cfg.modality in ("fusion", "audio")
+        if self.uses_face:
+            self.face_proj = ModalityProjector(cfg.face_dim, cfg.hidden, cfg.dropout)
+            self.face_head = nn.Linear(cfg.hidden, N_EMOTIONS)
+        if self.uses_voice:
+            self.voice_proj = ModalityProjector(cfg.voice_dim, cfg.hidden, cfg.dropout)
+            self.voice_head = nn.Linear(cfg.hidden, N_EMOTIONS)
+        if cfg.modality == "fusion":
+            self.fusion = build_fusion(cfg)
+            self.emotion_head = nn.Linear(cfg.hidden, N_EMOTIONS)
+            self.congruence_head = CongruenceHead(cfg.hidden, N_EMOTIONS, cfg.dropout)
+
+    def forward(
+        self, face: torch.Tensor | None = None, voice: torch.Tensor | None = None
+    ) -> dict[str, torch.Tensor]:
+        out: dict[str, torch.Tensor] = {}
+        if self.uses_face:
+            if face is None:
+                raise ValueError(f"the '{self.cfg.modality}' model needs face features")
+            f = self.face_proj(face)  # (B, H)
+            out["face_emotion"] = mask_logits(self.face_head(f), self.class_mask)
+        if self.uses_voice:
+            if voice is None:
+                raise ValueError(f"the '{self.cfg.modality}' model needs voice features")
+            v = self.voice_proj(voice)  # (B, H)
+            out["voice_emotion"] = mask_logits(self.voice_head(v), self.class_mask)
+        if self.cfg.modality == "fusion":
+            z = self.fusion(f, v)  # (B, H)
+            out["emotion"] = mask_logits(self.emotion_head(z), self.class_mask)
+            p_face = out["face_emotion"].softmax(-1)
+            p_voice = out["voice_emotion"].softmax(-1)
+            out["congruence"] = self.congruence_head(z, p_face, p_voice)
+            out["embedding"] = z
+        elif self.cfg.modality == "video":
+            out["emotion"], out["embedding"] = out["face_emotion"], f
+        else:
+            out["emotion"], out["embedding"] = out["voice_emotion"], v
+        return out
