@@ -235,7 +235,13 @@ def plan_clip(clip_dir: Path, out_dir: Path, cfg: PreprocessConfig, log: Problem
     if not json_path.exists():
         log.report(InputProblem(clip_dir, f"{len(pngs)} frames but no {json_path.name}"))
         return None, []
-    actor, labels = read_annotation(json_path, log)
+    try:
+        actor, labels = read_annotation(json_path, log)
+    except InputProblem as problem:
+        log.report(
+            InputProblem(problem.path, f"{problem.problem}; clip skipped ({len(pngs)} frames)")
+        )
+        return None, []
     for key in sorted(set(pngs) - set(labels)):
         log.report(InputProblem(pngs[key], "frame has no usable annotation"))
     for key in sorted(set(labels) - set(pngs)):

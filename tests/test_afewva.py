@@ -1,0 +1,212 @@
+"""AFEW-VA: the reader on the published format, the synthetic generator, splits, bad input."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from affectpipe.data import afewva
+from affectpipe.data.splits import SplitConfig, assign_actor_splits
+from affectpipe.data.synthetic.afewva import SyntheticAfewvaConfig, write_synthetic_afewva
+from affectpipe.problems import InputProblem, ProblemLog
+
+TINY = {"actors": 4, "clips_per_actor": 1, "frames_per_clip": 3, "width": 48, "height": 40}
+PP = {"crop_size": 16, "margin": 0.25, "bad_input": "skip", "workers": 1, "split": {}}
+LANDMARKS = [[181.4 + i, 170.1 + i] for i in range(68)]
+
+
+@pytest.fixture
+def raw(tmp_path: Path) -> Path:
+    root = tmp_path / "raw"
+    write_synthetic_afewva(SyntheticAfewvaConfig(**TINY), root)
+    return root
+
+
+def run_preprocess(raw: Path, tmp_path: Path, policy: str = "skip") -> dict:
+    return afewva.preprocess({**PP, "bad_input": policy}, raw, tmp_path / "out", seed=0)
+
+
+def edit_json(path: Path, edit) -> None:
+    doc = json.loads(path.read_text())
+    edit(doc)
+    path.write_text(json.dumps(doc))
+
+
+def test_reader_accepts_the_published_format_with_float_and_int_labels(tmp_path: Path):
+    doc = {
+        "actor": "Bruce Campbell",
+        "video_id": "001",
+        "frames": {
+            "00000": {"valence": 0.0, "arousal": 5.0, "landmarks": LANDMARKS},
+            "00001": {"valence": -3, "arousal": 10, "landmarks": LANDMARKS},
+        },
+    }
+    path = tmp_path / "001.json"
+    path.write_text(json.dumps(doc))
+    actor, labels = afewva.read_annotation(path, ProblemLog("strict"))
+    assert actor == "Bruce Campbell"
+    assert [(lab.frame, lab.valence, lab.arousal) for lab in labels.values()] == [
+        (0, 0.0, 0.5),
+        (1, -0.3, 1.0),
+    ]
+    assert labels["00000"].landmarks.shape == (68, 2)
+
+
+def test_synthetic_generator_is_byte_deterministic(tmp_path: Path):
+    a, b = tmp_path / "a", tmp_path / "b"
+    write_synthetic_afewva(SyntheticAfewvaConfig(**TINY), a)
+    write_synthetic_afewva(SyntheticAfewvaConfig(**TINY), b)
+    files = sorted(p.relative_to(a) for p in a.rglob("*") if p.is_file())
+    assert files == sorted(p.relative_to(b) for p in b.rglob("*") if p.is_file())
+    assert all((a / f).read_bytes() == (b / f).read_bytes() for f in files)
+    c = tmp_path / "c"
+    write_synthetic_afewva(SyntheticAfewvaConfig(**TINY, seed=1), c)
+    assert (a / "001" / "00000.png").read_bytes() != (c / "001" / "00000.png").read_bytes()
+
+
+def test_synthetic_files_follow_the_afewva_layout(raw: Path):
+    clips = sorted(p.name for p in raw.iterdir())
+    assert clips == ["001", "002", "003", "004"]
+    doc = json.loads((raw / "001" / "001.json").read_text())
+    assert set(doc) == {"actor", "video_id", "frames"}
+    frame = doc["frames"]["00000"]
+    assert -10 <= frame["valence"] <= 10 and len(frame["landmarks"]) == 68
+    assert (raw / "001" / "00000.png").exists()
+
+
+@pytest.mark.parametrize("method", ["holdout", "kfold"])
+def test_splits_are_actor_disjoint_and_cover_everyone(method: str):
+    actors = [f"actor {i}" for i in range(10)] * 3
+    split = assign_actor_splits(actors, SplitConfig(method=method, folds=5, fold=2, seed=3))
+    assert set(split) == set(actors)
+    assert set(split.values()) == {"train", "val", "test"}
+    assert split == assign_actor_splits(
+        reversed(actors), SplitConfig(method=method, fold=2, seed=3)
+    )
+
+
+def test_preprocess_writes_crops_table_and_actor_disjoint_splits(raw: Path, tmp_path: Path):
+    report = run_preprocess(raw, tmp_path)
+    table = pd.read_csv(tmp_path / "out" / "frames.csv", dtype={"clip": str})
+    assert len(table) == 12 and report["frames_used"] == 12 and report["skipped"] == []
+    assert table.groupby("actor")["split"].nunique().max() == 1
+    assert set(table["split"]) == {"train", "val", "test"}
+    assert table[["valence", "arousal"]].abs().max().max() <= 1.0
+    assert all((tmp_path / "out" / p).exists() for p in table["crop_path"])
+
+
+def _drop_frame_label(raw: Path) -> None:
+    edit_json(raw / "001" / "001.json", lambda d: d["frames"].pop("00001"))
+
+
+def _drop_png(raw: Path) -> None:
+    (raw / "001" / "00001.png").unlink()
+
+
+def _no_frames_key(raw: Path) -> None:
+    edit_json(raw / "001" / "001.json", lambda d: d.pop("frames"))
+
+
+def _set(key: str, value):
+    def corrupt(raw: Path) -> None:
+        edit_json(raw / "001" / "001.json", lambda d: d["frames"]["00001"].__setitem__(key, value))
+
+    return corrupt
+
+
+def _truncate_png(raw: Path) -> None:
+    png = raw / "001" / "00001.png"
+    png.write_bytes(png.read_bytes()[:40])
+
+
+def _not_an_image(raw: Path) -> None:
+    (raw / "001" / "00001.png").write_text("hello")
+
+
+def _empty_clip(raw: Path) -> None:
+    (raw / "005").mkdir()
+
+
+def _stray_file(raw: Path) -> None:
+    (raw / "notes.txt").write_text("x")
+
+
+BAD_INPUTS = [
+    (_drop_frame_label, "frame has no usable annotation"),
+    (_drop_png, "annotated frame has no PNG"),
+    (_no_frames_key, "no 'frames' object"),
+    (_set("valence", "high"), "valence is 'high', not a number"),
+    (_set("arousal", 11), "arousal 11 outside -10..10"),
+    (_set("valence", float("nan")), "valence nan outside -10..10"),
+    (_set("landmarks", None), "no landmarks"),
+    (_set("landmarks", LANDMARKS[:60]), r"landmarks shape \(60, 2\), expected \(68, 2\)"),
+    (_truncate_png, "unreadable image"),
+    (_not_an_image, "unreadable image"),
+    (_empty_clip, "empty clip folder"),
+    (_stray_file, "not an AFEW-VA clip folder"),
+]
+
+
+@pytest.mark.parametrize(
+    ("corrupt", "message"), BAD_INPUTS, ids=[b[0].__name__ for b in BAD_INPUTS]
+)
+def test_bad_input_is_an_error_naming_the_file_under_strict(raw, tmp_path, corrupt, message):
+    corrupt(raw)
+    with pytest.raises(InputProblem, match=message) as info:
+        run_preprocess(raw, tmp_path, policy="strict")
+    assert str(raw) in str(info.value) and "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("corrupt", "message"), BAD_INPUTS, ids=[b[0].__name__ for b in BAD_INPUTS]
+)
+def test_bad_input_is_a_recorded_skip_under_skip(raw, tmp_path, corrupt, message):
+    corrupt(raw)
+    report = run_preprocess(raw, tmp_path, policy="skip")
+    reasons = [s["reason"] for s in report["skipped"]]
+    assert any(pd.Series([r]).str.contains(message).item() for r in reasons), reasons
+    table = pd.read_csv(tmp_path / "out" / "frames.csv", dtype={"clip": str})
+    used = set(zip(table["clip"], table["frame"], strict=True))
+    mentioned = {s["path"] for s in report["skipped"]}
+    for png in raw.rglob("*.png"):  # every input frame is used or its skip is on record
+        clip = png.parent
+        assert (clip.name, int(png.stem)) in used or mentioned & {
+            str(png),
+            str(clip),
+            str(clip / f"{clip.name}.json"),
+        }, png
+
+
+def test_a_folder_that_is_not_afewva_is_refused(tmp_path: Path):
+    (tmp_path / "raw" / "something").mkdir(parents=True)
+    (tmp_path / "raw" / "something" / "a.txt").write_text("x")
+    with pytest.raises(InputProblem, match="not an AFEW-VA folder"):
+        run_preprocess(tmp_path / "raw", tmp_path)
+
+
+def test_download_from_a_folder_copies_without_modifying_and_writes_a_manifest(raw, tmp_path):
+    before = {p: p.read_bytes() for p in raw.rglob("*") if p.is_file()}
+    out = tmp_path / "copy"
+    afewva.download({"source": "folder", "path": str(raw)}, out, seed=0)
+    manifest = pd.read_csv(out / "manifest.csv")
+    assert len(manifest) == len(before)
+    assert {p: p.read_bytes() for p in raw.rglob("*") if p.is_file()} == before
+
+
+def test_download_from_the_official_zips(raw, tmp_path):
+    zips = tmp_path / "zips"
+    zips.mkdir()
+    shutil.make_archive(str(zips / "part1"), "zip", root_dir=raw.parent, base_dir=raw.name)
+    out = tmp_path / "unzipped"
+    afewva.download({"source": "zips", "path": str(zips)}, out, seed=0)
+    assert sorted(p.name for p in out.iterdir() if p.is_dir()) == ["001", "002", "003", "004"]
+    assert (out / "002" / "002.json").exists()
+
+
+def test_unknown_source_lists_the_valid_ones(tmp_path):
+    with pytest.raises(ValueError, match="valid: \\['synthetic', 'folder', 'zips'\\]"):
+        afewva.download({"source": "ftp"}, tmp_path / "x", seed=0)
