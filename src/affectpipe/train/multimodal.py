@@ -97,9 +97,9 @@ class PairDataset(Dataset):
                                      if len(p) else np.zeros((0, dim_f), np.float32))
         self.voice = torch.from_numpy(np.stack([voice[c] for c in p.voice_clip])
                                       if len(p) else np.zeros((0, dim_v), np.float32))
-        self.face_emotion = torch.as_tensor(p.face_emotion.to_numpy(), dtype=torch.long)
-        self.voice_emotion = torch.as_tensor(p.voice_emotion.to_numpy(), dtype=torch.long)
-        self.congruent = torch.as_tensor(p.congruent.to_numpy(), dtype=torch.float32)
+        self.face_emotion = torch.as_tensor(p.face_emotion.to_numpy(copy=True), dtype=torch.long)
+        self.voice_emotion = torch.as_tensor(p.voice_emotion.to_numpy(copy=True), dtype=torch.long)
+        self.congruent = torch.as_tensor(p.congruent.to_numpy(copy=True), dtype=torch.float32)
         self.emotion = torch.where(self.congruent > 0, self.face_emotion, IGNORE)
 
     def __len__(self) -> int:
@@ -134,9 +134,12 @@ def class_weights(targets: torch.Tensor, classes: list[int]) -> torch.Tensor:
 # --- loss, step and evaluation ------------------------------------------------------------------
 
 
-def av_loss(out: dict[str, torch.Tensor], batch: dict[str, torch.Tensor], cfg: LossConfig,
-            weights: dict[str, torch.Tensor | None]) -> tuple[torch.Tensor, dict[str, float]]:
-    """Weighted sum of the loss terms the model has heads for; returns (loss, parts).
+Tensors = dict[str, torch.Tensor]
+
+
+def av_loss(out: Tensors, batch: Tensors, cfg: LossConfig,
+            weights: dict[str, torch.Tensor | None]) -> tuple[torch.Tensor, Tensors]:
+    """Weighted sum of the loss terms the model has heads for; returns (loss, weighted terms).
 
     `weights` holds the class weights per head (`emotion`, `face_emotion`, `voice_emotion`) and
     `pos_weight` for the congruence BCE (n_incongruent / n_congruent), each possibly None.
@@ -154,7 +157,7 @@ def av_loss(out: dict[str, torch.Tensor], batch: dict[str, torch.Tensor], cfg: L
         parts["congruence"] = cfg.w_congruence * F.binary_cross_entropy_with_logits(
             out["congruence"], batch["congruent"], pos_weight=weights.get("pos_weight"))
     loss = torch.stack(list(parts.values())).sum()
-    return loss, {f"loss_{k}": float(v.detach()) for k, v in parts.items()}
+    return loss, parts
 
 
 def loss_weights(train: PairDataset, classes: list[int], cfg: LossConfig) -> dict:

@@ -1,0 +1,155 @@
+"""Fusion model, baselines, label masking and the multimodal loss on random tensors."""
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from affectpipe.data.labels import CREMAD_CLASSES, EMOTION_ID
+from affectpipe.models.multimodal import FUSIONS, AVEmotionModel, AVModelConfig
+from affectpipe.problems import InputProblem, ProblemLog
+from affectpipe.train.multimodal import (
+    IGNORE,
+    LossConfig,
+    PairDataset,
+    av_loss,
+    check_labels,
+    class_weights,
+)
+
+CREMAD = list(CREMAD_CLASSES)
+ABSENT = [EMOTION_ID["calm"], EMOTION_ID["surprised"]]
+
+
+def tiny(modality="fusion", fusion="concat", classes=CREMAD):
+    torch.manual_seed(0)
+    return AVEmotionModel(AVModelConfig(face_dim=12, voice_dim=10, hidden=16, modality=modality,
+                                        fusion=fusion, dropout=0.0, attention_heads=2,
+                                        classes=list(classes)))
+
+
+def batch(n=8, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    face_em = torch.tensor(CREMAD)[torch.randint(0, 6, (n,), generator=g)]
+    voice_em = face_em.clone()
+    voice_em[n // 2:] = torch.tensor(CREMAD)[torch.randint(0, 6, (n - n // 2,), generator=g)]
+    congruent = (face_em == voice_em).float()
+    return {"face": torch.randn(n, 12, generator=g), "voice": torch.randn(n, 10, generator=g),
+            "face_emotion": face_em, "voice_emotion": voice_em, "congruent": congruent,
+            "emotion": torch.where(congruent > 0, face_em, IGNORE)}
+
+
+@pytest.mark.parametrize("fusion", FUSIONS)
+def test_fusion_outputs_every_head_with_expected_shapes(fusion):
+    out = tiny(fusion=fusion)(torch.randn(5, 12), torch.randn(5, 10))
+    for head in ("emotion", "face_emotion", "voice_emotion"):
+        assert out[head].shape == (5, 8)
+    assert out["congruence"].shape == (5,) and out["embedding"].shape == (5, 16)
+    assert all(torch.isfinite(v).all() for v in out.values())
+
+
+@pytest.mark.parametrize(("modality", "heads"), [
+    ("audio", {"emotion", "voice_emotion", "embedding"}),
+    ("video", {"emotion", "face_emotion", "embedding"}),
+])
+def test_baselines_have_only_their_modality_heads(modality, heads):
+    model = tiny(modality)
+    out = model(face=torch.randn(3, 12), voice=torch.randn(3, 10))
+    assert set(out) == heads
+    single = out["voice_emotion"] if modality == "audio" else out["face_emotion"]
+    assert torch.equal(out["emotion"], single)
+
+
+def test_missing_modality_input_is_a_clear_error():
+    with pytest.raises(ValueError, match="'audio' model needs voice features"):
+        tiny("audio")(face=torch.randn(2, 12))
+
+
+def test_absent_cremad_classes_are_never_predicted_even_with_huge_bias():
+    model = tiny()
+    with torch.no_grad():
+        for head in (model.emotion_head, model.face_head, model.voice_head):
+            head.bias[ABSENT] = 1e6
+    out = model(torch.randn(64, 12), torch.randn(64, 10))
+    for head in ("emotion", "face_emotion", "voice_emotion"):
+        assert not np.isin(out[head].argmax(-1).numpy(), ABSENT).any()
+        assert out[head].softmax(-1)[:, ABSENT].max() == 0
+
+
+def test_masked_classes_get_no_loss_and_no_gradient():
+    model = tiny()
+    b = batch()
+    out = model(b["face"], b["voice"])
+    for v in out.values():
+        v.retain_grad()
+    loss, _ = av_loss(out, b, LossConfig(), {})
+    loss.backward()
+    assert torch.isfinite(loss)
+    for head in ("emotion", "face_emotion", "voice_emotion"):
+        assert out[head].grad[:, ABSENT].abs().max() == 0
+        assert out[head].grad[:, CREMAD].abs().max() > 0
+
+
+def test_class_mask_is_a_buffer_saved_in_the_state_dict():
+    assert tiny().state_dict()["class_mask"].tolist() == [c in CREMAD for c in range(8)]
+
+
+@pytest.mark.parametrize(("term", "own", "others"), [
+    ("face_emotion", "face_head", ["voice_head", "emotion_head", "congruence_head"]),
+    ("voice_emotion", "voice_head", ["face_head", "emotion_head", "congruence_head"]),
+    ("emotion", "emotion_head", ["face_head", "voice_head", "congruence_head"]),
+    ("congruence", "congruence_head", ["emotion_head"]),
+])
+def test_each_head_receives_its_own_loss(term, own, others):
+    model = tiny()
+    b = batch()
+    _, parts = av_loss(model(b["face"], b["voice"]), b, LossConfig(), {})
+    parts[term].backward()
+
+    def grad(name):
+        return sum(p.grad.abs().sum() for p in getattr(model, name).parameters()
+                   if p.grad is not None)
+
+    assert grad(own) > 0
+    for name in others:
+        assert grad(name) == 0, f"{name} got gradient from the {term} loss"
+
+
+def test_incongruent_pairs_do_not_train_the_fused_emotion_head():
+    model = tiny()
+    b = batch()
+    b["emotion"][:] = IGNORE  # all pairs incongruent
+    loss, parts = av_loss(model(b["face"], b["voice"]), b, LossConfig(), {})
+    assert "emotion" not in parts and {"face_emotion", "voice_emotion", "congruence"} == set(parts)
+
+
+def test_class_weights_balance_present_classes_and_zero_absent():
+    t = torch.tensor([0] * 6 + [2] * 2 + [3] * 2 + [4, 5, 6] + [IGNORE] * 4)
+    w = class_weights(t, CREMAD)
+    assert w[ABSENT].tolist() == [0, 0]
+    assert w[CREMAD].mean().item() == pytest.approx(1.0)
+    assert w[0] * 6 == pytest.approx(w[2].item() * 2)
+
+
+def test_pair_dataset_targets_and_skipped_pairs_are_recorded():
+    pairs = pd.DataFrame({"split": "train", "face_clip": ["a", "a", "b"],
+                          "voice_clip": ["a", "b", "zz"], "kind": ["congruent", "hard", "easy"],
+                          "congruent": [1, 0, 0], "face_emotion": [0, 0, 3],
+                          "voice_emotion": [0, 3, 4]})
+    feats = {"a": np.ones(12, np.float32), "b": np.zeros(12, np.float32)}
+    log = ProblemLog("skip")
+    ds = PairDataset(pairs, feats, {k: v[:10] for k, v in feats.items()}, log)
+    assert len(ds) == 2 and ds.emotion.tolist() == [0, IGNORE]
+    assert log.skipped[0]["reason"].startswith("pair b+zz skipped: no features for ['zz']")
+    with pytest.raises(InputProblem, match="no features for"):
+        PairDataset(pairs, feats, feats, ProblemLog("strict"))
+
+
+def test_labels_outside_the_dataset_classes_are_refused():
+    pairs = pd.DataFrame({"split": "train", "face_clip": ["a"], "voice_clip": ["a"],
+                          "kind": ["congruent"], "congruent": [1],
+                          "face_emotion": [EMOTION_ID["calm"]], "voice_emotion": [1]})
+    ds = PairDataset(pairs, {"a": np.ones(4, np.float32)}, {"a": np.ones(4, np.float32)},
+                     ProblemLog())
+    with pytest.raises(InputProblem, match=r"emotion ids \[1\] are not among the classes"):
+        check_labels(ds, CREMAD, "pairs.csv")
