@@ -7,6 +7,8 @@ export HF_HUB_OFFLINE ?= 1
 export TRANSFORMERS_OFFLINE ?= 1
 export GRADIO_ANALYTICS_ENABLED ?= False
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
+# dvc.yaml commands call `python`: make it the venv's.
+export PATH := $(CURDIR)/$(BIN):$(PATH)
 
 .PHONY: venv repro test lint bench results clean-venv
 
