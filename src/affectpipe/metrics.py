@@ -1,0 +1,217 @@
+"""Evaluation metrics as pure functions of arrays.
+
+Regression (valence/arousal): CCC (Lin 1989) with population (1/N) moments, Pearson's r and
+RMSE, each either pooled over all frames (the AVEC/ABAW convention) or averaged over clips (a
+different number: it ignores between-clip offsets). Degenerate inputs (fewer than two values,
+or no variance at all) give NaN, as `audmetric.concordance_cc` does, never a silent 0 or 1.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+ArrayLike = Sequence[float] | np.ndarray
+
+
+def _pair(y_true: ArrayLike, y_pred: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
+    t = np.asarray(y_true, dtype=np.float64).ravel()
+    p = np.asarray(y_pred, dtype=np.float64).ravel()
+    if t.shape != p.shape:
+        raise ValueError(f"y_true has {t.size} values but y_pred has {p.size}")
+    return t, p
+
+
+def ccc(y_true: ArrayLike, y_pred: ArrayLike) -> float:
+    """Concordance correlation coefficient: 2 cov / (var_t + var_p + (mean_t - mean_p)^2)."""
+    t, p = _pair(y_true, y_pred)
+    if t.size < 2:
+        return float("nan")
+    dt, dp = t - t.mean(), p - p.mean()
+    num = 2.0 * np.dot(dt, dp)
+    den = np.dot(dt, dt) + np.dot(dp, dp) + t.size * (t.mean() - p.mean()) ** 2
+    return float(num / den) if den > 0 else float("nan")
+
+
+def pearson(y_true: ArrayLike, y_pred: ArrayLike) -> float:
+    """Pearson's r; NaN when either side is constant."""
+    t, p = _pair(y_true, y_pred)
+    if t.size < 2:
+        return float("nan")
+    dt, dp = t - t.mean(), p - p.mean()
+    den = np.sqrt(np.dot(dt, dt) * np.dot(dp, dp))
+    return float(np.dot(dt, dp) / den) if den > 0 else float("nan")
+
+
+def rmse(y_true: ArrayLike, y_pred: ArrayLike) -> float:
+    """Root mean squared error."""
+    t, p = _pair(y_true, y_pred)
+    if t.size == 0:
+        return float("nan")
+    return float(np.sqrt(np.mean((t - p) ** 2)))
+
+
+def per_clip_mean(metric, y_true: ArrayLike, y_pred: ArrayLike, clips: ArrayLike) -> float:
+    """Mean over clips of `metric` computed within each clip; clips giving NaN are left out."""
+    t, p = _pair(y_true, y_pred)
+    c = np.asarray(clips).ravel()
+    if c.shape != t.shape:
+        raise ValueError(f"clips has {c.size} values but y_true has {t.size}")
+    values = [metric(t[c == k], p[c == k]) for k in np.unique(c)]
+    finite = [v for v in values if np.isfinite(v)]
+    return float(np.mean(finite)) if finite else float("nan")
+
+
+def va_report(
+    true: np.ndarray,
+    pred: np.ndarray,
+    clips: ArrayLike,
+    dims: Sequence[str] = ("valence", "arousal"),
+) -> dict[str, float]:
+    """Flat VA metrics: `ccc_<dim>` (pooled), `ccc_clip_<dim>`, `pearson_<dim>`, `rmse_<dim>`,
+    and `ccc_mean` (pooled CCC averaged over dims, the model-selection number).
+
+    `true` and `pred` are (N, len(dims)) arrays of frames.
+    """
+    true, pred = np.asarray(true), np.asarray(pred)
+    if true.shape != pred.shape or true.ndim != 2 or true.shape[1] != len(dims):
+        raise ValueError(f"expected (N, {len(dims)}) arrays, got {true.shape} and {pred.shape}")
+    out: dict[str, float] = {}
+    for j, name in enumerate(dims):
+        out[f"ccc_{name}"] = ccc(true[:, j], pred[:, j])
+        out[f"ccc_clip_{name}"] = per_clip_mean(ccc, true[:, j], pred[:, j], clips)
+        out[f"pearson_{name}"] = pearson(true[:, j], pred[:, j])
+        out[f"rmse_{name}"] = rmse(true[:, j], pred[:, j])
+    out["ccc_mean"] = float(np.mean([out[f"ccc_{n}"] for n in dims]))
+    return out
+
+
+# --- classification: emotion (multi-class) and congruence (binary) -----------------------------
+# Pure NumPy so the numbers do not depend on a library version; `classes` is always explicit so a
+# dataset's absent classes (CREMA-D: calm, surprised) are neither predicted nor averaged over.
+
+
+def confusion_matrix(y_true, y_pred, classes) -> np.ndarray:
+    """(C, C) counts, rows = true class, columns = predicted class, in the order of `classes`."""
+    t, p = np.asarray(y_true, dtype=np.int64), np.asarray(y_pred, dtype=np.int64)
+    if t.shape != p.shape:
+        raise ValueError(f"y_true and y_pred differ in shape: {t.shape} vs {p.shape}")
+    index = {int(c): i for i, c in enumerate(classes)}
+    outside = sorted({int(x) for x in np.concatenate([t, p]) if int(x) not in index})
+    if outside:
+        raise ValueError(f"labels {outside} are not among the classes {list(classes)}")
+    cm = np.zeros((len(index), len(index)), dtype=np.int64)
+    np.add.at(cm, ([index[int(x)] for x in t], [index[int(x)] for x in p]), 1)
+    return cm
+
+
+def accuracy(y_true, y_pred) -> float:
+    t, p = np.asarray(y_true), np.asarray(y_pred)
+    return float(np.mean(t == p)) if t.size else float("nan")
+
+
+def per_class_f1(y_true, y_pred, classes) -> np.ndarray:
+    """F1 per class (0 where a class has neither support nor predictions, as scikit-learn)."""
+    cm = confusion_matrix(y_true, y_pred, classes)
+    tp = np.diag(cm).astype(np.float64)
+    denom = cm.sum(0) + cm.sum(1)  # 2TP + FP + FN = predicted + true
+    return np.divide(2 * tp, denom, out=np.zeros_like(tp), where=denom > 0)
+
+
+def macro_f1(y_true, y_pred, classes) -> float:
+    return float(per_class_f1(y_true, y_pred, classes).mean())
+
+
+def weighted_f1(y_true, y_pred, classes) -> float:
+    """F1 averaged with each class weighted by its support in `y_true`."""
+    support = confusion_matrix(y_true, y_pred, classes).sum(1)
+    return float(np.average(per_class_f1(y_true, y_pred, classes), weights=support))
+
+
+def balanced_accuracy(y_true, y_pred, classes) -> float:
+    """Unweighted average recall (UAR) over the classes that occur in `y_true`."""
+    cm = confusion_matrix(y_true, y_pred, classes)
+    support = cm.sum(1)
+    present = support > 0
+    return float(np.mean(np.diag(cm)[present] / support[present]))
+
+
+def roc_auc(y_true, scores) -> float:
+    """Binary ROC-AUC as the Mann-Whitney U statistic (ties count 1/2); NaN with one class."""
+    y = np.asarray(y_true).astype(bool)
+    s = np.asarray(scores, dtype=np.float64)
+    n_pos, n_neg = int(y.sum()), int((~y).sum())
+    if n_pos == 0 or n_neg == 0:
+        return float("nan")
+    _, inverse, counts = np.unique(s, return_inverse=True, return_counts=True)
+    ends = np.cumsum(counts)
+    ranks = (ends - (counts - 1) / 2)[inverse]  # 1-based ranks, ties get their average rank
+    return float((ranks[y].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+
+
+def binary_f1(y_true, y_pred) -> float:
+    """F1 of the positive class (1)."""
+    return float(per_class_f1(y_true, y_pred, (0, 1))[1])
+
+
+def emotion_metrics(y_true, y_pred, classes, names=None) -> dict[str, float]:
+    """Flat emotion metrics: accuracy, uar, macro_f1, weighted_f1, f1_<class name>."""
+    names = names or [str(c) for c in classes]
+    out = {
+        "accuracy": accuracy(y_true, y_pred),
+        "uar": balanced_accuracy(y_true, y_pred, classes),
+        "macro_f1": macro_f1(y_true, y_pred, classes),
+        "weighted_f1": weighted_f1(y_true, y_pred, classes),
+    }
+    for name, f1 in zip(names, per_class_f1(y_true, y_pred, classes), strict=True):
+        out[f"f1_{name}"] = float(f1)
+    return out
+
+
+def congruence_metrics(congruent, prob, kind, threshold: float = 0.5) -> dict[str, float]:
+    """Accuracy, F1 and ROC-AUC of congruence predictions, overall and per incongruent kind.
+
+    `kind` is "congruent", "easy" or "hard" per pair; the `easy` and `hard` figures compare that
+    kind of incongruent pair against all congruent pairs, so hard negatives (same actor and
+    sentence) are scored apart from easy ones. The positive class is "congruent" (1).
+    """
+    y = np.asarray(congruent, dtype=np.int64)
+    p = np.asarray(prob, dtype=np.float64)
+    k = np.asarray(kind).astype(str)
+    out: dict[str, float] = {}
+    for subset, keep in (
+        ("", np.ones(len(y), dtype=bool)),
+        ("_easy", (k == "congruent") | (k == "easy")),
+        ("_hard", (k == "congruent") | (k == "hard")),
+    ):
+        pred = (p[keep] >= threshold).astype(np.int64)
+        out[f"congruence_accuracy{subset}"] = accuracy(y[keep], pred)
+        out[f"congruence_f1{subset}"] = binary_f1(y[keep], pred)
+        out[f"congruence_auc{subset}"] = roc_auc(y[keep], p[keep])
+    return out
+
+
+def majority_baseline(y_train, y_test, classes) -> dict[str, float]:
+    """Scores of always predicting the most frequent training class."""
+    counts = confusion_matrix(y_train, y_train, classes).sum(1)
+    majority = np.full(len(np.asarray(y_test)), int(np.asarray(classes)[np.argmax(counts)]))
+    return {
+        "accuracy": accuracy(y_test, majority),
+        "uar": balanced_accuracy(y_test, majority, classes),
+        "macro_f1": macro_f1(y_test, majority, classes),
+    }
+
+
+def chance_baseline(y_test, classes) -> dict[str, float]:
+    """Expected scores of guessing uniformly among `classes` (F1 of the expected confusion)."""
+    c = len(classes)
+    prior = confusion_matrix(y_test, y_test, classes).sum(1) / max(len(np.asarray(y_test)), 1)
+    # uniform guessing: precision of class k = its prevalence, recall = 1 / C
+    denom = prior + 1 / c
+    f1 = np.divide(2 * prior / c, denom, out=np.zeros_like(prior), where=denom > 0)
+    return {
+        "accuracy": 1 / c,
+        "uar": 1 / c,
+        "macro_f1": float(f1.mean()),
+    }
