@@ -76,6 +76,89 @@ def load_clip_embeddings(path: Path, clip_ids: set[str], log: ProblemLog) -> dic
     return out
 
 
+def validate_pairs(clips: pd.DataFrame, pairs: pd.DataFrame, source: Path | str) -> None:
+    """Refuse a pair table that contradicts the clip manifest.
+
+    Congruent pairs are one clip's own face and voice; incongruent pairs differ in emotion, and
+    hard ones share actor and statement. Labels must be the clips' own emotions.
+    """
+    by_id = clips.set_index("clip_id")
+    unknown = sorted((set(pairs.face_clip) | set(pairs.voice_clip)) - set(by_id.index))
+    if unknown:
+        raise InputProblem(source, f"{len(unknown)} clip(s) not in clips.csv, e.g. {unknown[:3]}")
+    face, voice = by_id.loc[pairs.face_clip], by_id.loc[pairs.voice_clip]
+    kind = pairs.kind.to_numpy()
+    checks = {
+        "kind is not congruent/easy/hard": ~np.isin(kind, KINDS),
+        "congruent flag disagrees with kind": (pairs.congruent.to_numpy() == 1)
+        != (kind == "congruent"),
+        "face_emotion is not the face clip's emotion": pairs.face_emotion.to_numpy()
+        != face.emotion.to_numpy(),
+        "voice_emotion is not the voice clip's emotion": pairs.voice_emotion.to_numpy()
+        != voice.emotion.to_numpy(),
+        "a congruent pair joins two different clips": (kind == "congruent")
+        & (pairs.face_clip.to_numpy() != pairs.voice_clip.to_numpy()),
+        "an incongruent pair has equal emotions": (kind != "congruent")
+        & (pairs.face_emotion.to_numpy() == pairs.voice_emotion.to_numpy()),
+        "a hard pair joins two actors": (kind == "hard")
+        & (face.actor.to_numpy() != voice.actor.to_numpy()),
+    }
+    if "statement" in clips.columns:
+        checks["a hard pair joins two statements"] = (kind == "hard") & (
+            face.statement.astype(str).to_numpy() != voice.statement.astype(str).to_numpy())
+    for problem, bad in checks.items():
+        if bad.any():
+            row = pairs[bad].iloc[0]
+            raise InputProblem(source, f"{problem} ({int(bad.sum())} pair(s), e.g. "
+                                       f"{row.face_clip}+{row.voice_clip})")
+
+
+def fold_splits(clips: pd.DataFrame, test_fold: int | None) -> dict[str, str]:
+    """clip_id -> split. None keeps preprocessing's split; fold k makes fold k the test set and
+    the next fold (cyclically) validation, as preprocessing does for its configured fold."""
+    if test_fold is None:
+        return dict(zip(clips.clip_id, clips.split, strict=True))
+    folds = sorted(int(f) for f in clips.fold.unique())
+    if test_fold not in folds:
+        raise ValueError(f"test fold {test_fold} not among the manifest's folds {folds}")
+    val_fold = folds[(folds.index(test_fold) + 1) % len(folds)]
+    role = {test_fold: "test", val_fold: "val"}
+    return {c: role.get(f, "train") for c, f in zip(clips.clip_id, clips.fold, strict=True)}
+
+
+def configured_test_fold(clips: pd.DataFrame) -> int:
+    """The fold preprocessing made the test split."""
+    folds = clips.loc[clips.split == "test", "fold"].unique()
+    if len(folds) != 1:
+        raise InputProblem("clips.csv", f"test split spans folds {sorted(folds)}, expected one")
+    return int(folds[0])
+
+
+def split_pairs(clips: pd.DataFrame, pairs: pd.DataFrame,
+                test_fold: int | None = None) -> tuple[dict[str, pd.DataFrame], int]:
+    """Pairs per split, speaker-independent; returns (splits, pairs dropped).
+
+    A pair belongs to a split when both its clips do. With the configured fold that is every
+    pair; with another test fold, easy pairs that straddle the new split boundary are dropped
+    (congruent and same-actor hard pairs never straddle it). Raises if an actor would appear in
+    two splits: identity must not leak from training into evaluation.
+    """
+    split_of = fold_splits(clips, test_fold)
+    actor_splits = pd.DataFrame({"actor": clips.actor, "split": clips.clip_id.map(split_of)})
+    shared = actor_splits.groupby("actor").split.nunique()
+    if (shared > 1).any():
+        raise InputProblem("clips.csv", f"actor(s) {sorted(shared[shared > 1].index)[:5]} "
+                                        "appear in more than one split")
+    face_split = pairs.face_clip.map(split_of)
+    voice_split = pairs.voice_clip.map(split_of)
+    if test_fold is None and (face_split != pairs.split).any():
+        raise InputProblem("pairs.csv", "a pair's split differs from its clip's split")
+    same = face_split == voice_split
+    out = {s: pairs[same & (face_split == s)].reset_index(drop=True)
+           for s in ("train", "val", "test")}
+    return out, int((~same).sum())
+
+
 class PairDataset(Dataset):
     """(face, voice) embedding pairs with their four targets, held as tensors."""
 
@@ -251,3 +334,114 @@ def model_config(modality: str, face_dim: int, voice_dim: int, classes: list[int
 
 def config_dict(cfg: AVModelConfig) -> dict:
     return asdict(cfg)
+
+
+# --- training entry -----------------------------------------------------------------------------
+
+
+@dataclass
+class AVData:
+    """Everything one training run reads: pair datasets per split and provenance."""
+
+    splits: dict[str, PairDataset]
+    classes: list[int]
+    dims: tuple[int, int]
+    test_fold: int
+    dropped_pairs: int
+    provenance: dict
+
+
+def load_av_data(processed_dir: Path, face_path: Path, voice_path: Path, classes: list[int],
+                 log: ProblemLog, test_fold: int | None = None) -> AVData:
+    """Read manifests and cached embeddings; build the per-split pair datasets."""
+    clips = read_table(processed_dir / "clips.csv", CLIP_COLUMNS)
+    pairs = read_table(processed_dir / "pairs.csv", PAIR_COLUMNS)
+    validate_pairs(clips, pairs, processed_dir / "pairs.csv")
+    fold = configured_test_fold(clips) if test_fold is None else test_fold
+    by_split, dropped = split_pairs(clips, pairs, None if fold == configured_test_fold(clips)
+                                    else fold)
+    needed_f, needed_v = set(pairs.face_clip), set(pairs.voice_clip)
+    face = load_clip_embeddings(face_path, needed_f, log)
+    voice = load_clip_embeddings(voice_path, needed_v, log)
+    splits = {s: PairDataset(p, face, voice, log, str(processed_dir / "pairs.csv"))
+              for s, p in by_split.items()}
+    for s, ds in splits.items():
+        check_labels(ds, classes, str(processed_dir / "pairs.csv"))
+        if len(ds) == 0:
+            raise InputProblem(processed_dir / "pairs.csv", f"no usable pairs in split '{s}'")
+    dims = (splits["train"].face.shape[1], splits["train"].voice.shape[1])
+    provenance = {}
+    for name, path in (("face", face_path), ("voice", voice_path)):
+        from affectpipe.features.store import open_features
+
+        with open_features(path) as r:
+            provenance[f"{name}_features"] = {k: r.attrs[k] for k in sorted(r.attrs)
+                                              if k in ("backbone", "spec", "config_hash")}
+    return AVData(splits, list(classes), dims, fold, dropped, provenance)
+
+
+def validation_score(m: dict, modality: str) -> float:
+    """Model selection: emotion UAR; the fusion model averages it with congruence ROC-AUC."""
+    if modality == "fusion" and m.get("congruence_auc") is not None:
+        return (m["uar"] + m["congruence_auc"]) / 2
+    return m["uar"]
+
+
+def evaluate(model: AVEmotionModel, dataset: PairDataset, classes: list[int],
+             batch_size: int = 256) -> tuple[pd.DataFrame, dict]:
+    """Predictions (one row per pair) and their flat metrics."""
+    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False)
+    df = pair_frame(dataset, collect_outputs(model, loader))
+    return df, av_test_metrics(df, classes)
+
+
+@dataclass
+class TrainConfig:
+    """Optimisation of one multimodal run (the `multimodal.train` params)."""
+
+    epochs: int = 60
+    batch_size: int = 64
+    lr: float = 1e-3
+    weight_decay: float = 0.05
+    patience: int = 15  # epochs without a better validation score before stopping
+
+
+def step_fn(model: AVEmotionModel, batch: Tensors, loss_cfg: LossConfig,
+            weights: dict) -> tuple[torch.Tensor, dict[str, float]]:
+    """One training step's loss and its logged parts (the optimiser is the loop's business)."""
+    out = model(**model_inputs(model, batch))
+    loss, parts = av_loss(out, batch, loss_cfg, weights)
+    return loss, {f"loss_{k}": float(v.detach()) for k, v in parts.items()}
+
+
+def fit_av(model: AVEmotionModel, data: AVData, loss_cfg: LossConfig, cfg: TrainConfig,
+           live_dir: Path | None = None, seed: int = 0) -> dict:
+    """Train on data.splits['train'], select on 'val'; returns the best validation metrics."""
+    from affectpipe.seeding import seed_everything
+
+    seed_everything(seed)
+    weights = loss_weights(data.splits["train"], data.classes, loss_cfg)
+    loader = DataLoader(data.splits["train"], batch_size=cfg.batch_size, shuffle=True,
+                        generator=torch.Generator().manual_seed(seed))
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    best: tuple[float, dict, dict] | None = None
+    stale = 0
+    for _epoch in range(cfg.epochs):
+        model.train()
+        for batch in loader:
+            loss, _ = step_fn(model, batch, loss_cfg, weights)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        _, val = evaluate(model, data.splits["val"], data.classes)
+        score = validation_score(val, model.cfg.modality)
+        if best is None or score > best[0]:
+            best = (score, {k: v.clone() for k, v in model.state_dict().items()}, val)
+            stale = 0
+        else:
+            stale += 1
+            if stale >= cfg.patience:
+                break
+    assert best is not None, "fit_av ran no epoch"
+    model.load_state_dict(best[1])
+    return best[2]
