@@ -49,9 +49,11 @@ def test_tiny_clip_takes_lora_on_last_block_q_v():
     b = load_backbone("clip", "tiny")
     last = b.model.config.num_hidden_layers - 1
     config = peft.LoraConfig(
-        r=4, target_modules=["q_proj", "v_proj"], layers_to_transform=[last],
+        r=4,
+        target_modules=["q_proj", "v_proj"],
+        layers_to_transform=[last],
         layers_pattern="layers",
-    )  # fmt: skip
+    )
     model = peft.get_peft_model(b.model, config)
     names = [n for n, p in model.named_parameters() if p.requires_grad]
     assert names and all(f"layers.{last}." in n for n in names)
@@ -64,10 +66,13 @@ def test_unreachable_hub_id_gives_one_error_that_says_how_to_run_offline(monkeyp
     assert info.value.__cause__ is None and info.value.__suppress_context__
 
 
-@pytest.mark.parametrize(("fn", "arg", "match"), [
-    (load_backbone, "resnet", "unknown backbone kind 'resnet'; valid kinds"),
-    (resolve_device, "tpu", "unknown device 'tpu'"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("fn", "arg", "match"),
+    [
+        (load_backbone, "resnet", "unknown backbone kind 'resnet'; valid kinds"),
+        (resolve_device, "tpu", "unknown device 'tpu'"),
+    ],
+)
 def test_bad_names_are_refused_listing_the_choices(fn, arg, match):
     with pytest.raises(ValueError, match=match):
         fn(arg, "tiny") if fn is load_backbone else fn(arg)

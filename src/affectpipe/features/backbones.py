@@ -35,8 +35,11 @@ _MODEL_CLASS: dict[str, type[tf.PreTrainedModel]] = {
 }
 
 
-class BackboneUnavailable(OSError):
-    """The spec names a model that cannot be loaded here (no network, no such folder)."""
+class BackboneUnavailable(OSError, ValueError):
+    """The spec names a model that cannot be loaded here (no network, no such folder).
+
+    Also a ValueError (like `io.UnsupportedOperation`), so stage scripts report it in one line.
+    """
 
 
 @dataclass
@@ -92,21 +95,40 @@ def tiny_config(kind: str) -> tf.PretrainedConfig:
     _check_kind(kind)
     if kind == "clip":
         return tf.CLIPVisionConfig(
-            image_size=64, patch_size=16, hidden_size=64, intermediate_size=128,
-            num_hidden_layers=4, num_attention_heads=4, projection_dim=64,
-        )  # fmt: skip
+            image_size=64,
+            patch_size=16,
+            hidden_size=64,
+            intermediate_size=128,
+            num_hidden_layers=4,
+            num_attention_heads=4,
+            projection_dim=64,
+        )
     if kind == "videomae":
         return tf.VideoMAEConfig(
-            image_size=32, patch_size=16, num_frames=16, tubelet_size=2, hidden_size=64,
-            intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
-        )  # fmt: skip
+            image_size=32,
+            patch_size=16,
+            num_frames=16,
+            tubelet_size=2,
+            hidden_size=64,
+            intermediate_size=128,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+        )
     # Layer-norm feature encoder (the wav2vec2-large-lv60 family): padding is masked exactly.
     return tf.Wav2Vec2Config(
-        hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
-        conv_dim=(32, 32, 32), conv_stride=(5, 4, 4), conv_kernel=(10, 8, 4),
-        num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=4,
-        feat_extract_norm="layer", do_stable_layer_norm=True, vocab_size=32,
-    )  # fmt: skip
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        conv_dim=(32, 32, 32),
+        conv_stride=(5, 4, 4),
+        conv_kernel=(10, 8, 4),
+        num_conv_pos_embeddings=16,
+        num_conv_pos_embedding_groups=4,
+        feat_extract_norm="layer",
+        do_stable_layer_norm=True,
+        vocab_size=32,
+    )
 
 
 def real_size_config(kind: str) -> tf.PretrainedConfig:

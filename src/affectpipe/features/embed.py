@@ -1,0 +1,134 @@
+"""Turning files into model inputs (the backbone's own processor) and outputs into embeddings.
+
+- CLIP: `pooler_output` of `CLIPVisionModel` (the post-layer-norm CLS token), one per frame.
+- VideoMAE: the mean of the final hidden states over *all* tokens. VideoMAE has no CLS token
+  (every token is a space-time patch), and its own classifier pools the same way
+  (`use_mean_pooling`, Tong et al. 2022), so token 0 is just the top-left patch of frames 0-1.
+- wav2vec2: the attention-masked mean over time of one hidden layer, so padding added to batch
+  utterances of different lengths never enters the average.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import soundfile as sf
+import torch
+from PIL import Image
+
+from affectpipe.features.sources import Item
+from affectpipe.problems import InputProblem
+
+POOLING = {
+    "clip": "pooler_output (post-layernorm CLS), CLIPVisionModel",
+    "videomae": "mean of last_hidden_state over all tokens",
+    "wav2vec2": "attention-masked mean over time of hidden_states[layer]",
+}
+
+
+def sample_indices(total: int, num: int) -> np.ndarray:
+    """`num` frame indices spread evenly over `total` frames (repeats frames when total < num)."""
+    return np.linspace(0, total - 1, num).round().astype(np.int64)
+
+
+def _image(item: Item) -> np.ndarray:
+    if item.index >= 0:  # one row of a (T, H, W, 3) frames file
+        return np.array(np.load(item.path, mmap_mode="r")[item.index])
+    with Image.open(item.path) as im:
+        return np.asarray(im.convert("RGB"))
+
+
+def _video(item: Item, num_frames: int) -> list[np.ndarray]:
+    frames = np.load(item.path, mmap_mode="r")  # (T, H, W, 3) uint8
+    return [np.array(frames[t]) for t in sample_indices(len(frames), num_frames)]
+
+
+def _audio(item: Item) -> np.ndarray:
+    wave, _ = sf.read(item.path, dtype="float32", always_2d=False)
+    return wave
+
+
+def prepare(kind: str, processor: Any, items: Sequence[Item], num_frames: int = 16) -> dict:
+    """Decode `items` and run the processor: the model's keyword inputs as tensors."""
+    try:
+        if kind == "clip":
+            return dict(processor(images=[_image(i) for i in items], return_tensors="pt"))
+        if kind == "videomae":
+            return dict(processor([_video(i, num_frames) for i in items], return_tensors="pt"))
+        waves = [_audio(i) for i in items]
+    except (OSError, ValueError, RuntimeError) as e:
+        paths = sorted({i.path for i in items})
+        raise InputProblem(
+            paths[0], f"cannot decode ({type(e).__name__}: {e}); batch of {len(paths)} file(s)"
+        ) from e
+    inputs = processor(
+        waves,
+        sampling_rate=processor.sampling_rate,
+        padding=True,
+        return_attention_mask=True,
+        return_tensors="pt",
+    )
+    return {"input_values": inputs["input_values"], "attention_mask": inputs["attention_mask"]}
+
+
+def embed_clip(model: torch.nn.Module, pixel_values: torch.Tensor) -> torch.Tensor:
+    """(B, 3, H, W) -> (B, D)."""
+    return model(pixel_values=pixel_values).pooler_output.float()
+
+
+def embed_videomae(model: torch.nn.Module, pixel_values: torch.Tensor) -> torch.Tensor:
+    """(B, T, 3, H, W) -> (B, D): mean over N = T/tubelet * (H/p) * (W/p) tokens."""
+    hidden = model(pixel_values=pixel_values).last_hidden_state  # (B, N, D)
+    return hidden.float().mean(dim=1)
+
+
+def embed_wav2vec2(
+    model: torch.nn.Module, input_values: torch.Tensor, attention_mask: torch.Tensor, layer: int
+) -> torch.Tensor:
+    """(B, S) samples + (B, S) mask -> (B, D), the masked mean of `hidden_states[layer]`.
+
+    Only layer-norm feature encoders take the attention mask; the group-norm ones
+    (wav2vec2-base) normalise over the whole padded signal, so their batches must hold
+    utterances of one length (see `extract.plan_batches`) and get no mask, as HF advises.
+    """
+    takes_mask = model.config.feat_extract_norm == "layer"
+    out = model(
+        input_values,
+        attention_mask=attention_mask if takes_mask else None,
+        output_hidden_states=True,
+    )
+    hidden = out.hidden_states[layer].float()  # (B, T', D)
+    frames = model._get_feature_vector_attention_mask(hidden.shape[1], attention_mask)  # (B, T')
+    weights = frames.to(hidden.dtype).unsqueeze(-1)  # (B, T', 1)
+    return (hidden * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1.0)
+
+
+def embed(kind: str, model: torch.nn.Module, inputs: dict, layer: int = -1) -> torch.Tensor:
+    """Embeddings (B, D) float32 for one prepared batch, on the model's device."""
+    if kind == "clip":
+        return embed_clip(model, inputs["pixel_values"])
+    if kind == "videomae":
+        return embed_videomae(model, inputs["pixel_values"])
+    return embed_wav2vec2(model, inputs["input_values"], inputs["attention_mask"], layer)
+
+
+def compute_dtype(name: str, device: torch.device) -> torch.dtype:
+    """`auto`: bf16 (AMX on CPU; CUDA with bf16 support), else fp16 on older GPUs."""
+    valid = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+    if name == "auto":
+        if device.type == "cuda" and not torch.cuda.is_bf16_supported():
+            return torch.float16
+        return torch.bfloat16
+    if name not in valid:
+        raise ValueError(f"unknown dtype '{name}'; valid: {['auto', *valid]}")
+    return valid[name]
+
+
+def autocast(device: torch.device, dtype: torch.dtype) -> contextlib.AbstractContextManager:
+    """Mixed precision around the forward pass; weights stay fp32."""
+    if dtype == torch.float32:
+        return contextlib.nullcontext()
+    return torch.autocast(device.type, dtype=dtype)

@@ -1,0 +1,66 @@
+"""Stage `extract`: a processed dataset folder -> `data/features/<backbone>_<dataset>.h5`."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from pathlib import Path
+
+import typer
+
+from affectpipe.config import from_section, load_params, section
+from affectpipe.features.extract import ComputeConfig, ExtractConfig, extract_features
+from affectpipe.problems import write_json
+from affectpipe.stage import run_stage
+
+app = typer.Typer(add_completion=False)
+
+
+@app.command()
+def main(
+    backbone: str = typer.Argument(..., help="clip | videomae | wav2vec2"),
+    dataset: str = typer.Argument(..., help="afewva | ravdess | cremad"),
+    in_dir: Path = typer.Option(None, help="default: data/processed/<dataset>"),
+    out_dir: Path = typer.Option(Path("data/features")),
+    params_file: Path = typer.Option(Path("params.yaml"), "--params"),
+) -> None:
+    params = load_params(params_file)
+    cfg = run_stage(
+        lambda: from_section(
+            ExtractConfig, section(params, f"extract.{backbone}"), f"extract.{backbone}"
+        )
+    )
+    # `compute` is shared with other stages: read only the keys extraction uses.
+    keys = [f.name for f in dataclasses.fields(ComputeConfig)]
+    compute = ComputeConfig(**{k: v for k, v in section(params, "compute").items() if k in keys})
+    out = out_dir / f"{backbone}_{dataset}.h5"
+    report, seconds = run_stage(
+        lambda: extract_features(
+            backbone,
+            dataset,
+            in_dir or Path("data/processed") / dataset,
+            out,
+            cfg,
+            compute,
+            policy=section(params, "extract.bad_input"),
+        )
+    )
+    if os.environ.get("RANK", "0") != "0":  # torchrun/accelerate: rank 0 merged and reports
+        return
+    write_json(out.with_suffix(".report.json"), report)
+    rate = report["items"] / max(seconds, 1e-9)
+    typer.echo(
+        f"extract {backbone} {dataset}: {report['clips']} clips, {report['items']} items "
+        f"in {seconds:.1f} s ({rate:.1f} items/s) -> {out}"
+    )
+    skipped = report["skipped"]
+    typer.echo(
+        f"  {len(skipped)} input(s) skipped, {len(report['no_modality'])} clip(s) "
+        f"without this modality; see {out.with_suffix('.report.json')}"
+    )
+    for item in skipped[:20]:
+        typer.echo(f"  skipped {item['path']}: {item['reason']}", err=True)
+
+
+if __name__ == "__main__":
+    app()
