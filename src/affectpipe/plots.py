@@ -1,0 +1,137 @@
+"""Figures (matplotlib) and plot data for `dvc plots`.
+
+Every figure is readable on its own (title, axis labels with scales, legend) and byte-stable for
+the same data: the Agg backend, a fixed DPI, no PNG metadata (matplotlib would stamp its version
+and nothing else varies), and seeded layouts for UMAP.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+from sklearn.decomposition import PCA  # noqa: E402
+from sklearn.metrics import roc_curve  # noqa: E402
+
+DPI = 100
+TRUE_COLOUR, PRED_COLOUR = "#4d4d4d", "#d95f02"
+KIND_COLOURS = {"overall": "#1b9e77", "easy": "#7570b3", "hard": "#e7298a"}
+VA_LABEL = "{} (AFEW-VA -10..10 scaled to -1..1)"
+
+
+def save_figure(fig: plt.Figure, path: Path) -> None:
+    """Write a PNG with no metadata, so the same data gives the same bytes."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=DPI, metadata={"Software": None})
+    plt.close(fig)
+
+
+def plot_va_space(frames: pd.DataFrame, path: Path, title: str) -> None:
+    """Predicted vs ground-truth points in the 2-D valence-arousal plane."""
+    fig, ax = plt.subplots(figsize=(5.5, 5.5), layout="constrained")
+    ax.scatter(frames["valence_true"], frames["arousal_true"], s=10, c=TRUE_COLOUR,
+               alpha=0.5, label="ground truth")  # fmt: skip
+    ax.scatter(frames["valence_pred"], frames["arousal_pred"], s=10, c=PRED_COLOUR,
+               alpha=0.5, label="predicted")  # fmt: skip
+    ax.axhline(0, lw=0.5, c="k")
+    ax.axvline(0, lw=0.5, c="k")
+    ax.set(xlim=(-1.05, 1.05), ylim=(-1.05, 1.05), aspect="equal", title=title,
+           xlabel=VA_LABEL.format("valence"), ylabel=VA_LABEL.format("arousal"))  # fmt: skip
+    ax.legend(loc="lower right")
+    save_figure(fig, path)
+
+
+def plot_va_traces(frames: pd.DataFrame, path: Path, title: str, max_clips: int = 4) -> None:
+    """Per-clip valence and arousal over time, predicted vs true, for the first few clips."""
+    clips = sorted(frames["clip"].unique())[:max_clips]
+    fig, axes = plt.subplots(len(clips), 2, figsize=(10, 2.2 * len(clips) + 0.6),
+                             sharex="row", squeeze=False, layout="constrained")  # fmt: skip
+    for row, clip in zip(axes, clips, strict=True):
+        part = frames[frames["clip"] == clip].sort_values("frame")
+        for ax, dim in zip(row, ("valence", "arousal"), strict=True):
+            ax.plot(part["frame"], part[f"{dim}_true"], c=TRUE_COLOUR, label="ground truth")
+            ax.plot(part["frame"], part[f"{dim}_pred"], c=PRED_COLOUR, label="predicted")
+            ax.set(ylim=(-1.05, 1.05), title=f"clip {clip}: {dim}", xlabel="frame",
+                   ylabel=f"{dim} (-1..1)")  # fmt: skip
+    axes[0, 0].legend(loc="upper right")
+    fig.suptitle(title)
+    save_figure(fig, path)
+
+
+def project_2d(embeddings: np.ndarray, method: str, seed: int) -> np.ndarray:
+    """PCA or UMAP of (n, d) embeddings to (n, 2), seeded."""
+    if method == "pca":
+        return PCA(n_components=2, random_state=seed).fit_transform(embeddings)
+    if method == "umap":
+        import umap  # heavy import (numba): only when asked for
+
+        neighbours = max(2, min(15, len(embeddings) - 1))
+        reducer = umap.UMAP(n_neighbors=neighbours, random_state=seed, n_jobs=1)
+        return reducer.fit_transform(embeddings)
+    raise ValueError(f"unknown projection '{method}'; valid: ['pca', 'umap']")
+
+
+def plot_embeddings(
+    embeddings: np.ndarray,
+    colour_by: Mapping[str, np.ndarray],
+    path: Path,
+    title: str,
+    method: str = "pca",
+    seed: int = 0,
+    categories: Mapping[str, list[str]] | None = None,
+) -> None:
+    """One panel per colouring (e.g. valence, arousal, emotion) of a 2-D projection."""
+    xy = project_2d(embeddings, method, seed)
+    categories = categories or {}
+    fig, axes = plt.subplots(1, len(colour_by), figsize=(4.6 * len(colour_by), 4.4),
+                             squeeze=False, layout="constrained")  # fmt: skip
+    for ax, (name, values) in zip(axes[0], colour_by.items(), strict=True):
+        if name in categories:
+            labels = categories[name]
+            cmap = plt.get_cmap("tab10")
+            for idx in sorted(set(values.tolist())):
+                mask = values == idx
+                ax.scatter(xy[mask, 0], xy[mask, 1], s=8, color=cmap(idx % 10), label=labels[idx])
+            ax.legend(fontsize=7, markerscale=1.5)
+        else:
+            points = ax.scatter(xy[:, 0], xy[:, 1], s=8, c=values, cmap="coolwarm", vmin=-1, vmax=1)
+            fig.colorbar(points, ax=ax, label=f"{name} (-1..1)")
+        ax.set(
+            title=f"coloured by {name}", xlabel=f"{method.upper()} 1", ylabel=f"{method.upper()} 2"
+        )
+    fig.suptitle(title)
+    save_figure(fig, path)
+
+
+def plot_congruence_roc(pairs: pd.DataFrame, path: Path, title: str) -> None:
+    """ROC of the congruence score: all pairs, and congruent vs easy / vs hard incongruent."""
+    fig, ax = plt.subplots(figsize=(5, 5), layout="constrained")
+    congruent = pairs[pairs["kind"] == "congruent"]
+    subsets = {"overall": pairs} | {
+        k: pd.concat([congruent, pairs[pairs["kind"] == k]]) for k in ("easy", "hard")
+    }
+    for name, part in subsets.items():
+        if part["congruent"].nunique() < 2:
+            continue
+        fpr, tpr, _ = roc_curve(part["congruent"], part["congruence_prob"])
+        ax.plot(fpr, tpr, c=KIND_COLOURS[name], label=f"{name} ({len(part)} pairs)")
+    ax.plot([0, 1], [0, 1], ls="--", c="grey", lw=0.8, label="chance")
+    ax.set(xlim=(0, 1), ylim=(0, 1.01), aspect="equal", title=title,
+           xlabel="false positive rate (incongruent called congruent)",
+           ylabel="true positive rate (congruent called congruent)")  # fmt: skip
+    ax.legend(loc="lower right")
+    save_figure(fig, path)
+
+
+def confusion_plot_data(y_true: np.ndarray, y_pred: np.ndarray, names: list[str]) -> pd.DataFrame:
+    """Rows `actual, predicted` (class names) for DVC's `confusion` template."""
+    return pd.DataFrame(
+        {"actual": [names[i] for i in y_true], "predicted": [names[i] for i in y_pred]}
+    )
