@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 
 from affectpipe.data.labels import CREMAD_CLASSES, EMOTIONS
+from affectpipe.data.pairs import PairConfig
 from affectpipe.features.store import FeatureWriter
 from affectpipe.problems import InputProblem, ProblemLog
 from affectpipe.train.multimodal import (
@@ -33,7 +34,8 @@ def write_fixture(root: Path, classes=tuple(range(8)), actors=6, folds=3, face_s
             for e in classes:
                 rows.append({"clip_id": f"a{a}_s{st}_e{e}", "dataset": "fixture",
                              "actor": f"A{a:02d}", "emotion": e, "emotion_name": EMOTIONS[e],
-                             "statement": st, "fold": a % folds})
+                             "statement": st, "fold": a % folds, "has_video": 1,
+                             "has_audio": 1})
     clips = pd.DataFrame(rows)
     clips["split"] = clips.fold.map({0: "test", 1: "val"}).fillna("train")
     clips.to_csv(proc / "clips.csv", index=False)
@@ -104,6 +106,16 @@ def test_other_folds_keep_all_congruent_and_hard_pairs(tmp_path):
     for kind in ("congruent", "hard"):
         assert (kept.kind == kind).sum() == (pairs.kind == kind).sum()
     assert dropped == len(pairs) - len(kept) and dropped > 0  # straddling easy pairs
+
+
+def test_other_folds_redraw_pairs_like_preprocessing(tmp_path):
+    clips, pairs = tables(write_fixture(tmp_path, actors=8, folds=4))
+    splits, dropped = split_pairs(clips, pairs, 2, PairConfig(1.0, 0.5), seed=0)
+    assert dropped == 0
+    for split, df in splits.items():
+        n = (df.kind == "congruent").sum()
+        assert n > 0 and (df.kind == "hard").sum() == n // 2 == (df.kind == "easy").sum(), split
+        validate_pairs(clips, df, "redrawn")
 
 
 def test_hard_pairs_are_incongruent_and_share_actor_and_statement(fixture_dir):

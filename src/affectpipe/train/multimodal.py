@@ -23,6 +23,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from affectpipe import metrics
 from affectpipe.data.labels import EMOTIONS, N_EMOTIONS
+from affectpipe.data.pairs import PairConfig, make_pairs
 from affectpipe.models.multimodal import AVEmotionModel, AVModelConfig
 from affectpipe.problems import InputProblem, ProblemLog
 
@@ -134,14 +135,16 @@ def configured_test_fold(clips: pd.DataFrame) -> int:
     return int(folds[0])
 
 
-def split_pairs(clips: pd.DataFrame, pairs: pd.DataFrame,
-                test_fold: int | None = None) -> tuple[dict[str, pd.DataFrame], int]:
+def split_pairs(clips: pd.DataFrame, pairs: pd.DataFrame, test_fold: int | None = None,
+                pair_cfg: PairConfig | None = None,
+                seed: int = 0) -> tuple[dict[str, pd.DataFrame], int]:
     """Pairs per split, speaker-independent; returns (splits, pairs dropped).
 
-    A pair belongs to a split when both its clips do. With the configured fold that is every
-    pair; with another test fold, easy pairs that straddle the new split boundary are dropped
-    (congruent and same-actor hard pairs never straddle it). Raises if an actor would appear in
-    two splits: identity must not leak from training into evaluation.
+    `test_fold=None` keeps preprocessing's splits and pairs. Another fold re-splits the clips by
+    actor fold; with `pair_cfg` its pairs are drawn afresh as preprocessing draws them
+    (`affectpipe.data.pairs.make_pairs`, same ratio and seed), otherwise the existing pairs are
+    reused and easy pairs that straddle the new split boundary are dropped (congruent and
+    same-actor hard pairs never straddle it). Raises if an actor would appear in two splits.
     """
     split_of = fold_splits(clips, test_fold)
     actor_splits = pd.DataFrame({"actor": clips.actor, "split": clips.clip_id.map(split_of)})
@@ -149,6 +152,8 @@ def split_pairs(clips: pd.DataFrame, pairs: pd.DataFrame,
     if (shared > 1).any():
         raise InputProblem("clips.csv", f"actor(s) {sorted(shared[shared > 1].index)[:5]} "
                                         "appear in more than one split")
+    if test_fold is not None and pair_cfg is not None:
+        pairs = make_pairs(clips.assign(split=clips.clip_id.map(split_of)), pair_cfg, seed)
     face_split = pairs.face_clip.map(split_of)
     voice_split = pairs.voice_clip.map(split_of)
     if test_fold is None and (face_split != pairs.split).any():
@@ -352,15 +357,21 @@ class AVData:
 
 
 def load_av_data(processed_dir: Path, face_path: Path, voice_path: Path, classes: list[int],
-                 log: ProblemLog, test_fold: int | None = None) -> AVData:
-    """Read manifests and cached embeddings; build the per-split pair datasets."""
+                 log: ProblemLog, test_fold: int | None = None,
+                 pair_cfg: PairConfig | None = None, seed: int = 0) -> AVData:
+    """Read manifests and cached embeddings; build the per-split pair datasets.
+
+    `test_fold` None (or preprocessing's own test fold) uses `pairs.csv` as written; another
+    fold re-splits by actor fold and redraws pairs with `pair_cfg` (see `split_pairs`).
+    """
     clips = read_table(processed_dir / "clips.csv", CLIP_COLUMNS)
     pairs = read_table(processed_dir / "pairs.csv", PAIR_COLUMNS)
     validate_pairs(clips, pairs, processed_dir / "pairs.csv")
     fold = configured_test_fold(clips) if test_fold is None else test_fold
-    by_split, dropped = split_pairs(clips, pairs, None if fold == configured_test_fold(clips)
-                                    else fold)
-    needed_f, needed_v = set(pairs.face_clip), set(pairs.voice_clip)
+    own = fold == configured_test_fold(clips)
+    by_split, dropped = split_pairs(clips, pairs, None if own else fold, pair_cfg, seed)
+    used = pd.concat(by_split.values())
+    needed_f, needed_v = set(used.face_clip), set(used.voice_clip)
     face = load_clip_embeddings(face_path, needed_f, log)
     voice = load_clip_embeddings(voice_path, needed_v, log)
     splits = {s: PairDataset(p, face, voice, log, str(processed_dir / "pairs.csv"))
