@@ -1,0 +1,102 @@
+"""The README's results section, generated from `metrics/` so it cannot drift from the numbers.
+
+`python -m affectpipe.results README.md` rewrites the block between the markers below;
+`--check` fails when the README is out of date (the test suite runs it).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+START, END = "<!-- results:start -->", "<!-- results:end -->"
+VA_COLUMNS = {
+    "ccc_valence": "CCC valence",
+    "ccc_arousal": "CCC arousal",
+    "ccc_mean": "CCC mean",
+    "ccc_clip_valence": "per-clip CCC valence",
+    "ccc_clip_arousal": "per-clip CCC arousal",
+    "rmse_valence": "RMSE valence",
+    "rmse_arousal": "RMSE arousal",
+}
+AV_COLUMNS = {
+    "accuracy": "accuracy",
+    "uar": "UAR",
+    "macro_f1": "macro-F1",
+    "weighted_f1": "weighted-F1",
+    "congruence_accuracy": "congr. acc.",
+    "congruence_auc": "congr. AUC",
+    "congruence_auc_easy": "AUC easy",
+    "congruence_auc_hard": "AUC hard",
+}
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, int | float):
+        return "n/a" if value != value else f"{value:.3f}"  # NaN -> n/a
+    return "–"
+
+
+def _table(header: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in rows])
+
+
+def render(metrics_dir: Path) -> str:
+    """Markdown tables of the test metrics in `metrics_dir` (va.json, av.json)."""
+    parts = []
+    va_path, av_path = metrics_dir / "va.json", metrics_dir / "av.json"
+    if va_path.exists():
+        va = json.loads(va_path.read_text())["va"]
+        rows = [[name] + [_fmt(va[name].get("test", {}).get(k)) for k in VA_COLUMNS] for name in va]
+        parts.append(
+            "Valence/arousal on the AFEW-VA test split (frames pooled, AVEC/ABAW style):\n\n"
+            + _table(["model"] + list(VA_COLUMNS.values()), rows)
+        )
+    if av_path.exists():
+        av = json.loads(av_path.read_text())["av"]
+        rows = [
+            [f"{model} / {ds}"] + [_fmt(scores.get("test", {}).get(k)) for k in AV_COLUMNS]
+            for model, per_ds in av.items()
+            for ds, scores in per_ds.items()
+        ]
+        parts.append(
+            "Emotion and face/voice congruence on the test fold:\n\n"
+            + _table(["model / dataset"] + list(AV_COLUMNS.values()), rows)
+        )
+    return "\n\n".join(parts) if parts else "No metrics yet: run `make repro`."
+
+
+def update_readme(readme: Path, metrics_dir: Path) -> bool:
+    """Rewrite the results block; returns whether the file changed."""
+    text = readme.read_text()
+    if START not in text or END not in text:
+        raise ValueError(f"{readme}: no '{START}' ... '{END}' block to fill")
+    head, rest = text.split(START, 1)
+    _, tail = rest.split(END, 1)
+    new = f"{head}{START}\n{render(metrics_dir)}\n{END}{tail}"
+    changed = new != text
+    if changed:
+        readme.write_text(new)
+    return changed
+
+
+def main(argv: list[str]) -> int:
+    check = "--check" in argv
+    paths = [a for a in argv if not a.startswith("--")]
+    readme = Path(paths[0] if paths else "README.md")
+    if check:
+        current = readme.read_text()
+        expected = current.split(START, 1)[0] + START + "\n" + render(Path("metrics")) + "\n" + END
+        if expected not in current:
+            print(f"{readme}: results block is out of date; run python -m affectpipe.results")
+            return 1
+        return 0
+    update_readme(readme, Path("metrics"))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
