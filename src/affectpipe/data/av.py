@@ -1,0 +1,215 @@
+"""Preprocessing shared by the audio-visual datasets (RAVDESS, CREMA-D).
+
+A dataset module parses its file names into `ClipSource`s; `build` turns them into the
+products of docs/design.md: 16 kHz mono audio, a fixed number of face-cropped frames sampled
+evenly over each video, actor-disjoint folds, congruence pairs, `clips.csv`, `pairs.csv` and a
+`report.json` that lists every skipped input with its reason. Audio and video of a clip are
+handled separately, so a clip with a broken video still serves audio-only models (and the
+reverse), and the problem is on record.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from tqdm import tqdm
+
+from affectpipe.config import from_section
+from affectpipe.data import media
+from affectpipe.data.framecrop import CROPS, crop_clip
+from affectpipe.data.labels import EMOTIONS
+from affectpipe.data.pairs import SPLITS, FoldConfig, PairConfig, assign_folds, make_pairs, split_of
+from affectpipe.problems import InputProblem, ProblemLog, write_json
+
+CLIP_COLUMNS = [
+    "clip_id", "dataset", "actor", "emotion", "emotion_name", "intensity", "statement",
+    "repetition", "fold", "split", "has_video", "has_audio", "frames_path", "audio_path",
+    "duration_s", "loudness_db",
+]
+
+
+@dataclass
+class AVPreprocessConfig:
+    n_frames: int = 16  # VideoMAE's clip length
+    frame_size: int = 112  # square crops; the backbone's processor resizes further
+    crop: str = "foreground"  # foreground (cheap face box, centre if none) | center
+    margin: float = 0.1  # grow the foreground box by this fraction of its side
+    decode_max_side: int = 480  # shrink frames at decode (1280x720 sources) to bound memory
+    sample_rate: int = 16000
+    silence_db: float = -60.0  # RMS below this is a silent recording
+    bad_input: str = "skip"  # strict: stop at the first bad file | skip: record it and go on
+    folds: FoldConfig = field(default_factory=FoldConfig)
+    pairs: PairConfig = field(default_factory=PairConfig)
+
+    def __post_init__(self) -> None:
+        if self.crop not in CROPS:
+            raise ValueError(f"crop='{self.crop}'; valid: {list(CROPS)}")
+        if self.n_frames < 1 or self.frame_size < 8:
+            raise ValueError(f"n_frames={self.n_frames}, frame_size={self.frame_size} too small")
+
+
+def av_config(values: dict[str, Any], name: str) -> AVPreprocessConfig:
+    """Build the config from a params section, nested `folds` and `pairs` included."""
+    values = dict(values)
+    values["folds"] = from_section(FoldConfig, values.get("folds", {}), f"{name}.folds")
+    values["pairs"] = from_section(PairConfig, values.get("pairs", {}), f"{name}.pairs")
+    return from_section(AVPreprocessConfig, values, name)
+
+
+@dataclass(frozen=True)
+class ClipSource:
+    """One clip as named on disk: labels from the file name, and where each modality lives."""
+
+    clip_id: str
+    dataset: str
+    actor: int
+    emotion: int  # unified id
+    intensity: str
+    statement: int | str
+    repetition: int
+    video: Path | None  # container to take frames from
+    audio: Path | None  # a WAV, or a container whose own audio track is used
+    wav_rate: int | None = None  # the sample rate the dataset's WAVs are published at
+
+
+@dataclass
+class _Run:
+    cfg: AVPreprocessConfig
+    out_dir: Path
+    log: ProblemLog
+    resampled: list[dict[str, Any]] = field(default_factory=list)
+    center_fallback: list[str] = field(default_factory=list)
+
+
+def _audio(src: ClipSource, run: _Run) -> media.Audio | None:
+    cfg = run.cfg
+    try:
+        if src.audio.suffix.lower() in media.WAV_EXTS:
+            audio = media.read_wav(src.audio, cfg.sample_rate, cfg.silence_db)
+            if src.wav_rate and audio.source_rate != src.wav_rate:
+                run.resampled.append(
+                    {"path": str(src.audio), "rate": audio.source_rate, "expected": src.wav_rate}
+                )
+        else:
+            audio = media.read_track(src.audio, cfg.sample_rate, cfg.silence_db)
+    except InputProblem as p:
+        run.log.report(p)
+        return None
+    media.write_wav(run.out_dir / "audio" / f"{src.clip_id}.wav", audio.samples,
+                    cfg.sample_rate, subtype="FLOAT")
+    return audio
+
+
+def _frames(src: ClipSource, run: _Run) -> bool:
+    """Write the clip's sampled crops; False (and the problem on record) if unusable."""
+    cfg = run.cfg
+    try:
+        frames = media.read_frames(src.video, cfg.decode_max_side)
+        if len(frames) < cfg.n_frames:
+            raise InputProblem(
+                src.video, f"{len(frames)} frames, fewer than the {cfg.n_frames} requested"
+            )
+    except InputProblem as p:
+        run.log.report(p)
+        return False
+    picked = frames[media.sample_indices(len(frames), cfg.n_frames)]  # (T, H, W, 3)
+    crops, fell_back = crop_clip(picked, cfg.crop, cfg.frame_size, cfg.margin)
+    if fell_back:
+        run.center_fallback.append(src.clip_id)
+    path = run.out_dir / "frames" / f"{src.clip_id}.npy"
+    np.save(path, np.ascontiguousarray(crops))
+    return True
+
+
+def _row(src: ClipSource, audio: media.Audio | None, video_ok: bool) -> dict[str, Any]:
+    return {
+        "clip_id": src.clip_id, "dataset": src.dataset, "actor": src.actor,
+        "emotion": src.emotion, "emotion_name": EMOTIONS[src.emotion],
+        "intensity": src.intensity, "statement": src.statement, "repetition": src.repetition,
+        "has_video": int(video_ok), "has_audio": int(audio is not None),
+        "frames_path": f"frames/{src.clip_id}.npy" if video_ok else "",
+        "audio_path": f"audio/{src.clip_id}.wav" if audio is not None else "",
+        "duration_s": round(audio.duration_s, 4) if audio is not None else np.nan,
+        "loudness_db": round(audio.loudness_db, 3) if audio is not None else np.nan,
+    }
+
+
+def process(sources: list[ClipSource], run: _Run) -> pd.DataFrame:
+    (run.out_dir / "frames").mkdir(parents=True, exist_ok=True)
+    (run.out_dir / "audio").mkdir(parents=True, exist_ok=True)
+    rows = []
+    for src in tqdm(sorted(sources, key=lambda s: s.clip_id), desc="clips", unit="clip"):
+        audio = _audio(src, run) if src.audio is not None else None
+        video_ok = src.video is not None and _frames(src, run)
+        if audio is not None or video_ok:
+            rows.append(_row(src, audio, video_ok))
+    return pd.DataFrame(rows, columns=[c for c in CLIP_COLUMNS if c not in ("fold", "split")])
+
+
+def _split_summary(clips: pd.DataFrame, pairs: pd.DataFrame) -> dict[str, Any]:
+    out = {}
+    for split in SPLITS:
+        c, p = clips[clips.split == split], pairs[pairs.split == split]
+        out[split] = {
+            "actors": sorted(int(a) for a in c.actor.unique()),
+            "clips": len(c),
+            "audio": int(c.has_audio.sum()),
+            "video": int(c.has_video.sum()),
+            "emotions": {
+                EMOTIONS[e]: int(n) for e, n in c.emotion.value_counts().sort_index().items()
+            },
+            "pairs": {k: int((p.kind == k).sum()) for k in ("congruent", "easy", "hard")},
+        }
+    return out
+
+
+def build(
+    dataset: str,
+    sources: list[ClipSource],
+    cfg: AVPreprocessConfig,
+    out_dir: Path,
+    seed: int,
+    log: ProblemLog,
+    notes: list[str],
+) -> dict[str, Any]:
+    """Write every product under `out_dir`; returns the report (also written as report.json)."""
+    run = _Run(cfg, out_dir, log)
+    clips = process(sources, run)
+    if clips.empty:
+        raise InputProblem(out_dir, "no usable clip: every input was skipped (see the messages)")
+    fold_of = assign_folds(clips.actor.tolist(), cfg.folds)
+    clips.insert(8, "fold", clips.actor.map(fold_of).astype(int))
+    clips.insert(9, "split", clips.fold.map(lambda f: split_of(f, cfg.folds)))
+    clips = clips.sort_values("clip_id").reset_index(drop=True)
+    if not clips.has_video.any():
+        notes.append("no video: every clip is audio-only, so there are no frames and no pairs")
+    pairs = make_pairs(clips, cfg.pairs, seed)
+    clips.to_csv(out_dir / "clips.csv", index=False)
+    pairs.to_csv(out_dir / "pairs.csv", index=False)
+    report = {
+        "dataset": dataset,
+        "clips": len(clips),
+        "pairs": len(pairs),
+        "crop": cfg.crop,
+        "center_fallback": sorted(run.center_fallback),
+        "resampled": sorted(run.resampled, key=lambda r: r["path"]),
+        "skipped": log.to_json(),
+        "notes": notes,
+        "folds": {
+            str(f): sorted(int(a) for a in clips[clips.fold == f].actor.unique())
+            for f in range(cfg.folds.folds)
+        },
+        "emotions_per_fold": {
+            str(f): sorted(int(e) for e in clips[clips.fold == f].emotion.unique())
+            for f in range(cfg.folds.folds)
+        },
+        "splits": _split_summary(clips, pairs),
+        "settings": {"n_frames": cfg.n_frames, "frame_size": cfg.frame_size,
+                     "sample_rate": cfg.sample_rate},
+    }
+    write_json(out_dir / "report.json", report)
+    return report
