@@ -158,7 +158,6 @@ def extract_shard(
     device = backbone.device
     dtype = E.compute_dtype(cfg.dtype, device)
     tmp = part.with_name(part.name + ".tmp")
-    done = 0
     bar = tqdm(
         total=sum(map(len, mine)),
         unit="item",
@@ -167,25 +166,36 @@ def extract_shard(
         disable=None,
         dynamic_ncols=True,
     )
-    with h5py.File(tmp, "w") as f, torch.inference_mode(), E.autocast(device, dtype):
-        ids_ds = f.create_dataset("items", (0,), np.int64, maxshape=(None,), chunks=(4096,))
-        feats = f.create_dataset(
-            "features",
-            (0, backbone.dim),
-            np.float32,
-            maxshape=(None, backbone.dim),
-            chunks=(256, backbone.dim),
-        )
-        for ids, inputs in loader:
-            inputs = {k: v.to(device, non_blocking=True) for k, v in inputs.items()}
-            out = E.embed(backbone.kind, backbone.model, inputs, cfg.layer).cpu().numpy()
-            ids_ds.resize((done + len(ids),))
-            feats.resize((done + len(ids), backbone.dim))
-            ids_ds[done:], feats[done:] = ids, out
-            done += len(ids)
-            bar.update(len(ids))
-    bar.close()
+    try:
+        with h5py.File(tmp, "w") as f, torch.inference_mode(), E.autocast(device, dtype):
+            done = _run_batches(loader, backbone, cfg.layer, f, bar)
+    except BaseException:
+        tmp.unlink(missing_ok=True)  # an interrupted shard leaves nothing behind
+        raise
+    finally:
+        bar.close()
     os.replace(tmp, part)
+    return done
+
+
+def _run_batches(
+    loader: DataLoader, backbone: Backbone, layer: int, f: h5py.File, bar: tqdm
+) -> int:
+    """Append each batch's (item ids, embeddings) to the open part file `f`."""
+    dim = backbone.dim
+    ids_ds = f.create_dataset("items", (0,), np.int64, maxshape=(None,), chunks=(4096,))
+    feats = f.create_dataset(
+        "features", (0, dim), np.float32, maxshape=(None, dim), chunks=(256, dim)
+    )
+    done = 0
+    for ids, inputs in loader:
+        inputs = {k: v.to(backbone.device, non_blocking=True) for k, v in inputs.items()}
+        out = E.embed(backbone.kind, backbone.model, inputs, layer).cpu().numpy()  # (B, dim)
+        ids_ds.resize((done + len(ids),))
+        feats.resize((done + len(ids), dim))
+        ids_ds[done:], feats[done:] = ids, out
+        done += len(ids)
+        bar.update(len(ids))
     return done
 
 

@@ -1,0 +1,319 @@
+"""Extraction: pooling rules, padding masks, sharding, bad inputs, provenance, the stage."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import soundfile as sf
+import torch
+from PIL import Image
+
+from affectpipe.features import backbones
+from affectpipe.features import embed as E
+from affectpipe.features.backbones import load_backbone
+from affectpipe.features.extract import (
+    ComputeConfig,
+    ExtractConfig,
+    build_plan,
+    extract_features,
+    extract_shard,
+    merge_parts,
+    part_path,
+    plan_batches,
+    provenance,
+)
+from affectpipe.features.sources import Item, Plan
+from affectpipe.features.store import open_features
+from affectpipe.problems import InputProblem, ProblemLog
+
+CPU = ComputeConfig(device="cpu", processes=1, dataloader_workers=0)
+
+
+@pytest.fixture(autouse=True)
+def _cache(tmp_path_factory, monkeypatch):
+    monkeypatch.setenv(backbones.CACHE_ENV, str(tmp_path_factory.getbasetemp() / "cache"))
+
+
+def write_av(folder: Path, n_clips: int = 4, bad: str | None = None) -> Path:
+    """A RAVDESS-like processed folder: clips.csv, frames/<id>.npy, audio/<id>.wav."""
+    rng = np.random.default_rng(1)
+    (folder / "frames").mkdir(parents=True)
+    (folder / "audio").mkdir()
+    rows = []
+    for i in range(n_clips):
+        cid = f"01-01-0{i + 1}-01-01-01-0{i % 2 + 1}"
+        has_video, has_audio = i != 1, i != 2  # clip 1: no video, clip 2: no audio
+        np.save(
+            folder / "frames" / f"{cid}.npy", rng.integers(0, 255, (5 + i, 24, 32, 3), np.uint8)
+        )
+        wave = 0.1 * rng.standard_normal(3000 + 1500 * i).astype(np.float32)
+        sf.write(folder / "audio" / f"{cid}.wav", wave, 16000, subtype="FLOAT")
+        rows.append(
+            {
+                "clip_id": cid,
+                "dataset": "ravdess",
+                "actor": f"0{i % 2 + 1}",
+                "emotion": i,
+                "split": "train",
+                "fold": i % 2,
+                "has_video": has_video,
+                "has_audio": has_audio,
+                "frames_path": f"frames/{cid}.npy",
+                "audio_path": f"audio/{cid}.wav",
+            }
+        )
+    if bad == "frames":
+        (folder / "frames" / f"{rows[0]['clip_id']}.npy").write_bytes(b"not numpy")
+    pd.DataFrame(rows).to_csv(folder / "clips.csv", index=False)
+    return folder
+
+
+def write_afewva(folder: Path) -> Path:
+    rng = np.random.default_rng(2)
+    rows = []
+    for clip in ("002", "001"):
+        for frame in (2, 0, 1):  # rows out of frame order on purpose
+            path = Path("crops") / clip / f"{frame:05d}.png"
+            (folder / path).parent.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(rng.integers(0, 255, (20, 20, 3), np.uint8)).save(folder / path)
+            rows.append(
+                {
+                    "clip": clip,
+                    "frame": frame,
+                    "crop_path": str(path),
+                    "valence": frame / 10,
+                    "arousal": -frame / 10,
+                    "actor": f"Actor {clip}",
+                    "box_x0": 0,
+                    "box_y0": 0,
+                    "box_x1": 20,
+                    "box_y1": 20,
+                    "split": "test" if clip == "001" else "train",
+                }
+            )
+    pd.DataFrame(rows).to_csv(folder / "frames.csv", index=False)
+    return folder
+
+
+def sha(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_videomae_embedding_is_the_mean_over_all_tokens_not_token_0():
+    b = load_backbone("videomae", "tiny")
+    torch.manual_seed(0)
+    x = torch.randn(2, 16, 3, 32, 32)  # (B, T, C, H, W)
+    hidden = b.model(pixel_values=x).last_hidden_state  # (B, N, D)
+    assert hidden.shape[1] == (16 // 2) * (32 // 16) ** 2  # tubelets x patches, no CLS
+    pooled = E.embed_videomae(b.model, x)
+    torch.testing.assert_close(pooled, hidden.mean(dim=1))
+    assert not torch.allclose(pooled, hidden[:, 0])
+
+
+@pytest.mark.parametrize(("total", "expected"), [(32, [0, 10, 21, 31]), (2, [0, 0, 1, 1])])
+def test_frame_sampling_spreads_evenly_and_repeats_short_clips(total, expected):
+    assert E.sample_indices(total, 4).tolist() == expected
+
+
+def test_wav2vec2_masked_mean_ignores_padding_of_a_batch():
+    b = load_backbone("wav2vec2", "tiny")
+    rng = np.random.default_rng(0)
+    waves = {
+        "a": rng.standard_normal(3000).astype(np.float32),
+        "b": rng.standard_normal(7000).astype(np.float32),
+    }
+
+    def run(names):
+        inputs = b.processor(
+            [waves[n] for n in names],
+            sampling_rate=16000,
+            padding=True,
+            return_attention_mask=True,
+            return_tensors="pt",
+        )
+        with torch.inference_mode():
+            return E.embed_wav2vec2(b.model, inputs.input_values, inputs.attention_mask, -1)
+
+    alone, batched = run(["a"]), run(["a", "b"])
+    assert batched.shape == (2, b.dim)
+    torch.testing.assert_close(batched[0], alone[0], atol=1e-5, rtol=1e-4)
+    # the same batch with the padding counted in the mean would differ
+    inputs = b.processor(
+        [waves["a"], waves["b"]],
+        sampling_rate=16000,
+        padding=True,
+        return_attention_mask=True,
+        return_tensors="pt",
+    )
+    with torch.inference_mode():
+        hidden = b.model(inputs.input_values, attention_mask=inputs.attention_mask)
+    assert not torch.allclose(hidden.last_hidden_state[0].mean(0), alone[0], atol=1e-3)
+
+
+def test_group_norm_wav2vec2_batches_never_mix_lengths():
+    plan = Plan("x")
+    plan.add("a", [Item("a", "", length=5)], {})
+    plan.add("b", [Item("b", "", length=3)], {})
+    plan.add("c", [Item("c", "", length=5)], {})
+    plan.add("d", [Item("d", "", length=3)], {})
+    assert plan_batches(plan, 8, by_length=True, same_length=True) == [[1, 3], [0, 2]]
+    assert plan_batches(plan, 3, by_length=True, same_length=False) == [[1, 3, 0], [2]]
+    assert plan_batches(plan, 3, by_length=False, same_length=False) == [[0, 1, 2], [3]]
+
+
+@pytest.mark.parametrize(("kind", "rows"), [("clip", [5, 7, 8]), ("videomae", [1, 1, 1])])
+def test_av_video_features_skip_clips_without_video_and_keep_labels(tmp_path, kind, rows):
+    folder = write_av(tmp_path / "ravdess")
+    out = tmp_path / f"{kind}.h5"
+    report, _ = extract_features(kind, "ravdess", folder, out, ExtractConfig(batch_size=3), CPU)
+    assert report["no_modality"] == ["01-01-02-01-01-01-02"] and report["skipped"] == []
+    with open_features(out, expect={"backbone": kind, "spec": "tiny", "dataset": "ravdess"}) as r:
+        assert [r[c].shape[0] for c in r.clip_ids] == rows
+        assert all(np.isfinite(r[c]).all() for c in r.clip_ids)
+        labels = r.labels(r.clip_ids[-1])
+        assert labels["emotion"] == 3 and labels["actor"] == "02" and labels["split"] == "train"
+        assert "frames_path" not in labels
+        assert json.loads(r.attrs["preprocessing"])["processor"]["size"]
+
+
+def test_wav2vec2_features_skip_clips_without_audio(tmp_path):
+    folder = write_av(tmp_path / "ravdess")
+    out = tmp_path / "w.h5"
+    report, _ = extract_features(
+        "wav2vec2", "ravdess", folder, out, ExtractConfig(batch_size=2), CPU
+    )
+    assert report["no_modality"] == ["01-01-03-01-01-01-01"] and report["clips"] == 3
+    with open_features(out, expect={"backbone": "wav2vec2", "dim": 64}) as r:
+        assert len(r) == 3 and all(r[c].shape == (1, 64) for c in r.clip_ids)
+
+
+def test_afewva_rows_follow_frame_order_with_per_frame_labels(tmp_path):
+    folder = write_afewva(tmp_path / "afewva")
+    out = tmp_path / "clip_afewva.h5"
+    extract_features("clip", "afewva", folder, out, ExtractConfig(batch_size=4), CPU)
+    with open_features(out) as r:
+        assert r.clip_ids == ["001", "002"]
+        labels = r.labels("001")
+        np.testing.assert_array_equal(labels["frame"], [0, 1, 2])
+        np.testing.assert_allclose(labels["valence"], [0.0, 0.1, 0.2], rtol=1e-6)
+        assert labels["split"] == "test" and labels["actor"] == "Actor 001"
+        assert r["001"].shape == (3, 64) and r.attrs["model_class"] == "CLIPVisionModel"
+
+
+@pytest.mark.parametrize("kind", ["clip", "wav2vec2"])
+def test_two_shards_merge_to_the_same_bytes_as_one(tmp_path, kind):
+    folder = write_av(tmp_path / "ravdess")
+    cfg = ExtractConfig(batch_size=3, dtype="bfloat16")
+    b = load_backbone(kind, "tiny")
+    plan = build_plan(kind, "ravdess", folder, b, ProblemLog())
+    batches = plan_batches(plan, 3, by_length=kind == "wav2vec2", same_length=False)
+    attrs = provenance(b, cfg, "ravdess")
+    outs = {}
+    for world in (1, 2):
+        out = tmp_path / f"w{world}.h5"
+        parts = [part_path(out, r, world) for r in range(world)]
+        for rank, part in enumerate(parts):
+            extract_shard(b, plan, batches, part, cfg, rank, world)
+        merge_parts(parts, plan, out, attrs)
+        outs[world] = sha(out)
+    assert outs[1] == outs[2]
+
+
+def test_same_inputs_give_identical_bytes_across_runs(tmp_path):
+    folder = write_afewva(tmp_path / "afewva")
+    digests = []
+    for name in ("a", "b"):
+        out = tmp_path / f"{name}.h5"
+        extract_features("clip", "afewva", folder, out, ExtractConfig(batch_size=4), CPU)
+        digests.append(sha(out))
+    assert digests[0] == digests[1]
+
+
+def test_interrupted_extraction_leaves_no_file_a_reader_accepts(tmp_path, monkeypatch):
+    folder = write_av(tmp_path / "ravdess")
+    out = tmp_path / "clip.h5"
+    calls = []
+
+    def dies_on_second_batch(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    real = E.embed
+    monkeypatch.setattr(E, "embed", dies_on_second_batch)
+    with pytest.raises(KeyboardInterrupt):
+        extract_features("clip", "ravdess", folder, out, ExtractConfig(batch_size=2), CPU)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ravdess"]
+    with pytest.raises(FileNotFoundError, match="run the extract stage"):
+        open_features(out)
+
+
+def test_bad_frames_file_is_recorded_under_skip_and_raised_under_strict(tmp_path):
+    folder = write_av(tmp_path / "ravdess", bad="frames")
+    out = tmp_path / "v.h5"
+    cfg = ExtractConfig(batch_size=2)
+    report, _ = extract_features("videomae", "ravdess", folder, out, cfg, CPU, policy="skip")
+    assert [s["path"].endswith("01-01-01-01-01-01-01.npy") for s in report["skipped"]] == [True]
+    assert "unreadable frames file" in report["skipped"][0]["reason"] and report["clips"] == 2
+    with pytest.raises(InputProblem, match=r"01-01-01-01-01-01-01\.npy: unreadable frames file"):
+        extract_features("videomae", "ravdess", folder, out, cfg, CPU, policy="strict")
+
+
+def test_cache_from_another_spec_is_refused(tmp_path):
+    folder = write_afewva(tmp_path / "afewva")
+    out = tmp_path / "clip_afewva.h5"
+    extract_features("clip", "afewva", folder, out, ExtractConfig(batch_size=4), CPU)
+    with pytest.raises(Exception, match=r"'spec' is 'tiny', expected 'openai/clip-vit-base"):
+        open_features(out, expect={"spec": "openai/clip-vit-base-patch32"})
+
+
+@pytest.mark.parametrize(
+    ("kind", "dataset", "match"),
+    [
+        ("videomae", "afewva", "does not run on 'afewva'"),
+        ("resnet", "ravdess", "unknown backbone 'resnet'"),
+    ],
+)
+def test_unknown_pairs_are_refused_naming_the_choices(tmp_path, kind, dataset, match):
+    with pytest.raises(ValueError, match=match):
+        extract_features(kind, dataset, tmp_path, tmp_path / "x.h5", ExtractConfig(), CPU)
+
+
+def test_stage_script_writes_features_and_report(tmp_path, monkeypatch):
+    import importlib.util
+
+    from typer.testing import CliRunner
+
+    script = Path(__file__).resolve().parents[1] / "stages" / "extract.py"
+    spec = importlib.util.spec_from_file_location("extract_stage", script)
+    stage = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(stage)
+    folder = write_afewva(tmp_path / "afewva")
+    params = tmp_path / "params.yaml"
+    params.write_text(
+        "compute: {device: cpu, processes: 1, dataloader_workers: 0, other_key: 1}\n"
+        "extract:\n  bad_input: skip\n  clip: {spec: tiny, batch_size: 4, dtype: float32}\n"
+    )
+    args = [
+        "clip",
+        "afewva",
+        "--in-dir",
+        str(folder),
+        "--out-dir",
+        str(tmp_path / "f"),
+        "--params",
+        str(params),
+    ]
+    result = CliRunner().invoke(stage.app, args)
+    assert result.exit_code == 0, result.output
+    assert "6 items" in result.output
+    report = json.loads((tmp_path / "f" / "clip_afewva.report.json").read_text())
+    assert report["clips"] == 2 and report["skipped"] == []
+    with open_features(tmp_path / "f" / "clip_afewva.h5", expect={"dtype": "float32"}) as r:
+        assert len(r) == 2
