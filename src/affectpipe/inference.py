@@ -1,0 +1,232 @@
+"""Trained models and their backbones, rebuilt from checkpoints for inference on new videos.
+
+A checkpoint names the backbone its features came from (spec and config hash, in its
+provenance); the backbone is loaded from that spec and its hash must match, so predictions use
+exactly the encoder the heads were trained on. Frames and audio go through the pipeline's own
+preprocessing (`data.framecrop`, `data.media`) and embedding functions (`features.embed`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from affectpipe.features import embed as E
+from affectpipe.features.backbones import Backbone, load_backbone
+from affectpipe.problems import InputProblem
+
+
+class ProvenanceMismatch(ValueError):
+    """A checkpoint's backbone provenance does not match the backbone that loads from its spec."""
+
+
+def backbone_provenance(provenance: dict[str, Any], kind: str, source: Path) -> dict[str, Any]:
+    """The `{backbone, spec, config_hash, ...}` entry for `kind`, searched one level deep."""
+    candidates = [provenance, *[v for v in provenance.values() if isinstance(v, dict)]]
+    for entry in candidates:
+        if entry.get("backbone") == kind and "spec" in entry and "config_hash" in entry:
+            return entry
+    raise InputProblem(source, f"checkpoint provenance names no '{kind}' backbone (spec and "
+                               f"config_hash); has keys {sorted(provenance)}")  # fmt: skip
+
+
+def load_checked_backbone(entry: dict[str, Any], device: torch.device, source: Path) -> Backbone:
+    """Load the backbone a checkpoint was trained on; a different config hash is an error."""
+    backbone = load_backbone(entry["backbone"], entry["spec"], device)
+    if backbone.config_hash != entry["config_hash"]:
+        raise ProvenanceMismatch(
+            f"{source}: trained on {entry['backbone']} '{entry['spec']}' with config hash "
+            f"{entry['config_hash'][:12]}, but that spec now loads a backbone with hash "
+            f"{backbone.config_hash[:12]}; re-extract features and retrain, or point the spec "
+            f"at the original model"
+        )
+    return backbone
+
+
+def entry_dtype(entry: dict[str, Any], device: torch.device) -> torch.dtype:
+    """The compute dtype the features were extracted with (`auto` when not recorded)."""
+    return E.compute_dtype(str(entry.get("dtype", "auto")), device)
+
+
+@torch.inference_mode()
+def embed_images(backbone: Backbone, images: np.ndarray, dtype: torch.dtype,
+                 batch_size: int = 32) -> torch.Tensor:  # fmt: skip
+    """CLIP frame embeddings as the extract stage computes them: (T, H, W, 3) -> (T, D)."""
+    out = []
+    for start in range(0, len(images), batch_size):
+        batch = list(images[start : start + batch_size])
+        pixels = backbone.processor(images=batch, return_tensors="pt")["pixel_values"]
+        with E.autocast(backbone.device, dtype):
+            out.append(E.embed_clip(backbone.model, pixels.to(backbone.device)))
+    return torch.cat(out)
+
+
+@torch.inference_mode()
+def embed_clip_video(backbone: Backbone, frames: np.ndarray, dtype: torch.dtype) -> torch.Tensor:
+    """VideoMAE clip embedding: (T, H, W, 3) crops -> (D,), frames picked as `embed` does."""
+    num = int(backbone.model.config.num_frames)
+    picked = [frames[t] for t in E.sample_indices(len(frames), num)]
+    pixels = backbone.processor([picked], return_tensors="pt")["pixel_values"]
+    with E.autocast(backbone.device, dtype):
+        return E.embed_videomae(backbone.model, pixels.to(backbone.device))[0]
+
+
+@torch.inference_mode()
+def embed_voice(
+    backbone: Backbone, wave: np.ndarray, layer: int, dtype: torch.dtype
+) -> torch.Tensor:
+    """wav2vec2 utterance embedding of 16 kHz mono samples: (S,) -> (D,)."""
+    proc = backbone.processor
+    inputs = proc([wave], sampling_rate=proc.sampling_rate, padding=True,
+                  return_attention_mask=True, return_tensors="pt")  # fmt: skip
+    with E.autocast(backbone.device, dtype):
+        emb = E.embed_wav2vec2(backbone.model, inputs["input_values"].to(backbone.device),
+                               inputs["attention_mask"].to(backbone.device), layer)  # fmt: skip
+    return emb[0]
+
+
+def _dataclass_kwargs(cls: type, values: dict[str, Any]) -> dict[str, Any]:
+    """The entries of a saved config that `cls` takes (a checkpoint may store more)."""
+    import dataclasses
+
+    names = {f.name for f in dataclasses.fields(cls)}
+    return {k: v for k, v in values.items() if k in names}
+
+
+def sliding_va(model: torch.nn.Module, f: torch.Tensor, length: int, stride: int) -> torch.Tensor:
+    """Per-frame VA averaged over overlapping windows, as evaluation does: (T, D) -> (T, 2)."""
+    from affectpipe.train.windows import window_starts
+
+    n = f.shape[0]
+    total = torch.zeros(n, 2, device=f.device)
+    count = torch.zeros(n, 1, device=f.device)
+    for s in window_starts(n, length, stride):
+        x = f[s : s + length][None]  # (1, L, D)
+        valid = torch.ones(x.shape[:2], dtype=torch.bool, device=f.device)  # (1, L)
+        total[s : s + length] += model.heads(x, valid)["va"][0].float()  # (L, 2)
+        count[s : s + length] += 1
+    return total / count
+
+
+@dataclass
+class VASettings:
+    """How frames reach the VA model: face crop as AFEW-VA preprocessing, windows as evaluation."""
+
+    crop: str = "foreground"  # foreground (cheap face box, centre if none) | center
+    crop_size: int = 64  # preprocess.afewva.crop_size
+    margin: float = 0.25  # preprocess.afewva.margin
+    window: int = 16  # frames per window (finetune window length)
+    stride: int = 8  # sliding-window step
+
+
+class VAEngine:
+    """Per-frame valence/arousal from a `models/finetune/<variant>/` checkpoint."""
+
+    def __init__(self, ckpt_dir: Path, device: torch.device, settings: VASettings | None = None):
+        from affectpipe.models.va import VAModel, VAModelConfig
+        from affectpipe.train.checkpoint import load_checkpoint
+
+        payload = load_checkpoint(ckpt_dir, map_location=device)
+        self.source = Path(ckpt_dir)
+        self.settings = settings or VASettings()
+        self.provenance = payload["provenance"]
+        cfg = VAModelConfig(**_dataclass_kwargs(VAModelConfig, payload["config"]))
+        entry = backbone_provenance(self.provenance, "clip", self.source)
+        self.backbone = load_checked_backbone(entry, device, self.source)
+        self.dtype = entry_dtype(entry, device)
+        clip = None if cfg.pipeline == "cached" else self.backbone.model
+        self.model = VAModel(cfg, clip=clip).to(device).eval()
+        self.model.load_checkpoint_state(payload["state_dict"])
+
+    @torch.inference_mode()
+    def __call__(self, frames: np.ndarray) -> np.ndarray:
+        """uint8 (T, H, W, 3) frames of one video -> (T, 2) valence, arousal in [-1, 1]."""
+        from affectpipe.data.framecrop import crop_clip
+
+        s = self.settings
+        crops, _ = crop_clip(frames, s.crop, s.crop_size, s.margin)
+        if self.model.backbone is None:  # cached: frozen CLIP features, as extracted
+            f = embed_images(self.backbone, crops, self.dtype)  # (T, D)
+        else:  # lora / probe: the adapted encoder itself
+            pixels = self.backbone.processor(images=list(crops), return_tensors="pt")
+            x = pixels["pixel_values"].to(self.backbone.device)[None]  # (1, T, 3, H, W)
+            f = self.model.encode_pixels(x)[0].float()  # (T, D)
+        return sliding_va(self.model, f.float(), s.window, s.stride).cpu().numpy()
+
+
+@dataclass
+class AVSettings:
+    """How a video reaches the face/voice models: as RAVDESS/CREMA-D preprocessing did."""
+
+    n_frames: int = 16
+    frame_size: int = 112
+    crop: str = "foreground"
+    margin: float = 0.1
+    decode_max_side: int = 480
+    sample_rate: int = 16000
+    silence_db: float = -60.0
+    layer: int = -1  # wav2vec2 hidden_states index (extract.wav2vec2.layer)
+
+
+class AVEngine:
+    """Face, voice and fused emotion and congruence from `models/multimodal/<model>_<dataset>/`."""
+
+    def __init__(self, ckpt_dir: Path, device: torch.device, settings: AVSettings | None = None):
+        from affectpipe.models.multimodal import AVEmotionModel, AVModelConfig
+        from affectpipe.train.checkpoint import load_checkpoint
+
+        payload = load_checkpoint(ckpt_dir, map_location=device)
+        self.source = Path(ckpt_dir)
+        self.settings = settings or AVSettings()
+        self.provenance = payload["provenance"]
+        cfg = AVModelConfig(**_dataclass_kwargs(AVModelConfig, payload["config"]))
+        self.model = AVEmotionModel(cfg).to(device).eval()
+        self.model.load_state_dict(payload["state_dict"])
+        self.face = self.voice = None
+        if self.model.uses_face:
+            entry = backbone_provenance(self.provenance, "videomae", self.source)
+            self.face = load_checked_backbone(entry, device, self.source)
+            self.face_dtype = entry_dtype(entry, device)
+        if self.model.uses_voice:
+            entry = backbone_provenance(self.provenance, "wav2vec2", self.source)
+            self.voice = load_checked_backbone(entry, device, self.source)
+            self.voice_dtype = entry_dtype(entry, device)
+            self.layer = int(entry.get("layer", self.settings.layer))
+
+    @property
+    def modality(self) -> str:
+        return self.model.cfg.modality
+
+    def face_embedding(self, frames: np.ndarray) -> torch.Tensor:
+        """`n_frames` evenly sampled decoded frames (T, H, W, 3) -> (1, D) after face crop."""
+        from affectpipe.data.framecrop import crop_clip
+
+        s = self.settings
+        crops, _ = crop_clip(frames, s.crop, s.frame_size, s.margin)
+        return embed_clip_video(self.face, crops, self.face_dtype)[None].float()
+
+    def voice_embedding(self, wave: np.ndarray) -> torch.Tensor:
+        return embed_voice(self.voice, wave, self.layer, self.voice_dtype)[None].float()
+
+    @torch.inference_mode()
+    def __call__(self, face: torch.Tensor | None, voice: torch.Tensor | None) -> dict[str, Any]:
+        """Probabilities (numpy) of every head the inputs allow: `emotion`, `face_emotion`,
+        `voice_emotion` (8,), `congruence` (scalar). The fused heads need both modalities."""
+        from affectpipe.models.multimodal import mask_logits
+
+        m, out = self.model, {}
+        if m.uses_face and face is not None:
+            logits = mask_logits(m.face_head(m.face_proj(face)), m.class_mask)
+            out["face_emotion"] = logits.float().softmax(-1)[0].cpu().numpy()
+        if m.uses_voice and voice is not None:
+            logits = mask_logits(m.voice_head(m.voice_proj(voice)), m.class_mask)
+            out["voice_emotion"] = logits.float().softmax(-1)[0].cpu().numpy()
+        if self.modality == "fusion" and face is not None and voice is not None:
+            res = m(face=face, voice=voice)
+            out["emotion"] = res["emotion"].float().softmax(-1)[0].cpu().numpy()
+            out["congruence"] = float(torch.sigmoid(res["congruence"].float())[0])
+        return out

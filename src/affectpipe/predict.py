@@ -1,0 +1,307 @@
+"""Inference on a user's video or a folder of them: VA trace, emotions, face/voice congruence.
+
+One JSON object per video (schema in docs/predict.md). Whatever cannot be computed (no audio
+track, no trained model of a kind) is `null` with a reason in `unavailable`, and the rest is
+still produced; a file that cannot be decoded at all becomes an `error` record, and the other
+files are still processed. The models and their backbones are loaded once per run, exactly as
+the pipeline trained them (see `affectpipe.inference`).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TextIO
+
+import numpy as np
+from tqdm import tqdm
+
+from affectpipe.data.labels import EMOTIONS
+from affectpipe.problems import InputProblem
+from affectpipe.video import VideoInfo, is_video, list_videos, probe
+
+VERDICTS: tuple[str, str] = ("incongruent", "congruent")
+EMOTION_FIELDS: tuple[str, ...] = ("emotion", "face_emotion", "voice_emotion")
+
+
+def find_inputs(path: Path) -> list[Path]:
+    """The videos `path` names: itself, or every video under a folder (sorted)."""
+    if path.is_dir():
+        videos = list_videos(path)
+        if not videos:
+            raise FileNotFoundError(f"{path}: no video files (mp4, avi, mov, flv, webm) in folder")
+        return videos
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no such file or folder")
+    if not is_video(path):
+        raise InputProblem(path, f"'{path.suffix}' is not a video extension this tool reads")
+    return [path]
+
+
+def emotion_block(probs: np.ndarray) -> dict[str, Any]:
+    """(8,) probabilities -> {label, probabilities: {name: p}}, the label being the argmax."""
+    p = np.asarray(probs, dtype=np.float64)
+    p = p / p.sum()  # float32 softmax sums to 1 within 1e-7; make the JSON sum exact-ish
+    return {
+        "label": EMOTIONS[int(p.argmax())],
+        "probabilities": {name: round(float(v), 6) for name, v in zip(EMOTIONS, p, strict=True)},
+    }
+
+
+def congruence_block(prob: float, threshold: float = 0.5) -> dict[str, Any]:
+    """Probability that face and voice agree, and the verdict at `threshold`."""
+    return {"probability": round(float(prob), 6), "verdict": VERDICTS[int(prob >= threshold)]}
+
+
+def va_block(times: np.ndarray, va: np.ndarray) -> dict[str, Any]:
+    """Per-frame {t, valence, arousal} (va: (T, 2) in [-1, 1]) and their clip means."""
+    frames = [
+        {"t": round(float(t), 4), "valence": round(float(v), 6), "arousal": round(float(a), 6)}
+        for t, (v, a) in zip(times, va, strict=True)
+    ]
+    means = va.mean(axis=0)
+    return {"frames": frames, "valence_mean": round(float(means[0]), 6),
+            "arousal_mean": round(float(means[1]), 6)}  # fmt: skip
+
+
+def empty_record(info: VideoInfo, duration_s: float) -> dict[str, Any]:
+    """Every field of the schema, null until a model fills it."""
+    return {
+        "file": info.path,
+        "duration_s": round(duration_s, 4),
+        "fps": round(info.fps, 4),
+        "width": info.width,
+        "height": info.height,
+        "has_audio": info.has_audio,
+        "frames": [],
+        "valence_mean": None,
+        "arousal_mean": None,
+        "emotion": None,
+        "face_emotion": None,
+        "voice_emotion": None,
+        "congruence": None,
+        "models": {},
+        "unavailable": [],
+    }
+
+
+def mark_unavailable(record: dict[str, Any], fields: Iterable[str], reason: str) -> None:
+    for name in fields:
+        record["unavailable"].append({"field": name, "reason": reason})
+
+
+@dataclass
+class Outcome:
+    """One processed input: its record, or the error that stopped it."""
+
+    path: Path
+    record: dict[str, Any] | None = None
+    error: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return self.record if self.record is not None else {"file": str(self.path),
+                                                             "error": self.error}
+
+
+def run_many(predict_one, paths: list[Path], progress: bool = True) -> Iterator[Outcome]:
+    """Apply `predict_one(path) -> record` to each path; a bad file is an error outcome, the
+    others go on. Only `InputProblem`s (a file's own fault) are caught: a bug still surfaces."""
+    for path in tqdm(paths, desc="videos", unit="video", disable=not progress or None):
+        try:
+            yield Outcome(path, record=predict_one(path))
+        except InputProblem as e:
+            yield Outcome(path, error=e.problem)
+
+
+class Sink:
+    """Where outcomes go: stdout (JSON), a `.jsonl` file, or one `.json` per video in a folder."""
+
+    def __init__(self, output: Path | None, root: Path | None, stream: TextIO = sys.stdout):
+        self.output, self.root, self.stream = output, root, stream
+        self.jsonl = output is not None and output.suffix.lower() == ".jsonl"
+        self._file: TextIO | None = None
+        if self.jsonl:
+            output.parent.mkdir(parents=True, exist_ok=True)
+            self._file = open(output, "w", encoding="utf-8")  # noqa: SIM115 - closed in close()
+        elif output is not None:
+            if output.exists() and not output.is_dir():
+                raise FileExistsError(f"{output}: exists and is not a folder (use a .jsonl name "
+                                      "for one file, or a folder for one JSON per video)")
+            output.mkdir(parents=True, exist_ok=True)
+
+    def target(self, path: Path) -> Path:
+        """`out/<path relative to the input folder>.json`: `a.mp4` and `a.avi` stay apart."""
+        rel = path.relative_to(self.root) if self.root else Path(path.name)
+        return self.output / rel.parent / f"{rel.name}.json"
+
+    def write(self, outcome: Outcome) -> None:
+        obj = outcome.to_json()
+        if self._file is not None:
+            self._file.write(json.dumps(obj, sort_keys=True, allow_nan=False) + "\n")
+            self._file.flush()
+        elif self.output is not None:
+            from affectpipe.problems import write_json
+
+            write_json(self.target(outcome.path), obj)
+        else:
+            self.stream.write(json.dumps(obj, indent=2, sort_keys=True, allow_nan=False) + "\n")
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+
+
+def video_duration(info: VideoInfo, last_time: float) -> float:
+    """The container's duration, or (when it stores none) last frame time + one frame."""
+    if info.duration_s > 0:
+        return info.duration_s
+    return last_time + (1.0 / info.fps if info.fps > 0 else 0.0)
+
+
+@dataclass
+class PredictConfig:
+    """What `affectpipe predict` loads and how densely it samples a video."""
+
+    models_dir: Path = Path("models")
+    va_variant: str = "cached"  # models/finetune/<variant>: cached | lora | probe
+    av_dataset: str = "ravdess"  # models/multimodal/<model>_<dataset>: ravdess | cremad
+    device: str = "auto"  # auto (CUDA when present) | cpu | cuda | cuda:N
+    va_rate: float = 4.0  # valence/arousal samples per second of video
+    max_side: int = 256  # sampled VA frames are shrunk to this longer side before cropping
+    threshold: float = 0.5  # congruence probability at or above which the verdict is congruent
+
+    def __post_init__(self) -> None:
+        if self.va_rate <= 0 or not 0 < self.threshold < 1:
+            raise ValueError(f"need va_rate > 0 and 0 < threshold < 1, got {self.va_rate}, "
+                             f"{self.threshold}")  # fmt: skip
+
+
+AV_MODELS: tuple[str, ...] = ("fusion", "video", "audio")
+
+
+class Predictor:
+    """Every model found under `models_dir`, loaded once; call it on a video path."""
+
+    def __init__(self, cfg: PredictConfig, va_settings=None, av_settings=None):
+        from affectpipe.features.backbones import resolve_device
+        from affectpipe.inference import AVEngine, AVSettings, VAEngine
+
+        self.cfg = cfg
+        self.device = resolve_device(cfg.device)
+        self.missing: dict[str, str] = {}
+        va_dir = cfg.models_dir / "finetune" / cfg.va_variant
+        self.va = VAEngine(va_dir, self.device, va_settings) if self._has(va_dir, "va") else None
+        self.av: dict[str, AVEngine] = {}
+        for name in AV_MODELS:  # the baselines only stand in for a missing fusion model
+            d = cfg.models_dir / "multimodal" / f"{name}_{cfg.av_dataset}"
+            if "fusion" not in self.av and self._has(d, name):
+                self.av[name] = AVEngine(d, self.device, av_settings)
+        if self.va is None and not self.av:
+            raise FileNotFoundError(
+                f"no trained model under {cfg.models_dir}: expected {va_dir}/model.pt or "
+                f"{cfg.models_dir}/multimodal/<fusion|video|audio>_{cfg.av_dataset}/model.pt "
+                f"(run `dvc repro` first, or pass --models-dir)"
+            )
+        self.av_settings = next(iter(self.av.values())).settings if self.av else AVSettings()
+
+    def _has(self, folder: Path, name: str) -> bool:
+        if (folder / "model.pt").is_file():
+            return True
+        self.missing[name] = f"no trained model at {folder}"
+        return False
+
+    def models(self) -> dict[str, str]:
+        """Which checkpoint serves which part of the record."""
+        out = {k: str(e.source) for k, e in self.av.items()}
+        if self.va is not None:
+            out["va"] = str(self.va.source)
+        return out
+
+    def __call__(self, path: Path) -> dict[str, Any]:
+        from affectpipe.video import sample_frames
+
+        info = probe(path)
+        sampled = sample_frames(path, self.cfg.va_rate, self.cfg.max_side)
+        record = empty_record(info, video_duration(info, sampled.last_time))
+        record["models"] = self.models()
+        self._va(record, sampled)
+        self._av(record, path, info, sampled.n_decoded)
+        return record
+
+    def _va(self, record: dict[str, Any], sampled) -> None:
+        if self.va is None:
+            mark_unavailable(record, ("frames", "valence_mean", "arousal_mean"), self.missing["va"])
+            return
+        record.update(va_block(sampled.times, self.va(sampled.images)))
+
+    def _embeddings(self, path: Path, info: VideoInfo, n_decoded: int, record: dict):
+        """Face and voice embeddings per AV engine input; a missing voice is put on record."""
+        from affectpipe.data.media import read_track
+        from affectpipe.features.embed import sample_indices
+        from affectpipe.video import frames_at
+
+        s = self.av_settings
+        frames = frames_at(path, sample_indices(n_decoded, s.n_frames), s.decode_max_side)
+        wave, why = None, None
+        if not info.has_audio:
+            why = "no audio track in the video"
+        else:
+            try:
+                wave = read_track(path, s.sample_rate, s.silence_db).samples
+            except InputProblem as e:
+                why = e.problem
+        return frames, wave, why
+
+    def _av(self, record: dict[str, Any], path: Path, info: VideoInfo, n_decoded: int) -> None:
+        if not self.av:
+            mark_unavailable(record, (*EMOTION_FIELDS, "congruence"), self.missing["fusion"])
+            return
+        frames, wave, no_voice = self._embeddings(path, info, n_decoded, record)
+        probs: dict[str, Any] = {}
+        for name in ("audio", "video", "fusion"):  # the fusion model has the last word
+            engine = self.av.get(name)
+            if engine is None:
+                continue
+            face = engine.face_embedding(frames) if engine.face is not None else None
+            voice = engine.voice_embedding(wave) if engine.voice is not None and wave is not None \
+                else None  # fmt: skip
+            probs.update(engine(face, voice))
+        for field in EMOTION_FIELDS:
+            if field in probs:
+                record[field] = emotion_block(probs[field])
+        if "congruence" in probs:
+            record["congruence"] = congruence_block(probs["congruence"], self.cfg.threshold)
+        self._explain_gaps(record, no_voice)
+
+    def _explain_gaps(self, record: dict[str, Any], no_voice: str | None) -> None:
+        has_fusion = "fusion" in self.av
+        for field in (*EMOTION_FIELDS, "congruence"):
+            if record[field] is not None:
+                continue
+            needs_voice = field != "face_emotion"
+            if no_voice and needs_voice and (has_fusion or field == "voice_emotion"):
+                reason = f"needs the voice: {no_voice}"
+            elif not has_fusion and field in ("emotion", "congruence"):
+                reason = self.missing["fusion"]
+            else:
+                reason = self.missing.get("video" if field == "face_emotion" else "audio",
+                                          "no model for this field")  # fmt: skip
+            mark_unavailable(record, (field,), reason)
+
+
+def predict_paths(predictor: Predictor, path: Path, output: Path | None,
+                  progress: bool = True, stream: TextIO = sys.stdout) -> list[Outcome]:  # fmt: skip
+    """Predict every video `path` names, writing each outcome as soon as it is ready."""
+    paths = find_inputs(path)
+    sink = Sink(output, path if path.is_dir() else None, stream)
+    outcomes = []
+    try:
+        for outcome in run_many(predictor, paths, progress):
+            sink.write(outcome)
+            outcomes.append(outcome)
+    finally:
+        sink.close()
+    return outcomes
