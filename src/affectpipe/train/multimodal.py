@@ -12,7 +12,7 @@ No backbone runs here: the embeddings are read once from the HDF5 feature store.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -22,10 +22,11 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 
 from affectpipe import metrics
-from affectpipe.data.labels import EMOTIONS, N_EMOTIONS
+from affectpipe.config import ConfigError, from_section
+from affectpipe.data.labels import CREMAD_CLASSES, EMOTIONS, N_EMOTIONS, RAVDESS_CLASSES
 from affectpipe.data.pairs import PairConfig, make_pairs
 from affectpipe.models.multimodal import AVEmotionModel, AVModelConfig
-from affectpipe.problems import InputProblem, ProblemLog
+from affectpipe.problems import InputProblem, ProblemLog, write_json
 
 IGNORE = -100  # F.cross_entropy's ignore_index: the fused target of incongruent pairs
 KINDS: tuple[str, ...] = ("congruent", "easy", "hard")
@@ -62,12 +63,16 @@ def read_table(path: Path, columns: tuple[str, ...]) -> pd.DataFrame:
     return df
 
 
-def load_clip_embeddings(path: Path, clip_ids: set[str], log: ProblemLog) -> dict[str, np.ndarray]:
-    """One vector per clip from a feature file: rows are mean-pooled ((n, dim) -> (dim,))."""
+def load_clip_embeddings(path: Path, clip_ids: set[str], log: ProblemLog,
+                         expect: dict | None = None) -> dict[str, np.ndarray]:
+    """One vector per clip from a feature file: rows are mean-pooled ((n, dim) -> (dim,)).
+
+    `expect` (provenance attributes, e.g. from a checkpoint) refuses features made otherwise.
+    """
     from affectpipe.features.store import open_features
 
     out: dict[str, np.ndarray] = {}
-    with open_features(path) as reader:
+    with open_features(path, expect) as reader:
         available = set(reader.clip_ids)
         for clip_id in sorted(clip_ids):
             if clip_id not in available:
@@ -268,25 +273,30 @@ def model_inputs(model: AVEmotionModel, batch: dict) -> dict[str, torch.Tensor |
 
 
 @torch.no_grad()
+def outputs_of(model: AVEmotionModel, batch: Tensors) -> Tensors:
+    """Class probabilities, congruence probability and pair index of one batch."""
+    out = model(**model_inputs(model, batch))
+    probs = {f"{k}_prob": out[k].float().softmax(-1)
+             for k in ("emotion", "face_emotion", "voice_emotion") if k in out}
+    if "congruence" in out:
+        probs["congruence_prob"] = torch.sigmoid(out["congruence"].float())
+    return {**probs, "index": batch["index"]}
+
+
+@torch.no_grad()
 def collect_outputs(model: AVEmotionModel, loader: DataLoader) -> dict[str, np.ndarray]:
-    """Run the model over a loader; concatenate probabilities and targets as NumPy arrays."""
+    """Run the model over a loader (one process); concatenate outputs as NumPy arrays."""
     model.eval()
     rows: dict[str, list[np.ndarray]] = {}
     for batch in loader:
-        out = model(**model_inputs(model, batch))
-        for k in ("emotion", "face_emotion", "voice_emotion"):
-            if k in out:
-                rows.setdefault(f"{k}_prob", []).append(out[k].float().softmax(-1).cpu().numpy())
-        if "congruence" in out:
-            rows.setdefault("congruence_prob", []).append(
-                torch.sigmoid(out["congruence"].float()).cpu().numpy())
-        rows.setdefault("index", []).append(batch["index"].cpu().numpy())
+        for k, v in outputs_of(model, batch).items():
+            rows.setdefault(k, []).append(v.cpu().numpy())
     return {k: np.concatenate(v) for k, v in rows.items()}
 
 
 def pair_frame(dataset: PairDataset, outputs: dict[str, np.ndarray]) -> pd.DataFrame:
     """One row per pair: ids, kind, true labels, predictions and class probabilities."""
-    df = dataset.pairs.iloc[outputs["index"]].reset_index(drop=True).copy()
+    df = dataset.pairs.iloc[outputs["index"].astype(np.int64)].reset_index(drop=True).copy()
     df["emotion_true"] = np.where(df.congruent == 1, df.face_emotion, IGNORE)
     df["emotion_pred"] = outputs["emotion_prob"].argmax(1)
     for head in ("face_emotion", "voice_emotion"):
@@ -337,10 +347,6 @@ def model_config(modality: str, face_dim: int, voice_dim: int, classes: list[int
                          classes=list(classes), **model_params)
 
 
-def config_dict(cfg: AVModelConfig) -> dict:
-    return asdict(cfg)
-
-
 # --- training entry -----------------------------------------------------------------------------
 
 
@@ -358,7 +364,8 @@ class AVData:
 
 def load_av_data(processed_dir: Path, face_path: Path, voice_path: Path, classes: list[int],
                  log: ProblemLog, test_fold: int | None = None,
-                 pair_cfg: PairConfig | None = None, seed: int = 0) -> AVData:
+                 pair_cfg: PairConfig | None = None, seed: int = 0,
+                 expect: dict[str, dict] | None = None) -> AVData:
     """Read manifests and cached embeddings; build the per-split pair datasets.
 
     `test_fold` None (or preprocessing's own test fold) uses `pairs.csv` as written; another
@@ -372,8 +379,9 @@ def load_av_data(processed_dir: Path, face_path: Path, voice_path: Path, classes
     by_split, dropped = split_pairs(clips, pairs, None if own else fold, pair_cfg, seed)
     used = pd.concat(by_split.values())
     needed_f, needed_v = set(used.face_clip), set(used.voice_clip)
-    face = load_clip_embeddings(face_path, needed_f, log)
-    voice = load_clip_embeddings(voice_path, needed_v, log)
+    expect = expect or {}
+    face = load_clip_embeddings(face_path, needed_f, log, expect.get("face_features"))
+    voice = load_clip_embeddings(voice_path, needed_v, log, expect.get("voice_features"))
     splits = {s: PairDataset(p, face, voice, log, str(processed_dir / "pairs.csv"))
               for s, p in by_split.items()}
     for s, ds in splits.items():
@@ -398,61 +406,205 @@ def validation_score(m: dict, modality: str) -> float:
     return m["uar"]
 
 
-def evaluate(model: AVEmotionModel, dataset: PairDataset, classes: list[int],
-             batch_size: int = 256) -> tuple[pd.DataFrame, dict]:
-    """Predictions (one row per pair) and their flat metrics."""
-    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False)
-    df = pair_frame(dataset, collect_outputs(model, loader))
-    return df, av_test_metrics(df, classes)
+def step_fn(model: AVEmotionModel, batch: Tensors, loss_cfg: LossConfig,
+            weights: dict) -> dict[str, torch.Tensor]:
+    """One forward pass for `loop.fit`: {"loss": total, "loss_<term>": each weighted term}."""
+    out = model(**model_inputs(model, batch))
+    loss, parts = av_loss(out, batch, loss_cfg, weights)
+    return {"loss": loss, **{f"loss_{k}": v for k, v in parts.items()}}
+
+
+def eval_fn(model: AVEmotionModel, loader: DataLoader, accelerator, dataset: PairDataset,
+            classes: list[int]) -> dict[str, float]:
+    """Validation metrics for `loop.fit` over the whole set (gathered across processes)."""
+    parts: dict[str, list[torch.Tensor]] = {}
+    for batch in loader:
+        for k, v in outputs_of(model, batch).items():
+            parts.setdefault(k, []).append(accelerator.gather_for_metrics(v))
+    outputs = {k: torch.cat(v).float().cpu().numpy() for k, v in parts.items()}
+    m = av_test_metrics(pair_frame(dataset, outputs), classes)
+    keep = ("accuracy", "uar", "macro_f1", "face_accuracy", "voice_accuracy", "congruence_auc",
+            "congruence_accuracy")
+    out = {k: float(m[k]) for k in keep if m.get(k) is not None}
+    out["score"] = validation_score(m, model.cfg.modality)
+    return out
+
+
+def fit_av(model: AVEmotionModel, data: AVData, loss_cfg: LossConfig, loop_cfg,
+           batch_size: int, ckpt_dir: Path, live_dir: Path | None = None,
+           provenance: dict | None = None):
+    """Train with the shared loop (`affectpipe.train.loop.fit`); select on `val/score`."""
+    from affectpipe.train.loop import fit
+
+    weights = loss_weights(data.splits["train"], data.classes, loss_cfg)
+    train = DataLoader(data.splits["train"], batch_size=batch_size, shuffle=True,
+                       generator=torch.Generator().manual_seed(loop_cfg.seed))
+    val = DataLoader(data.splits["val"], batch_size=256, shuffle=False)
+
+    def step(m, batch):
+        w = {k: v.to(batch["face"].device) for k, v in weights.items()}
+        return step_fn(m, batch, loss_cfg, w)
+
+    def evaluate_val(m, loader, acc):
+        return eval_fn(m, loader, acc, data.splits["val"], data.classes)
+
+    return fit(model, train, val, step, evaluate_val, loop_cfg, live_dir, ckpt_dir,
+               config=asdict(model.cfg), provenance=provenance)
+
+
+# --- the stage's entry: one model on one dataset, one fold or all -------------------------------
+
+DATASET_CLASSES: dict[str, tuple[int, ...]] = {"ravdess": RAVDESS_CLASSES,
+                                               "cremad": CREMAD_CLASSES}
+FOLD_MODES: tuple[str, ...] = ("configured", "all")
+CV_KEYS = ("accuracy", "uar", "macro_f1", "weighted_f1", "face_accuracy", "voice_accuracy",
+           "congruence_accuracy", "congruence_f1", "congruence_auc", "congruence_auc_easy",
+           "congruence_auc_hard")
 
 
 @dataclass
-class TrainConfig:
-    """Optimisation of one multimodal run (the `multimodal.train` params)."""
+class MultimodalConfig:
+    """The `multimodal` params section."""
 
-    epochs: int = 60
-    batch_size: int = 64
-    lr: float = 1e-3
-    weight_decay: float = 0.05
-    patience: int = 15  # epochs without a better validation score before stopping
+    face_features: str = "videomae"  # backbone names of the cached features
+    voice_features: str = "wav2vec2"
+    folds: str = "configured"  # configured: preprocessing's test fold | all: every fold
+    bad_input: str = "strict"  # strict | skip (pairs whose clips lack features)
+    model: dict = field(default_factory=dict)  # AVModelConfig keys except dims/modality/classes
+    loss: LossConfig = field(default_factory=LossConfig)
+    train: dict = field(default_factory=dict)  # batch_size + LoopConfig keys
 
-
-def step_fn(model: AVEmotionModel, batch: Tensors, loss_cfg: LossConfig,
-            weights: dict) -> tuple[torch.Tensor, dict[str, float]]:
-    """One training step's loss and its logged parts (the optimiser is the loop's business)."""
-    out = model(**model_inputs(model, batch))
-    loss, parts = av_loss(out, batch, loss_cfg, weights)
-    return loss, {f"loss_{k}": float(v.detach()) for k, v in parts.items()}
+    def __post_init__(self) -> None:
+        if self.folds not in FOLD_MODES:
+            raise ValueError(f"unknown folds '{self.folds}'; valid: {list(FOLD_MODES)}")
 
 
-def fit_av(model: AVEmotionModel, data: AVData, loss_cfg: LossConfig, cfg: TrainConfig,
-           live_dir: Path | None = None, seed: int = 0) -> dict:
-    """Train on data.splits['train'], select on 'val'; returns the best validation metrics."""
-    from affectpipe.seeding import seed_everything
+def multimodal_config(values: dict, name: str = "multimodal") -> MultimodalConfig:
+    """Build the config from params, nested `loss` included; unknown keys fail by name."""
+    values = dict(values)
+    values["loss"] = from_section(LossConfig, values.get("loss", {}), f"{name}.loss")
+    cfg = from_section(MultimodalConfig, values, name)
+    model_keys = {"hidden", "fusion", "dropout", "attention_heads"}
+    unknown = sorted(set(cfg.model) - model_keys)
+    if unknown:
+        raise ConfigError(f"params '{name}.model': unknown key(s) {unknown}; "
+                          f"valid keys: {sorted(model_keys)}")
+    loop_config(cfg.train, 0, f"{name}.train")  # validate now, not after loading data
+    return cfg
 
-    seed_everything(seed)
-    weights = loss_weights(data.splits["train"], data.classes, loss_cfg)
-    loader = DataLoader(data.splits["train"], batch_size=cfg.batch_size, shuffle=True,
-                        generator=torch.Generator().manual_seed(seed))
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    best: tuple[float, dict, dict] | None = None
-    stale = 0
-    for _epoch in range(cfg.epochs):
-        model.train()
-        for batch in loader:
-            loss, _ = step_fn(model, batch, loss_cfg, weights)
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-        _, val = evaluate(model, data.splits["val"], data.classes)
-        score = validation_score(val, model.cfg.modality)
-        if best is None or score > best[0]:
-            best = (score, {k: v.clone() for k, v in model.state_dict().items()}, val)
-            stale = 0
-        else:
-            stale += 1
-            if stale >= cfg.patience:
-                break
-    assert best is not None, "fit_av ran no epoch"
-    model.load_state_dict(best[1])
-    return best[2]
+
+def loop_config(train: dict, seed: int, name: str = "multimodal.train"):
+    """(LoopConfig, batch_size) from the `train` params; selection is on `val/score`."""
+    from affectpipe.train.loop import LoopConfig
+
+    values = dict(train)
+    if "batch_size" not in values:
+        raise ConfigError(f"params '{name}': missing key(s) ['batch_size']")
+    batch_size = int(values.pop("batch_size"))
+    values |= {"monitor": "val/score", "mode": "max", "seed": seed}
+    return from_section(LoopConfig, values, name), batch_size
+
+
+def dataset_classes(dataset: str) -> list[int]:
+    if dataset not in DATASET_CLASSES:
+        raise ValueError(f"unknown dataset '{dataset}'; valid: {sorted(DATASET_CLASSES)}")
+    return list(DATASET_CLASSES[dataset])
+
+
+def feature_paths(features_dir: Path, dataset: str, face: str, voice: str) -> tuple[Path, Path]:
+    return features_dir / f"{face}_{dataset}.h5", features_dir / f"{voice}_{dataset}.h5"
+
+
+def train_one(modality: str, dataset: str, cfg: MultimodalConfig, processed_dir: Path,
+              features_dir: Path, ckpt_dir: Path, live_dir: Path | None, seed: int,
+              test_fold: int | None = None, pair_cfg: PairConfig | None = None) -> dict:
+    """Train one model for one test fold; returns its report (validation metrics, counts)."""
+    classes = dataset_classes(dataset)
+    log = ProblemLog(cfg.bad_input)
+    face_path, voice_path = feature_paths(features_dir, dataset, cfg.face_features,
+                                          cfg.voice_features)
+    data = load_av_data(processed_dir, face_path, voice_path, classes, log, test_fold,
+                        pair_cfg, seed)
+    model = AVEmotionModel(model_config(modality, *data.dims, classes, cfg.model))
+    loop_cfg, batch_size = loop_config(cfg.train, seed)
+    provenance = {"dataset": dataset, "modality": modality, "test_fold": data.test_fold,
+                  "face_file": face_path.name, "voice_file": voice_path.name,
+                  "pairs": asdict(pair_cfg) if pair_cfg else None, "seed": seed,
+                  **data.provenance}
+    result = fit_av(model, data, loss_cfg=cfg.loss, loop_cfg=loop_cfg, batch_size=batch_size,
+                    ckpt_dir=ckpt_dir, live_dir=live_dir, provenance=provenance)
+    n_params = sum(p.numel() for p in model.parameters())
+    return {"test_fold": data.test_fold, "best_epoch": result.best_epoch,
+            "stopped_early": result.stopped_early, "parameters": n_params,
+            "val": {k.removeprefix("val/"): v for k, v in result.best_metrics.items()
+                    if k.startswith("val/")},
+            "pairs": {s: len(d) for s, d in data.splits.items()},
+            "dropped_pairs": data.dropped_pairs, "skipped": log.to_json()}
+
+
+def train_multimodal(modality: str, dataset: str, cfg: MultimodalConfig, processed_dir: Path,
+                     features_dir: Path, ckpt_dir: Path, live_dir: Path | None, seed: int,
+                     pair_cfg: PairConfig | None = None) -> dict:
+    """The configured test fold into `ckpt_dir`; with `folds: all` also every other fold into
+    `ckpt_dir/fold<k>`, each scored on its own test split, and `cv.json` with mean and std."""
+    report = train_one(modality, dataset, cfg, processed_dir, features_dir, ckpt_dir, live_dir,
+                       seed)
+    if cfg.folds == "all":
+        clips = read_table(processed_dir / "clips.csv", CLIP_COLUMNS)
+        per_fold = {}
+        for k in sorted(int(f) for f in clips.fold.unique()):
+            folder = ckpt_dir if k == report["test_fold"] else ckpt_dir / f"fold{k}"
+            if folder != ckpt_dir:
+                train_one(modality, dataset, cfg, processed_dir, features_dir, folder, None,
+                          seed, k, pair_cfg)
+            per_fold[k] = av_test_metrics(predict_av(folder, features_dir, processed_dir),
+                                          dataset_classes(dataset))
+        report["cv"] = fold_summary(per_fold)
+        write_json(ckpt_dir / "cv.json", report["cv"])
+    write_json(ckpt_dir / "train.json", report)
+    return report
+
+
+def fold_summary(per_fold: dict[int, dict]) -> dict:
+    """Mean and (population) std across folds of the headline metrics, plus each fold's."""
+    out: dict = {"folds": len(per_fold)}
+    for key in CV_KEYS:
+        values = [m[key] for m in per_fold.values() if m.get(key) is not None]
+        if values:
+            out[f"{key}_mean"] = float(np.mean(values))
+            out[f"{key}_std"] = float(np.std(values))
+    out["per_fold"] = {f"fold{k}": {key: m.get(key) for key in CV_KEYS if key in m}
+                       for k, m in per_fold.items()}
+    return out
+
+
+def load_av_model(ckpt_dir: Path) -> tuple[AVEmotionModel, dict]:
+    """Rebuild a trained model from its checkpoint folder; returns (model in eval mode, payload)."""
+    from affectpipe.train.checkpoint import load_checkpoint
+
+    payload = load_checkpoint(ckpt_dir)
+    model = AVEmotionModel(AVModelConfig(**payload["config"]))
+    model.load_state_dict(payload["state_dict"])
+    return model.eval(), payload
+
+
+def predict_av(ckpt_dir: Path, features_dir: Path, processed_dir: Path,
+               split: str = "test") -> pd.DataFrame:
+    """One row per pair of `split` with true/predicted emotions, per-modality predictions,
+    class probabilities (`prob_<emotion>`), congruence probability/label and kind.
+
+    The pairs and features are those the checkpoint was trained against: same dataset, same
+    test fold, and feature files whose provenance matches (else `StaleCacheError`).
+    """
+    model, payload = load_av_model(Path(ckpt_dir))
+    prov = payload["provenance"]
+    pair_cfg = PairConfig(**prov["pairs"]) if prov.get("pairs") else None
+    data = load_av_data(Path(processed_dir), Path(features_dir) / prov["face_file"],
+                        Path(features_dir) / prov["voice_file"], model.cfg.classes,
+                        ProblemLog("skip"), prov["test_fold"], pair_cfg, prov.get("seed", 0),
+                        expect={k: prov[k] for k in ("face_features", "voice_features")})
+    if split not in data.splits:
+        raise ValueError(f"unknown split '{split}'; valid: {sorted(data.splits)}")
+    loader = DataLoader(data.splits[split], batch_size=256, shuffle=False)
+    df = pair_frame(data.splits[split], collect_outputs(model, loader))
+    return df.assign(dataset=prov["dataset"], model=prov["modality"])
