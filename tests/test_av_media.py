@@ -1,0 +1,129 @@
+"""Audio and video decoding: every bad input is a one-line problem naming the file."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import soundfile as sf
+import soxr
+
+from affectpipe.data import media
+from affectpipe.data.framecrop import center_box, crop_clip, foreground_box
+from affectpipe.data.synthetic.voice import Speaker, synthesize, voice_style
+from affectpipe.problems import InputProblem
+
+
+def tone(seconds: float, rate: int, hz: float = 220.0, amp: float = 0.3) -> np.ndarray:
+    t = np.arange(int(seconds * rate)) / rate
+    return (amp * np.sin(2 * np.pi * hz * t)).astype(np.float32)
+
+
+def frames(n: int, w: int = 64, h: int = 48) -> np.ndarray:
+    rng = np.random.default_rng(0)
+    return rng.integers(0, 255, size=(n, h, w, 3), dtype=np.uint8)
+
+
+def test_wav_is_read_as_16k_mono_float(tmp_path):
+    path = tmp_path / "a.wav"
+    sf.write(path, np.stack([tone(1.0, 48000)] * 2, 1), 48000, subtype="PCM_16")
+    audio = media.read_wav(path, 16000)
+    assert audio.samples.dtype == np.float32 and audio.samples.ndim == 1
+    assert len(audio.samples) == 16000 and audio.source_rate == 48000
+    assert audio.duration_s == pytest.approx(1.0)
+    assert audio.loudness_db == pytest.approx(20 * np.log10(0.3 / np.sqrt(2)), abs=0.1)
+
+
+def test_zero_length_wav_is_a_problem(tmp_path):
+    path = tmp_path / "empty.wav"
+    sf.write(path, np.zeros(0, np.float32), 16000)
+    with pytest.raises(InputProblem, match=r"empty.wav: empty audio \(0 samples\)"):
+        media.read_wav(path, 16000)
+
+
+def test_silent_wav_is_a_problem(tmp_path):
+    path = tmp_path / "quiet.wav"
+    sf.write(path, np.zeros(16000, np.float32), 16000)
+    with pytest.raises(InputProblem, match=r"quiet.wav: silent audio \(RMS -inf dBFS"):
+        media.read_wav(path, 16000)
+
+
+def test_unreadable_wav_is_a_problem(tmp_path):
+    path = tmp_path / "junk.wav"
+    path.write_bytes(b"RIFF not really")
+    with pytest.raises(InputProblem, match="junk.wav: unreadable WAV"):
+        media.read_wav(path, 16000)
+
+
+def test_mp4_audio_track_matches_the_wav_it_was_made_from(tmp_path):
+    rng = np.random.default_rng(1)
+    sig = synthesize(voice_style(4), Speaker(120.0, 1.0), 1, 1.0, 48000, rng).samples
+    media.write_video(tmp_path / "a.mp4", frames(15), 15, sig, 48000)
+    track = media.read_track(tmp_path / "a.mp4", 16000)
+    ref = soxr.resample(sig, 48000, 16000)
+    n = min(len(track.samples), len(ref))
+    assert abs(len(track.samples) - len(ref)) < 0.02 * len(ref)
+    r = np.corrcoef(track.samples[:n], ref[:n])[0, 1]
+    assert r > 0.9, f"AAC round trip correlation {r:.3f}"
+
+
+def test_mp4_without_audio_track_is_a_problem(tmp_path):
+    media.write_video(tmp_path / "silent.mp4", frames(20), 15)
+    with pytest.raises(InputProblem, match="silent.mp4: no audio track in the container"):
+        media.read_track(tmp_path / "silent.mp4", 16000)
+
+
+def test_truncated_video_is_a_problem(tmp_path):
+    media.write_video(tmp_path / "ok.mp4", frames(20), 15)
+    data = (tmp_path / "ok.mp4").read_bytes()
+    (tmp_path / "cut.mp4").write_bytes(data[: len(data) // 3])
+    with pytest.raises(InputProblem, match="cut.mp4: undecodable video"):
+        media.read_frames(tmp_path / "cut.mp4")
+
+
+def test_flv_round_trip_keeps_frames_and_audio(tmp_path):
+    media.write_video(tmp_path / "a.flv", frames(20), 15, tone(1.0, 16000), 16000, fmt="flv")
+    assert media.read_frames(tmp_path / "a.flv").shape == (20, 48, 64, 3)
+    assert media.read_track(tmp_path / "a.flv", 16000).source_rate == 16000
+
+
+def test_decode_shrinks_large_frames(tmp_path):
+    media.write_video(tmp_path / "big.mp4", frames(3, 320, 180), 15)
+    assert media.read_frames(tmp_path / "big.mp4", max_side=160).shape == (3, 90, 160, 3)
+
+
+@pytest.mark.parametrize(("available", "wanted", "expected"), [
+    (16, 16, list(range(16))),
+    (31, 4, [0, 10, 20, 30]),
+    (5, 1, [0]),
+])
+def test_frame_indices_spread_evenly_first_to_last(available, wanted, expected):
+    assert media.sample_indices(available, wanted).tolist() == expected
+
+
+def test_too_few_frames_is_an_error():
+    with pytest.raises(ValueError, match="5 frames, fewer than the 16 requested"):
+        media.sample_indices(5, 16)
+
+
+def test_encoding_is_byte_stable(tmp_path):
+    for name in ("a.mp4", "b.mp4"):
+        media.write_video(tmp_path / name, frames(10), 15, tone(0.7, 48000), 48000)
+    assert (tmp_path / "a.mp4").read_bytes() == (tmp_path / "b.mp4").read_bytes()
+
+
+def test_foreground_box_finds_a_blob_on_a_shaded_background():
+    h, w = 60, 80
+    ramp = np.linspace(60, 140, w)[None, :, None]  # uneven lighting, left to right
+    img = np.broadcast_to(ramp, (h, w, 3)).copy()
+    img[20:40, 30:46] = 250  # the "face"
+    clip = np.repeat(img[None].astype(np.uint8), 4, axis=0)
+    x0, y0, x1, y1 = foreground_box(clip, margin=0.0)
+    assert (x1 - x0) == (y1 - y0) == 20  # square around the 16x20 blob
+    assert x0 <= 30 and x1 >= 46 and y0 <= 20 and y1 >= 40
+
+
+def test_plain_frames_fall_back_to_a_centre_crop():
+    clip = np.full((4, 48, 64, 3), 128, np.uint8)
+    crops, fell_back = crop_clip(clip, "foreground", 32, 0.1)
+    assert fell_back and crops.shape == (4, 32, 32, 3)
+    assert center_box(48, 64) == (8, 0, 56, 48)
