@@ -305,3 +305,25 @@ def predict_paths(predictor: Predictor, path: Path, output: Path | None,
     finally:
         sink.close()
     return outcomes
+
+
+def settings_from_params(params: dict[str, Any], dataset: str):
+    """(VASettings, AVSettings) from a params mapping: the preprocessing the models were trained
+    after (`preprocess.afewva`, `preprocess.<dataset>`, `extract.wav2vec2.layer`). Sections that
+    are absent keep the defaults, which equal the shipped params."""
+    import dataclasses
+
+    from affectpipe.inference import AVSettings, VASettings
+
+    def pick(cls, values: dict[str, Any], rename: dict[str, str] | None = None) -> dict:
+        names = {f.name for f in dataclasses.fields(cls)}
+        values = {(rename or {}).get(k, k): v for k, v in values.items()}
+        return {k: v for k, v in values.items() if k in names}
+
+    prep = params.get("preprocess", {})
+    va = VASettings(**pick(VASettings, prep.get("afewva", {})))
+    av_values = pick(AVSettings, prep.get(dataset, {}))
+    layer = params.get("extract", {}).get("wav2vec2", {}).get("layer")
+    if layer is not None:
+        av_values["layer"] = layer
+    return va, AVSettings(**av_values)

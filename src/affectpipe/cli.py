@@ -1,0 +1,88 @@
+"""The `affectpipe` command: `predict` on a video or a folder, and the interactive `demo`."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import typer
+
+app = typer.Typer(add_completion=False, no_args_is_help=True,
+                  help="Emotion over time and face/voice congruence for videos.")  # fmt: skip
+
+
+def _predictor(models_dir: Path, device: str, va_variant: str, dataset: str, rate: float,
+               params_file: Path):  # fmt: skip
+    """Load the models once; preprocessing settings come from params.yaml when it exists."""
+    from affectpipe.config import load_params
+    from affectpipe.predict import PredictConfig, Predictor, settings_from_params
+
+    params = load_params(params_file) if params_file.is_file() else {}
+    va, av = settings_from_params(params, dataset)
+    cfg = PredictConfig(models_dir=models_dir, va_variant=va_variant, av_dataset=dataset,
+                        device=device, va_rate=rate)  # fmt: skip
+    return Predictor(cfg, va, av)
+
+
+def _fail(err: Exception) -> typer.Exit:
+    typer.echo(f"error: {err}", err=True)
+    return typer.Exit(1)
+
+
+@app.command()
+def predict(
+    path: Path = typer.Argument(..., help="a video file, or a folder searched for videos"),
+    models_dir: Path = typer.Option(Path("models"), help="checkpoints written by the pipeline"),
+    output: Path = typer.Option(None, "--output", "-o",
+                                help="out.jsonl (one line per video) or a folder (one JSON per "
+                                     "video); default: JSON on stdout"),  # fmt: skip
+    device: str = typer.Option("auto", help="auto | cpu | cuda | cuda:N"),
+    va_variant: str = typer.Option("cached", help="VA model: models/finetune/<variant>"),
+    dataset: str = typer.Option("ravdess", help="emotion model trained on: ravdess | cremad"),
+    rate: float = typer.Option(4.0, help="valence/arousal samples per second of video"),
+    params_file: Path = typer.Option(Path("params.yaml"), "--params",
+                                     help="preprocessing settings (if the file exists)"),
+) -> None:
+    """Predict valence/arousal over time, emotions and congruence; one JSON per video."""
+    from affectpipe.predict import predict_paths
+    from affectpipe.problems import InputProblem
+
+    try:
+        predictor = _predictor(models_dir, device, va_variant, dataset, rate, params_file)
+        outcomes = predict_paths(predictor, path, output)
+    except (InputProblem, FileNotFoundError, FileExistsError, ValueError, OSError) as err:
+        raise _fail(err) from None
+    failed = [o for o in outcomes if o.error is not None]
+    for o in failed:
+        typer.echo(f"failed: {o.path}: {o.error}", err=True)
+    where = f" -> {output}" if output else ""
+    typer.echo(f"{len(outcomes) - len(failed)} of {len(outcomes)} video(s) predicted{where}",
+               err=True)  # fmt: skip
+    if failed:
+        raise typer.Exit(1)
+
+
+@app.command()
+def demo(
+    port: int = typer.Option(7860, help="port on 127.0.0.1 (or 0.0.0.0 with --share)"),
+    share: bool = typer.Option(False, help="also create a public Gradio link"),
+    models_dir: Path = typer.Option(Path("models"), help="checkpoints written by the pipeline"),
+    device: str = typer.Option("auto", help="auto | cpu | cuda | cuda:N"),
+    dataset: str = typer.Option("ravdess", help="emotion model trained on: ravdess | cremad"),
+    params_file: Path = typer.Option(Path("params.yaml"), "--params"),
+) -> None:
+    """Interactive demo: upload a video or pick a sample; see emotions, congruence and VA."""
+    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+    try:
+        from affectpipe.demo import launch
+    except ImportError as err:
+        raise _fail(err) from None
+    try:
+        predictor = _predictor(models_dir, device, "cached", dataset, 4.0, params_file)
+    except (FileNotFoundError, ValueError, OSError) as err:
+        raise _fail(err) from None
+    launch(predictor, port=port, share=share)
+
+
+if __name__ == "__main__":
+    app()
