@@ -145,7 +145,8 @@ def write_video(
         c.metadata.clear()
         v = c.add_stream("libx264", rate=fps)
         v.width, v.height, v.pix_fmt = width, height, "yuv420p"
-        v.options = {"preset": "fast", "crf": "20", "threads": "1"}
+        # constant QP: x264's CRF rate control was measured not byte-stable across runs here
+        v.options = {"preset": "fast", "qp": "22", "threads": "1"}
         v.codec_context.thread_count = 1
         a = None
         if audio is not None:

@@ -1,0 +1,245 @@
+"""RAVDESS: the published name table, the synthetic look-alike, preprocessing and bad inputs."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pandas as pd
+import pytest
+import soundfile as sf
+
+from affectpipe.data import media, ravdess
+from affectpipe.data.labels import EMOTIONS
+from affectpipe.problems import InputProblem
+from tests.test_fetch import make_zip, serve
+
+TINY = {
+    "actors": 2, "statements": [1, 2], "repetitions": 1, "intensities": [2],
+    "modalities": [1, 2, 3], "duration_s": 1.2, "fps": 15, "width": 64, "height": 48,
+    "sample_rate": 48000,
+}
+PRE = {"n_frames": 8, "frame_size": 32, "folds": {"folds": 2, "test_fold": 0, "val_fold": -1}}
+
+
+@pytest.fixture(scope="module")
+def raw(tmp_path_factory):
+    out = tmp_path_factory.mktemp("ravdess") / "raw"
+    ravdess.download({"synthetic": TINY}, out, seed=0)
+    return out
+
+
+@pytest.fixture(scope="module")
+def processed(raw, tmp_path_factory):
+    out = tmp_path_factory.mktemp("ravdess") / "processed"
+    report = ravdess.preprocess(PRE, raw, out, seed=0)
+    return out, report
+
+
+# The published code table (Livingstone & Russo 2018): MM-VC-EE-II-SS-RR-AA.
+@pytest.mark.parametrize(("name", "expected"), [
+    ("01-01-01-01-01-01-01.mp4", (1, 1, "neutral", 1, 1, 1, 1)),
+    ("02-01-06-01-02-02-12.mp4", (2, 1, "fearful", 1, 2, 2, 12)),
+    ("03-01-08-02-02-01-24.wav", (3, 1, "surprised", 2, 2, 1, 24)),
+    ("03-02-05-02-01-01-07.wav", (3, 2, "angry", 2, 1, 1, 7)),
+    ("01-01-02-02-01-02-03.mp4", (1, 1, "calm", 2, 1, 2, 3)),
+    ("01-01-07-01-01-01-05.mp4", (1, 1, "disgust", 1, 1, 1, 5)),
+])
+def test_parser_follows_the_published_code_table(name, expected):
+    n = ravdess.parse_name(name)
+    got = (n.modality, n.vocal_channel, EMOTIONS[n.emotion], n.intensity, n.statement,
+           n.repetition, n.actor)
+    assert got == expected
+
+
+@pytest.mark.parametrize(("name", "message"), [
+    ("1001_DFA_ANG_XX.wav", "name is not RAVDESS"),
+    ("04-01-01-01-01-01-01.mp4", "modality code 04"),
+    ("01-01-09-01-01-01-01.mp4", "emotion code 09"),
+    ("01-01-03-03-01-01-01.mp4", "intensity code 03"),
+    ("01-01-03-01-03-01-01.mp4", "statement code 03"),
+    ("01-01-03-01-01-01-25.mp4", "actor code 25"),
+    ("01-01-01-02-01-01-01.mp4", "neutral .* has no strong intensity"),
+    ("03-01-03-01-01-01-01.mp4", r"audio-only file should be .wav"),
+])
+def test_names_that_do_not_parse_say_why(name, message):
+    with pytest.raises(InputProblem, match=message):
+        ravdess.parse_name(name)
+
+
+def test_synthetic_layout_and_manifest(raw):
+    manifest = pd.read_csv(raw / "manifest.csv")
+    files = sorted(p.relative_to(raw).as_posix() for p in raw.rglob("*") if p.is_file())
+    assert sorted(manifest.path) == [f for f in files if f != "manifest.csv"]
+    # 2 actors x 2 statements x (neutral + 7 strong) x 3 modalities
+    assert len(manifest) == 2 * 2 * 8 * 3
+    assert "Actor_02/03-01-05-02-01-01-02.wav" in set(manifest.path)
+    assert sf.info(raw / "Actor_01" / "03-01-01-01-01-01-01.wav").samplerate == 48000
+    assert not media.has_audio_track(raw / "Actor_01" / "02-01-01-01-01-01-01.mp4")
+
+
+def test_synthetic_download_is_byte_identical_across_runs(raw, tmp_path):
+    tiny = dict(TINY, actors=1, statements=[1])
+    ravdess.download({"synthetic": tiny}, tmp_path / "a", seed=0)
+    ravdess.download({"synthetic": tiny}, tmp_path / "b", seed=0)
+    assert (tmp_path / "a/manifest.csv").read_bytes() == (tmp_path / "b/manifest.csv").read_bytes()
+    ours = pd.read_csv(tmp_path / "a/manifest.csv").set_index("path").sha256
+    full = pd.read_csv(raw / "manifest.csv").set_index("path").sha256
+    assert (full.loc[ours.index] == ours).all()  # actor 1 does not depend on the set's size
+
+
+def test_mp4_track_matches_the_wav_of_the_same_performance(raw):
+    track = media.read_track(raw / "Actor_01" / "01-01-05-02-01-01-01.mp4", 16000).samples
+    wav = media.read_wav(raw / "Actor_01" / "03-01-05-02-01-01-01.wav", 16000).samples
+    n = min(len(track), len(wav))
+    assert abs(len(track) - len(wav)) < 0.05 * len(wav)
+    assert np.corrcoef(track[:n], wav[:n])[0, 1] > 0.9
+
+
+def test_preprocess_writes_the_design_contract(processed):
+    out, report = processed
+    clips = pd.read_csv(out / "clips.csv")
+    assert list(clips.columns) == [
+        "clip_id", "dataset", "actor", "emotion", "emotion_name", "intensity", "statement",
+        "repetition", "fold", "split", "has_video", "has_audio", "frames_path", "audio_path",
+        "duration_s", "loudness_db",
+    ]
+    assert len(clips) == 2 * 2 * 8 * 3 and report["skipped"] == []
+    av = clips[clips.clip_id.str.startswith("01-")]
+    assert (av.has_video == 1).all() and (av.has_audio == 1).all()
+    assert (clips[clips.clip_id.str.startswith("02-")].has_audio == 0).all()
+    assert (clips[clips.clip_id.str.startswith("03-")].has_video == 0).all()
+    frames = np.load(out / av.frames_path.iloc[0])
+    assert frames.shape == (8, 32, 32, 3) and frames.dtype == np.uint8
+    audio, rate = sf.read(out / av.audio_path.iloc[0], dtype="float32")
+    assert rate == 16000 and audio.ndim == 1
+    assert json.loads((out / "report.json").read_text())["clips"] == len(clips)
+
+
+def test_every_fold_holds_all_eight_emotions_and_every_split_all_pair_kinds(processed):
+    out, report = processed
+    clips = pd.read_csv(out / "clips.csv")
+    assert (clips.groupby("fold").emotion.nunique() == 8).all()
+    assert (clips.groupby("actor").fold.nunique() == 1).all()
+    pairs = pd.read_csv(out / "pairs.csv")
+    for split in ("train", "test"):
+        assert set(pairs[pairs.split == split].kind) == {"congruent", "easy", "hard"}
+    assert report["crop"] == "foreground" and report["center_fallback"] == []
+
+
+def test_video_only_clips_are_never_paired(processed):
+    out, _ = processed
+    pairs = pd.read_csv(out / "pairs.csv")
+    used = set(pairs.face_clip) | set(pairs.voice_clip)
+    assert all(c.startswith("01-") for c in used)
+
+
+def test_preprocess_is_deterministic(raw, processed, tmp_path):
+    out, _ = processed
+    ravdess.preprocess(PRE, raw, tmp_path, seed=0)
+    for name in ("clips.csv", "pairs.csv", "report.json"):
+        assert (tmp_path / name).read_bytes() == (out / name).read_bytes()
+    some = sorted((out / "frames").iterdir())[0].name
+    assert (tmp_path / "frames" / some).read_bytes() == (out / "frames" / some).read_bytes()
+
+
+@pytest.fixture
+def broken_raw(raw, tmp_path):
+    """A copy of the tiny set with one of each bad input."""
+    root = tmp_path / "raw"
+    shutil.copytree(raw, root)
+    a1 = root / "Actor_01"
+    # an audio-video mp4 with no audio track (its 02 twin renamed to 01)
+    (a1 / "01-01-03-02-01-01-01.mp4").unlink()
+    shutil.copy(a1 / "02-01-03-02-01-01-01.mp4", a1 / "01-01-03-02-01-01-01.mp4")
+    sf.write(a1 / "03-01-04-02-01-01-01.wav", np.zeros(0, np.float32), 48000)  # zero-length
+    sf.write(a1 / "03-01-04-02-02-01-01.wav", np.zeros(4800, np.float32), 48000)  # silent
+    data, _ = sf.read(a1 / "03-01-05-02-01-01-01.wav", dtype="float32")
+    sf.write(a1 / "03-01-05-02-01-01-01.wav", data[::2], 24000)  # unexpected rate
+    cut = (a1 / "01-01-06-02-01-01-01.mp4").read_bytes()
+    (a1 / "01-01-06-02-01-01-01.mp4").write_bytes(cut[: len(cut) // 3])  # truncated
+    media.write_video(a1 / "02-01-07-02-01-01-01.mp4", np.zeros((4, 48, 64, 3), np.uint8), 15)
+    (a1 / "holiday.mp4").write_bytes(b"not ravdess")
+    return root
+
+
+def test_every_bad_input_is_recorded_with_its_reason(broken_raw, tmp_path):
+    report = ravdess.preprocess(PRE, broken_raw, tmp_path, seed=0)
+    reasons = {s["path"].split("/")[-1]: s["reason"] for s in report["skipped"]}
+    assert reasons["01-01-03-02-01-01-01.mp4"] == "no audio track in the container"
+    assert reasons["03-01-04-02-01-01-01.wav"] == "empty audio (0 samples)"
+    assert reasons["03-01-04-02-02-01-01.wav"].startswith("silent audio")
+    assert reasons["01-01-06-02-01-01-01.mp4"].startswith("undecodable")
+    assert reasons["02-01-07-02-01-01-01.mp4"] == "4 frames, fewer than the 8 requested"
+    assert reasons["holiday.mp4"].startswith("name is not RAVDESS")
+    assert [r["path"].split("/")[-1] for r in report["resampled"]] == ["03-01-05-02-01-01-01.wav"]
+    clips = pd.read_csv(tmp_path / "clips.csv").set_index("clip_id")
+    # the mp4 without a track keeps its face; the resampled wav is kept at 16 kHz
+    assert clips.loc["01-01-03-02-01-01-01", ["has_video", "has_audio"]].tolist() == [1, 0]
+    assert clips.loc["03-01-05-02-01-01-01", "has_audio"] == 1
+    assert "03-01-04-02-01-01-01" not in clips.index
+
+
+def test_strict_policy_stops_at_the_first_bad_file(broken_raw, tmp_path):
+    with pytest.raises(InputProblem, match=r"holiday.mp4: name is not RAVDESS"):
+        ravdess.preprocess(dict(PRE, bad_input="strict"), broken_raw, tmp_path, seed=0)
+
+
+def test_audio_only_folder_builds_the_audio_side(raw, tmp_path):
+    src = tmp_path / "wavs"
+    for wav in raw.rglob("03-*.wav"):
+        (src / wav.parent.name).mkdir(parents=True, exist_ok=True)
+        shutil.copy(wav, src / wav.parent.name / wav.name)
+    ravdess.download({"source": "folder", "path": str(src)}, tmp_path / "raw", seed=0)
+    report = ravdess.preprocess(PRE, tmp_path / "raw", tmp_path / "out", seed=0)
+    clips = pd.read_csv(tmp_path / "out" / "clips.csv")
+    assert len(clips) == 2 * 2 * 8 and (clips.has_audio == 1).all() and (clips.has_video == 0).all()
+    assert any(n.startswith("no video") for n in report["notes"])
+    assert report["pairs"] == 0 and len(pd.read_csv(tmp_path / "out" / "pairs.csv")) == 0
+
+
+def test_folder_source_copies_and_never_modifies_the_source(raw, tmp_path):
+    before = {p: p.read_bytes() for p in raw.rglob("*.wav")}
+    ravdess.download({"source": "folder", "path": str(raw), "video": False}, tmp_path, seed=0)
+    manifest = pd.read_csv(tmp_path / "manifest.csv")
+    assert len(manifest) == 2 * 2 * 8 * 3
+    assert before == {p: p.read_bytes() for p in raw.rglob("*.wav")}
+
+
+def test_folder_without_ravdess_media_is_an_error(tmp_path):
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(InputProblem, match="no RAVDESS media"):
+        ravdess.download({"source": "folder", "path": str(tmp_path / "empty")}, tmp_path, 0)
+
+
+def test_unknown_source_and_keys_fail_by_name(tmp_path):
+    with pytest.raises(ValueError, match="valid: \\['synthetic', 'zenodo', 'folder'\\]"):
+        ravdess.download({"source": "kaggle"}, tmp_path, 0)
+    with pytest.raises(ValueError, match="unknown key\\(s\\) \\['actor'\\]"):
+        ravdess.download({"synthetic": {"actor": 3}}, tmp_path, 0)
+
+
+def test_zenodo_download_from_a_local_record(raw, tmp_path):
+    """The record API lists zips with md5 checksums; zips hold Actor_XX/ folders."""
+    import hashlib
+
+    video = make_zip({f"Actor_01/{p.name}": p.read_bytes()
+                      for p in (raw / "Actor_01").glob("0[12]-*.mp4")})
+    audio = make_zip({f"Actor_{a:02d}/{p.name}": p.read_bytes()
+                      for a in (1, 2) for p in (raw / f"Actor_{a:02d}").glob("03-*.wav")})
+    blobs = {"Video_Speech_Actor_01.zip": video, "Audio_Speech_Actors_01-24.zip": audio}
+    with serve({f"/files/{k}": v for k, v in blobs.items()}) as (url, _):
+        record = {"files": [
+            {"key": k, "size": len(v), "checksum": "md5:" + hashlib.md5(v).hexdigest(),  # noqa: S324
+             "links": {"self": f"{url}/files/{k}"}}
+            for k, v in blobs.items()
+        ]}
+        with serve({"/api/records/1188976": json.dumps(record).encode()}) as (api, _):
+            cfg = {"source": "zenodo", "url": f"{api}/api/records/1188976", "actors": [1],
+                   "archive_dir": str(tmp_path / "zips")}
+            ravdess.download(cfg, tmp_path / "raw", seed=0)
+    manifest = pd.read_csv(tmp_path / "raw" / "manifest.csv")
+    assert len(manifest) == 2 * 8 * 3  # actor 1 only: 01 + 02 mp4 and 03 wav
+    assert all(p.startswith("Actor_01/") for p in manifest.path)
+    assert (tmp_path / "zips" / "Audio_Speech_Actors_01-24.zip").exists()
