@@ -127,3 +127,13 @@ def test_plain_frames_fall_back_to_a_centre_crop():
     crops, fell_back = crop_clip(clip, "foreground", 32, 0.1)
     assert fell_back and crops.shape == (4, 32, 32, 3)
     assert center_box(48, 64) == (8, 0, 56, 48)
+
+
+def test_float_wav_round_trips_and_is_byte_stable(tmp_path):
+    sig = tone(0.5, 16000)
+    media.write_float_wav(tmp_path / "a.wav", sig, 16000)
+    media.write_float_wav(tmp_path / "b.wav", sig, 16000)
+    back, rate = sf.read(tmp_path / "a.wav", dtype="float32")
+    assert rate == 16000 and np.array_equal(back, sig)
+    assert sf.info(tmp_path / "a.wav").subtype == "FLOAT"
+    assert (tmp_path / "a.wav").read_bytes() == (tmp_path / "b.wav").read_bytes()

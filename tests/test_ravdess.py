@@ -140,8 +140,9 @@ def test_preprocess_is_deterministic(raw, processed, tmp_path):
     ravdess.preprocess(PRE, raw, tmp_path, seed=0)
     for name in ("clips.csv", "pairs.csv", "report.json"):
         assert (tmp_path / name).read_bytes() == (out / name).read_bytes()
-    some = sorted((out / "frames").iterdir())[0].name
-    assert (tmp_path / "frames" / some).read_bytes() == (out / "frames" / some).read_bytes()
+    for folder in ("frames", "audio"):
+        some = sorted((out / folder).iterdir())[0].name
+        assert (tmp_path / folder / some).read_bytes() == (out / folder / some).read_bytes()
 
 
 @pytest.fixture

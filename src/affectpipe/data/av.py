@@ -99,8 +99,8 @@ def _audio(src: ClipSource, run: _Run) -> media.Audio | None:
     except InputProblem as p:
         run.log.report(p)
         return None
-    media.write_wav(run.out_dir / "audio" / f"{src.clip_id}.wav", audio.samples,
-                    cfg.sample_rate, subtype="FLOAT")
+    media.write_float_wav(run.out_dir / "audio" / f"{src.clip_id}.wav", audio.samples,
+                          cfg.sample_rate)
     return audio
 
 

@@ -7,6 +7,7 @@ Encoding is single-threaded so the synthetic datasets come out byte-identical ac
 
 from __future__ import annotations
 
+import struct
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -125,6 +126,18 @@ def sample_indices(n_available: int, n_wanted: int) -> np.ndarray:
 def write_wav(path: Path, samples: np.ndarray, rate: int, subtype: str = "PCM_16") -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     sf.write(path, samples, rate, subtype=subtype)
+
+
+def write_float_wav(path: Path, samples: np.ndarray, rate: int) -> None:
+    """Mono IEEE-float WAV, written by hand: libsndfile stamps float WAVs with the time (PEAK
+    chunk), which would make identical audio differ byte for byte between runs."""
+    data = np.asarray(samples, dtype="<f4").tobytes()
+    fmt = struct.pack("<HHIIHH", 3, 1, rate, rate * 4, 4, 32)  # IEEE float, mono, 32 bit
+    fact = struct.pack("<I", len(samples))
+    body = (b"WAVE" + b"fmt " + struct.pack("<I", len(fmt)) + fmt
+            + b"fact" + struct.pack("<I", 4) + fact + b"data" + struct.pack("<I", len(data)) + data)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(b"RIFF" + struct.pack("<I", len(body)) + body)
 
 
 def write_video(

@@ -1,0 +1,152 @@
+"""CREMA-D: the published name table, the synthetic look-alike, pairing by name, downloads."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+
+import numpy as np
+import pandas as pd
+import pytest
+import soundfile as sf
+
+from affectpipe.data import cremad, fetch, media
+from affectpipe.data.labels import EMOTIONS
+from affectpipe.problems import InputProblem
+from tests.test_fetch import serve
+
+TINY = {
+    "actors": 2, "first_actor": 1001, "sentences": ["DFA", "IEO"], "ieo_levels": ["LO", "HI"],
+    "duration_s": 1.2, "fps": 15, "width": 64, "height": 48, "sample_rate": 16000,
+}
+PRE = {"n_frames": 8, "frame_size": 32, "folds": {"folds": 2, "test_fold": 0, "val_fold": -1}}
+N_CLIPS = 2 * (6 + 1 + 5 * 2)  # per actor: DFA 6 x XX; IEO neutral XX + 5 emotions x 2 levels
+
+
+@pytest.fixture(scope="module")
+def raw(tmp_path_factory):
+    out = tmp_path_factory.mktemp("cremad") / "raw"
+    cremad.download({"synthetic": TINY}, out, seed=0)
+    return out
+
+
+@pytest.mark.parametrize(("name", "expected"), [
+    ("1001_DFA_ANG_XX.wav", (1001, "DFA", "angry", "XX")),
+    ("1091_IEO_HAP_HI.flv", (1091, "IEO", "happy", "HI")),
+    ("1045_WSI_NEU_XX.wav", (1045, "WSI", "neutral", "XX")),
+    ("1002_IEO_SAD_LO.wav", (1002, "IEO", "sad", "LO")),
+    ("1010_TSI_FEA_XX.flv", (1010, "TSI", "fearful", "XX")),
+    ("1020_ITS_DIS_MD.wav", (1020, "ITS", "disgust", "MD")),
+])
+def test_parser_follows_the_published_code_table(name, expected):
+    n = cremad.parse_name(name)
+    assert (n.actor, n.sentence, EMOTIONS[n.emotion], n.level) == expected
+
+
+@pytest.mark.parametrize(("name", "message"), [
+    ("03-01-01-01-01-01-01.wav", "name is not CREMA-D"),
+    ("1000_DFA_ANG_XX.wav", "actor 1000 is not a CREMA-D actor"),
+    ("1001_ABC_ANG_XX.wav", "sentence 'ABC'"),
+    ("1001_DFA_SUR_XX.wav", "emotion 'SUR'"),
+    ("1001_DFA_ANG_ZZ.wav", "level 'ZZ'"),
+])
+def test_names_that_do_not_parse_say_why(name, message):
+    with pytest.raises(InputProblem, match=message):
+        cremad.parse_name(name)
+
+
+def test_synthetic_layout_rates_and_manifest(raw):
+    manifest = pd.read_csv(raw / "manifest.csv")
+    assert len(manifest) == 2 * N_CLIPS
+    assert "VideoFlash/1002_IEO_ANG_HI.flv" in set(manifest.path)
+    assert "AudioWAV/1001_IEO_NEU_XX.wav" in set(manifest.path)
+    assert sf.info(raw / "AudioWAV" / "1001_DFA_ANG_XX.wav").samplerate == 16000
+    assert media.has_audio_track(raw / "VideoFlash" / "1001_DFA_ANG_XX.flv")
+
+
+def test_preprocess_pairs_flv_and_wav_by_name(raw, tmp_path):
+    report = cremad.preprocess(PRE, raw, tmp_path, seed=0)
+    clips = pd.read_csv(tmp_path / "clips.csv")
+    assert len(clips) == N_CLIPS and report["skipped"] == []
+    assert (clips.has_video == 1).all() and (clips.has_audio == 1).all()
+    assert (clips.groupby("fold").emotion.nunique() == 6).all()
+    assert set(clips.emotion_name) == {"neutral", "happy", "sad", "angry", "fearful", "disgust"}
+    assert set(clips.intensity) == {"low", "high", "unspecified"}
+    pairs = pd.read_csv(tmp_path / "pairs.csv")
+    for split in ("train", "test"):
+        assert set(pairs[pairs.split == split].kind) == {"congruent", "easy", "hard"}
+    by_id = clips.set_index("clip_id")
+    hard = pairs[pairs.kind == "hard"]
+    assert (by_id.loc[hard.face_clip].statement.values
+            == by_id.loc[hard.voice_clip].statement.values).all()
+
+
+def test_known_broken_clips_are_skipped_with_that_reason(raw, tmp_path):
+    root = tmp_path / "raw"
+    shutil.copytree(raw, root)
+    for stem in ("1076_MTI_NEU_XX", "1064_TIE_SAD_XX"):
+        shutil.copy(raw / "AudioWAV" / "1001_DFA_NEU_XX.wav", root / "AudioWAV" / f"{stem}.wav")
+        shutil.copy(raw / "VideoFlash" / "1001_DFA_NEU_XX.flv", root / "VideoFlash" / f"{stem}.flv")
+    report = cremad.preprocess(dict(PRE, bad_input="strict"), root, tmp_path / "out", seed=0)
+    skipped = {s["path"].split("/")[-1]: s["reason"] for s in report["skipped"]}
+    assert len(skipped) == 4
+    assert set(skipped.values()) == {"known broken CREMA-D clip"}
+    assert "1076_MTI_NEU_XX" not in set(pd.read_csv(tmp_path / "out" / "clips.csv").clip_id)
+
+
+def test_unexpected_rate_and_a_missing_wav_are_recorded(raw, tmp_path):
+    root = tmp_path / "raw"
+    shutil.copytree(raw, root)
+    data, _ = sf.read(root / "AudioWAV" / "1001_DFA_ANG_XX.wav", dtype="float32")
+    sf.write(root / "AudioWAV" / "1001_DFA_ANG_XX.wav", np.repeat(data, 3), 48000)
+    (root / "AudioWAV" / "1001_DFA_HAP_XX.wav").unlink()
+    (root / "AudioWAV" / "notes.wav").write_bytes(b"x")
+    report = cremad.preprocess(PRE, root, tmp_path / "out", seed=0)
+    assert report["resampled"][0]["rate"] == 48000
+    assert report["resampled"][0]["expected"] == 16000
+    assert any("flv's own track" in n for n in report["notes"])
+    assert report["skipped"][0]["reason"].startswith("name is not CREMA-D")
+    clips = pd.read_csv(tmp_path / "out" / "clips.csv").set_index("clip_id")
+    assert clips.loc["1001_DFA_HAP_XX", "has_audio"] == 1
+
+
+def test_preprocess_is_deterministic(raw, tmp_path):
+    for name in ("a", "b"):
+        cremad.preprocess(PRE, raw, tmp_path / name, seed=0)
+    for name in ("clips.csv", "pairs.csv", "report.json", "audio/1001_DFA_ANG_XX.wav",
+                 "frames/1001_DFA_ANG_XX.npy"):
+        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
+
+
+def test_github_download_follows_lfs_pointers_and_verifies(raw, tmp_path):
+    repo, ref = "CheyneyComputerScience/CREMA-D", "master"
+    files = {f"{d}/{n}": (raw / d / n).read_bytes() for d, n in (
+        ("AudioWAV", "1001_DFA_ANG_XX.wav"), ("VideoFlash", "1001_DFA_ANG_XX.flv"),
+        ("AudioWAV", "1002_DFA_ANG_XX.wav"),
+    )}
+    tree = {"truncated": False, "tree": [{"path": "README.md", "type": "blob"}] + [
+        {"path": p, "type": "blob"} for p in files]}
+    routes = {f"/repos/{repo}/git/trees/{ref}": json.dumps(tree).encode()}
+    for path, body in files.items():
+        pointer = (f"version https://git-lfs.github.com/spec/v1\n"
+                   f"oid sha256:{hashlib.sha256(body).hexdigest()}\nsize {len(body)}\n")
+        routes[f"/raw/{repo}/{ref}/{path}"] = pointer.encode()
+        routes[f"/media/{repo}/{ref}/{path}"] = body
+    with serve(routes) as (url, _):
+        cfg = {"source": "github", "api_url": url, "raw_url": f"{url}/raw",
+               "media_url": f"{url}/media", "actors": [1001]}
+        cremad.download(cfg, tmp_path / "raw", seed=0)
+        manifest = pd.read_csv(tmp_path / "raw" / "manifest.csv")
+        assert sorted(manifest.path) == ["AudioWAV/1001_DFA_ANG_XX.wav",
+                                         "VideoFlash/1001_DFA_ANG_XX.flv"]
+        routes[f"/media/{repo}/{ref}/AudioWAV/1001_DFA_ANG_XX.wav"] = b"corrupted"
+        with pytest.raises(fetch.DownloadError, match="1001_DFA_ANG_XX.wav.part: size 9 bytes"):
+            cremad.download(cfg, tmp_path / "raw2", seed=0)
+
+
+def test_lfs_pointer_is_parsed_and_plain_text_is_not():
+    sha = "a" * 64
+    text = f"version https://git-lfs.github.com/spec/v1\noid sha256:{sha}\nsize 42\n"
+    assert cremad.lfs_pointer(text) == (sha, 42)
+    assert cremad.lfs_pointer("RIFF....WAVE") is None
