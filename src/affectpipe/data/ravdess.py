@@ -118,7 +118,11 @@ def _folder(cfg: RavdessDownloadConfig, out_dir: Path) -> list[Path]:
 
 
 def download(cfg: dict, out_dir: Path, seed: int) -> None:
-    """Fill `out_dir` (data/raw/ravdess) in the official layout, plus `manifest.csv`."""
+    """Fill `out_dir` (data/raw/ravdess) in the official layout, plus `manifest.csv`.
+
+    `seed` is not used: the synthetic set has its own `synthetic.seed`, which DVC tracks with
+    this stage's params section, so a new top-level seed does not regenerate the raw data.
+    """
     values = dict(cfg)
     values["synthetic"] = from_section(
         SyntheticRavdessConfig, values.get("synthetic", {}), "download.ravdess.synthetic"
@@ -126,7 +130,7 @@ def download(cfg: dict, out_dir: Path, seed: int) -> None:
     c = from_section(RavdessDownloadConfig, values, "download.ravdess")
     out_dir.mkdir(parents=True, exist_ok=True)
     if c.source == "synthetic":
-        files = generate(c.synthetic, out_dir, seed)
+        files = generate(c.synthetic, out_dir)
     elif c.source == "zenodo":
         files = _zenodo(c, out_dir)
     else:

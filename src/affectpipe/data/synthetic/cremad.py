@@ -34,6 +34,7 @@ class SyntheticCremadConfig:
     width: int = 160  # the real videos are 480x360
     height: int = 120
     sample_rate: int = 16000
+    seed: int = 0  # its own seed, tracked with this section's params
 
     def __post_init__(self) -> None:
         bad = sorted(set(self.sentences) - set(SENTENCES))
@@ -56,8 +57,9 @@ def performances(cfg: SyntheticCremadConfig):
                     yield actor, sentence, code, level
 
 
-def generate(cfg: SyntheticCremadConfig, out_dir: Path, seed: int) -> list[Path]:
+def generate(cfg: SyntheticCremadConfig, out_dir: Path) -> list[Path]:
     """Write the dataset under `out_dir`; returns the files written."""
+    seed = cfg.seed
     written: list[Path] = []
     rng_sex = np.random.default_rng([seed, 0])
     actors = {

@@ -32,6 +32,7 @@ class SyntheticRavdessConfig:
     width: int = 160  # the real videos are 1280x720; small keeps the default run fast
     height: int = 128
     sample_rate: int = 48000
+    seed: int = 0  # its own seed, tracked with this section's params
 
     def __post_init__(self) -> None:
         for name, values, valid in (
@@ -66,8 +67,9 @@ def performances(cfg: SyntheticRavdessConfig):
                         yield actor, emotion, intensity, statement, rep
 
 
-def generate(cfg: SyntheticRavdessConfig, out_dir: Path, seed: int) -> list[Path]:
+def generate(cfg: SyntheticRavdessConfig, out_dir: Path) -> list[Path]:
     """Write the dataset under `out_dir`; returns the files written."""
+    seed = cfg.seed
     written: list[Path] = []
     actors = {
         a: Actor.sample(np.random.default_rng([seed, a]), female=a % 2 == 0)
