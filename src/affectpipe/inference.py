@@ -123,6 +123,17 @@ class VASettings:
     stride: int = 8  # sliding-window step
 
 
+def window_settings(settings: VASettings, window: dict[str, Any]) -> VASettings:
+    """The checkpoint's own window length and evaluation stride override the defaults."""
+    import dataclasses
+
+    return dataclasses.replace(
+        settings,
+        window=int(window.get("length", settings.window)),
+        stride=int(window.get("eval_stride", settings.stride)),
+    )
+
+
 class VAEngine:
     """Per-frame valence/arousal from a `models/finetune/<variant>/` checkpoint."""
 
@@ -132,9 +143,10 @@ class VAEngine:
 
         payload = load_checkpoint(ckpt_dir, map_location=device)
         self.source = Path(ckpt_dir)
-        self.settings = settings or VASettings()
         self.provenance = payload["provenance"]
-        cfg = VAModelConfig(**_dataclass_kwargs(VAModelConfig, payload["config"]))
+        config = payload["config"]  # {"model": ..., "window": ..., ...} as `train.va` saves it
+        cfg = VAModelConfig(**config.get("model", config))
+        self.settings = window_settings(settings or VASettings(), config.get("window", {}))
         entry = backbone_provenance(self.provenance, "clip", self.source)
         self.backbone = load_checked_backbone(entry, device, self.source)
         self.dtype = entry_dtype(entry, device)

@@ -119,8 +119,9 @@ def run_many(predict_one, paths: list[Path], progress: bool = True) -> Iterator[
 class Sink:
     """Where outcomes go: stdout (JSON), a `.jsonl` file, or one `.json` per video in a folder."""
 
-    def __init__(self, output: Path | None, root: Path | None, stream: TextIO = sys.stdout):
-        self.output, self.root, self.stream = output, root, stream
+    def __init__(self, output: Path | None, root: Path | None, stream: TextIO | None = None):
+        self.output, self.root = output, root
+        self.stream = stream or sys.stdout  # looked up now: callers may have redirected it
         self.jsonl = output is not None and output.suffix.lower() == ".jsonl"
         self._file: TextIO | None = None
         if self.jsonl:
@@ -292,8 +293,10 @@ class Predictor:
             mark_unavailable(record, (field,), reason)
 
 
-def predict_paths(predictor: Predictor, path: Path, output: Path | None,
-                  progress: bool = True, stream: TextIO = sys.stdout) -> list[Outcome]:  # fmt: skip
+def predict_paths(
+    predictor: Predictor, path: Path, output: Path | None, progress: bool = True,
+    stream: TextIO | None = None,
+) -> list[Outcome]:  # fmt: skip
     """Predict every video `path` names, writing each outcome as soon as it is ready."""
     paths = find_inputs(path)
     sink = Sink(output, path if path.is_dir() else None, stream)

@@ -1,0 +1,262 @@
+"""`affectpipe predict`: per-video records on generated videos, folders, bad files, the CLI."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from affectpipe.cli import app
+from affectpipe.data.labels import EMOTIONS
+from affectpipe.features.backbones import load_backbone
+from affectpipe.inference import ProvenanceMismatch
+from affectpipe.models.multimodal import AVEmotionModel, AVModelConfig
+from affectpipe.models.va import VAModel, VAModelConfig
+from affectpipe.predict import PredictConfig, Predictor, predict_paths
+from affectpipe.train.checkpoint import save_checkpoint
+from affectpipe.train.windows import WindowConfig
+from affectpipe.video import write_video
+
+TOP_KEYS = {
+    "file", "duration_s", "fps", "width", "height", "has_audio", "frames", "valence_mean",
+    "arousal_mean", "emotion", "face_emotion", "voice_emotion", "congruence", "models",
+    "unavailable",
+}  # fmt: skip
+
+
+def _entry(kind: str) -> tuple[dict, int]:
+    b = load_backbone(kind, "tiny")
+    return {"backbone": kind, "spec": "tiny", "config_hash": b.config_hash, "dim": b.dim}, b.dim
+
+
+def build_tiny_models(root: Path, av_models=("fusion",), va: bool = True,
+                      clip_hash: str | None = None) -> Path:  # fmt: skip
+    """Checkpoints in the layout the training stages write, from randomly initialised models."""
+    torch.manual_seed(0)
+    clip, d_clip = _entry("clip")
+    if clip_hash:
+        clip["config_hash"] = clip_hash
+    face, d_face = _entry("videomae")
+    voice, d_voice = _entry("wav2vec2")
+    if va:
+        cfg = VAModelConfig(pipeline="cached", in_dim=d_clip, proj_hidden=32, embed_dim=16,
+                            reg_hidden=8, tf_ff=32)  # fmt: skip
+        config = {"model": asdict(cfg), "window": asdict(WindowConfig(length=6, eval_stride=3))}
+        save_checkpoint(root / "finetune" / "cached", VAModel(cfg).checkpoint_state(), config,
+                        {"inputs": clip, "stage": "finetune"}, 0, {})  # fmt: skip
+    for modality in av_models:
+        cfg = AVModelConfig(face_dim=d_face, voice_dim=d_voice, hidden=16, modality=modality)
+        prov = {"dataset": "ravdess", "modality": modality, "face_features": face,
+                "voice_features": voice}  # fmt: skip
+        save_checkpoint(root / "multimodal" / f"{modality}_ravdess",
+                        AVEmotionModel(cfg).state_dict(), asdict(cfg), prov, 0, {})  # fmt: skip
+    return root
+
+
+def make_video(path: Path, n: int = 30, size=(64, 48), fps: float = 15, audio: bool = True,
+               seed: int = 0) -> Path:  # fmt: skip
+    """A moving-gradient video (+ a 220 Hz tone) in the container `path` names."""
+    rng = np.random.default_rng(seed)
+    w, h = size
+    base = rng.integers(0, 255, (h, w, 3), dtype=np.uint8)
+    frames = np.stack([np.roll(base, 2 * i, axis=1) for i in range(n)])
+    wave = None
+    if audio:
+        t = np.arange(int(16000 * n / fps)) / 16000
+        wave = (0.3 * np.sin(2 * np.pi * 220 * t)).astype(np.float32)
+    write_video(path, frames, fps, wave, 16000)
+    return path
+
+
+@pytest.fixture(scope="module")
+def models_dir(tmp_path_factory) -> Path:
+    return build_tiny_models(tmp_path_factory.mktemp("models"))
+
+
+@pytest.fixture(scope="module")
+def predictor(models_dir) -> Predictor:
+    return Predictor(PredictConfig(models_dir=models_dir, device="cpu"))
+
+
+def check_probabilities(block: dict) -> None:
+    probs = block["probabilities"]
+    assert set(probs) == set(EMOTIONS)
+    assert all(0.0 <= p <= 1.0 for p in probs.values())
+    assert sum(probs.values()) == pytest.approx(1.0, abs=1e-5)
+    assert block["label"] == max(probs, key=probs.get)
+
+
+def check_record(rec: dict) -> None:
+    """Field names, types and ranges of one record."""
+    assert set(rec) == TOP_KEYS
+    assert isinstance(rec["file"], str) and rec["duration_s"] > 0 and rec["fps"] > 0
+    assert isinstance(rec["has_audio"], bool)
+    times = [f["t"] for f in rec["frames"]]
+    assert times == sorted(times) and times[:1] in ([], [0.0])
+    assert all(t <= rec["duration_s"] for t in times)
+    for f in rec["frames"]:
+        assert set(f) == {"t", "valence", "arousal"}
+        assert -1.0 <= f["valence"] <= 1.0 and -1.0 <= f["arousal"] <= 1.0
+    if rec["frames"]:
+        mean = np.mean([f["valence"] for f in rec["frames"]])
+        assert rec["valence_mean"] == pytest.approx(mean, abs=1e-5)
+    else:
+        assert rec["valence_mean"] is None and rec["arousal_mean"] is None
+    for key in ("emotion", "face_emotion", "voice_emotion"):
+        if rec[key] is not None:
+            check_probabilities(rec[key])
+    if rec["congruence"] is not None:
+        c = rec["congruence"]
+        assert 0.0 <= c["probability"] <= 1.0
+        assert c["verdict"] == ("congruent" if c["probability"] >= 0.5 else "incongruent")
+    for u in rec["unavailable"]:
+        assert set(u) == {"field", "reason"} and u["field"] in TOP_KEYS and u["reason"]
+    json.dumps(rec, allow_nan=False)
+
+
+def test_video_with_audio_gets_every_field(predictor, tmp_path):
+    rec = predictor(make_video(tmp_path / "a.mp4", n=30, fps=15))
+    check_record(rec)
+    assert rec["unavailable"] == []
+    assert rec["has_audio"] and rec["duration_s"] == pytest.approx(2.0, abs=0.05)
+    assert [f["t"] for f in rec["frames"]] == [0.0, 0.25, 0.5, 0.75, 1.0, 1.25, 1.5, 1.75]
+    assert all(rec[k] is not None for k in ("emotion", "face_emotion", "voice_emotion",
+                                            "congruence"))  # fmt: skip
+
+
+def test_video_without_audio_nulls_voice_fields_with_reason(predictor, tmp_path):
+    rec = predictor(make_video(tmp_path / "silent.mp4", audio=False))
+    check_record(rec)
+    assert rec["has_audio"] is False
+    assert rec["face_emotion"] is not None and rec["frames"]
+    for key in ("emotion", "voice_emotion", "congruence"):
+        assert rec[key] is None
+    reasons = {u["field"]: u["reason"] for u in rec["unavailable"]}
+    assert set(reasons) == {"emotion", "voice_emotion", "congruence"}
+    assert all("no audio track" in r for r in reasons.values())
+
+
+@pytest.mark.parametrize(
+    ("name", "size", "fps", "audio"),
+    [
+        ("odd.mov", (97, 71), 13, True),
+        ("odd.avi", (97, 71), 13, True),
+        ("clip.flv", (64, 48), 30, True),
+        ("clip.webm", (64, 48), 24, True),
+        ("tiny.mkv", (33, 17), 7.5, False),
+    ],
+)
+def test_any_container_size_and_frame_rate(predictor, tmp_path, name, size, fps, audio):
+    n = 26
+    rec = predictor(make_video(tmp_path / name, n=n, size=size, fps=fps, audio=audio))
+    check_record(rec)
+    assert (rec["width"], rec["height"]) == size
+    assert rec["fps"] == pytest.approx(fps, rel=1e-3)
+    assert rec["duration_s"] == pytest.approx(n / fps, abs=0.1)
+    assert len(rec["frames"]) == int(np.floor((n - 1) / fps / 0.25)) + 1
+    assert (rec["voice_emotion"] is not None) == audio
+
+
+def test_folder_to_jsonl_keeps_going_past_a_corrupt_file(predictor, tmp_path):
+    folder = tmp_path / "in"
+    make_video(folder / "a.mp4")
+    make_video(folder / "sub" / "b.avi", size=(97, 71), fps=13)
+    (folder / "broken.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42" + b"garbage" * 50)
+    (folder / "notes.txt").write_text("not a video")
+    out = tmp_path / "preds.jsonl"
+    outcomes = predict_paths(predictor, folder, out, progress=False)
+    lines = [json.loads(x) for x in out.read_text().splitlines()]
+    assert [Path(line["file"]).name for line in lines] == ["a.mp4", "broken.mp4", "b.avi"]
+    assert [o.error is None for o in outcomes] == [True, False, True]
+    assert set(lines[1]) == {"file", "error"} and "broken.mp4" in lines[1]["file"]
+    assert "video" in lines[1]["error"]
+    check_record(lines[0])
+    check_record(lines[2])
+
+
+def test_folder_output_writes_one_json_per_video(predictor, tmp_path):
+    folder = tmp_path / "in"
+    make_video(folder / "x.mp4")
+    make_video(folder / "x.webm")
+    make_video(folder / "deep" / "y.mov", size=(97, 71), fps=13)
+    out = tmp_path / "out"
+    predict_paths(predictor, folder, out, progress=False)
+    written = sorted(p.relative_to(out).as_posix() for p in out.rglob("*.json"))
+    assert written == ["deep/y.mov.json", "x.mp4.json", "x.webm.json"]
+    check_record(json.loads((out / "deep" / "y.mov.json").read_text()))
+
+
+def test_predictions_are_deterministic(predictor, tmp_path):
+    path = make_video(tmp_path / "a.mp4")
+    assert predictor(path) == predictor(path)
+
+
+def test_cli_prints_json_for_one_file(models_dir, tmp_path):
+    video = make_video(tmp_path / "a.mp4")
+    result = CliRunner().invoke(app, ["predict", str(video), "--models-dir", str(models_dir),
+                                      "--device", "cpu", "--params", str(tmp_path / "none.yaml")])
+    assert result.exit_code == 0, result.output
+    rec = json.loads(result.stdout)
+    check_record(rec)
+    assert "1 of 1 video(s) predicted" in result.stderr
+
+
+def test_cli_exit_code_1_names_the_bad_file_and_writes_the_rest(models_dir, tmp_path):
+    folder = tmp_path / "in"
+    make_video(folder / "good.mp4")
+    (folder / "bad.flv").write_bytes(b"FLV" + b"\x01" * 64)
+    out = tmp_path / "o.jsonl"
+    result = CliRunner().invoke(app, ["predict", str(folder), "-o", str(out), "--models-dir",
+                                      str(models_dir), "--device", "cpu"])  # fmt: skip
+    assert result.exit_code == 1
+    assert "failed:" in result.stderr and "bad.flv" in result.stderr
+    assert "1 of 2 video(s) predicted" in result.stderr
+    assert len(out.read_text().splitlines()) == 2
+
+
+def test_cli_without_models_is_one_clear_error(tmp_path):
+    video = make_video(tmp_path / "a.mp4")
+    result = CliRunner().invoke(app, ["predict", str(video), "--models-dir", str(tmp_path / "m")])
+    assert result.exit_code == 1
+    assert "no trained model under" in result.stderr and "Traceback" not in result.output
+
+
+def test_missing_path_and_non_video_are_errors(predictor, tmp_path):
+    with pytest.raises(FileNotFoundError, match="no such file"):
+        predict_paths(predictor, tmp_path / "nope.mp4", None)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(FileNotFoundError, match="no video files"):
+        predict_paths(predictor, tmp_path / "empty", None)
+    (tmp_path / "a.txt").write_text("x")
+    with pytest.raises(ValueError, match="not a video extension"):
+        predict_paths(predictor, tmp_path / "a.txt", None)
+
+
+def test_backbone_hash_mismatch_is_a_clear_error(tmp_path):
+    root = build_tiny_models(tmp_path / "m", av_models=(), clip_hash="0" * 64)
+    with pytest.raises(ProvenanceMismatch, match="config hash 000000000000"):
+        Predictor(PredictConfig(models_dir=root, device="cpu"))
+
+
+def test_only_va_model_reports_emotion_fields_unavailable(tmp_path):
+    root = build_tiny_models(tmp_path / "m", av_models=())
+    rec = Predictor(PredictConfig(models_dir=root, device="cpu"))(make_video(tmp_path / "a.mp4"))
+    check_record(rec)
+    assert rec["frames"] and rec["emotion"] is None
+    fields = {u["field"] for u in rec["unavailable"]}
+    assert fields == {"emotion", "face_emotion", "voice_emotion", "congruence"}
+    assert all("no trained model" in u["reason"] for u in rec["unavailable"])
+
+
+def test_baselines_stand_in_when_there_is_no_fusion_model(tmp_path):
+    root = build_tiny_models(tmp_path / "m", av_models=("video", "audio"), va=False)
+    rec = Predictor(PredictConfig(models_dir=root, device="cpu"))(make_video(tmp_path / "a.mp4"))
+    check_record(rec)
+    assert rec["face_emotion"] and rec["voice_emotion"] and rec["emotion"] is None
+    assert {u["field"] for u in rec["unavailable"]} == {
+        "frames", "valence_mean", "arousal_mean", "emotion", "congruence"}  # fmt: skip
