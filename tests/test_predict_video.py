@@ -1,0 +1,135 @@
+"""Decoding user videos, and embeddings equal to those the pipeline's stages compute."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from affectpipe.data import media
+from affectpipe.data.framecrop import crop_clip
+from affectpipe.features import embed as E
+from affectpipe.features.backbones import load_backbone
+from affectpipe.features.sources import Item
+from affectpipe.inference import embed_clip_video, embed_images, embed_voice
+from affectpipe.problems import InputProblem
+from affectpipe.video import frames_at, list_videos, probe, sample_frames, write_video
+
+
+def ramp_video(path, n, fps, size=(64, 48), audio=None):
+    """Frame i is uniformly grey level 8*i: the decoded level tells which frame was picked."""
+    w, h = size
+    frames = np.stack([np.full((h, w, 3), 8 * i, np.uint8) for i in range(n)])
+    write_video(path, frames, fps, audio, 16000)
+    return path
+
+
+def frame_number(img: np.ndarray) -> int:
+    return int(round(float(img.mean()) / 8))
+
+
+@pytest.mark.parametrize(("ext", "fps"), [(".mp4", 10), (".avi", 13), (".mov", 7.5)])
+def test_sampling_picks_the_frame_nearest_each_time(tmp_path, ext, fps):
+    path = ramp_video(tmp_path / f"r{ext}", n=25, fps=fps, size=(97, 71) if ext != ".mp4"
+                      else (64, 48))  # fmt: skip
+    s = sample_frames(path, rate=4.0)
+    assert s.n_decoded == 25
+    assert np.allclose(s.times, np.arange(len(s.times)) * 0.25)
+    assert s.times[-1] <= 24 / fps < s.times[-1] + 0.25
+    picked = [frame_number(img) for img in s.images]
+    assert picked == [int(np.round(t * fps + 1e-9)) for t in s.times]
+
+
+def test_sampling_shrinks_large_frames_keeping_aspect(tmp_path):
+    path = ramp_video(tmp_path / "big.mkv", n=3, fps=5, size=(321, 161))
+    s = sample_frames(path, rate=4.0, max_side=100)
+    assert s.images.shape[1:] == (50, 100, 3)
+    info = probe(path)
+    assert (info.width, info.height, info.fps, info.has_audio) == (321, 161, 5.0, False)
+
+
+def test_frames_at_matches_the_preprocessing_decoder(tmp_path):
+    path = ramp_video(tmp_path / "r.mp4", n=20, fps=10, size=(96, 64))
+    idx = media.sample_indices(20, 16)
+    assert np.array_equal(frames_at(path, idx, 48), media.read_frames(path, 48)[idx])
+    with pytest.raises(InputProblem, match="decoded 20 of the 21"):
+        frames_at(path, np.arange(21), 48)
+
+
+def test_corrupt_and_empty_files_are_input_problems(tmp_path):
+    bad = tmp_path / "bad.webm"
+    bad.write_bytes(b"\x1a\x45\xdf\xa3" + b"\x00" * 100)
+    with pytest.raises(InputProblem, match="bad.webm"):
+        probe(bad)
+    with pytest.raises(InputProblem, match="bad.webm"):
+        sample_frames(bad, 4.0)
+    with pytest.raises(ValueError, match="rate must be > 0"):
+        sample_frames(bad, 0)
+
+
+def test_write_video_refuses_what_its_codec_cannot_hold(tmp_path):
+    frames = np.zeros((2, 71, 97, 3), np.uint8)
+    with pytest.raises(ValueError, match="needs even sizes"):
+        write_video(tmp_path / "a.mp4", frames, 10)
+    with pytest.raises(ValueError, match="cannot write '.gif'"):
+        write_video(tmp_path / "a.gif", frames, 10)
+
+
+def test_list_videos_is_recursive_sorted_and_case_insensitive(tmp_path):
+    for name in ("b.MP4", "a/c.webm", "a/d.txt", "e.flv", "f.Avi"):
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_bytes(b"x")
+    found = [p.relative_to(tmp_path).as_posix() for p in list_videos(tmp_path)]
+    assert found == ["a/c.webm", "b.MP4", "e.flv", "f.Avi"]
+
+
+# --- same numbers as the extract stage ---------------------------------------------------------
+
+
+def test_face_embedding_equals_preprocess_then_extract(tmp_path):
+    """Preprocess (decode, 16 even frames, face crop, .npy) + extract (VideoMAE) == predict."""
+    rng = np.random.default_rng(0)
+    frames = rng.integers(0, 255, (23, 64, 80, 3), dtype=np.uint8)
+    path = tmp_path / "v.mp4"
+    write_video(path, frames, 12)
+    decoded = media.read_frames(path, 480)
+    crops, _ = crop_clip(decoded[media.sample_indices(len(decoded), 16)], "foreground", 112, 0.1)
+    np.save(tmp_path / "v.npy", crops)
+    backbone = load_backbone("videomae", "tiny")
+    dtype = E.compute_dtype("auto", backbone.device)
+    with torch.inference_mode(), E.autocast(backbone.device, dtype):
+        inputs = E.prepare("videomae", backbone.processor, [Item("v", str(tmp_path / "v.npy"))])
+        expected = E.embed("videomae", backbone.model, inputs)[0]
+    ours_frames = frames_at(path, E.sample_indices(len(decoded), 16), 480)
+    ours_crops, _ = crop_clip(ours_frames, "foreground", 112, 0.1)
+    assert torch.equal(embed_clip_video(backbone, ours_crops, dtype), expected)
+
+
+def test_voice_embedding_equals_preprocess_then_extract(tmp_path):
+    t = np.arange(24000) / 16000
+    wave = (0.3 * np.sin(2 * np.pi * 180 * t) * (1 + np.sin(2 * np.pi * 3 * t))).astype(np.float32)
+    path = ramp_video(tmp_path / "v.mp4", n=15, fps=10, audio=wave)
+    audio = media.read_track(path, 16000)
+    media.write_wav(tmp_path / "v.wav", audio.samples, 16000, subtype="FLOAT")
+    backbone = load_backbone("wav2vec2", "tiny")
+    dtype = E.compute_dtype("auto", backbone.device)
+    item = Item("v", str(tmp_path / "v.wav"), length=len(audio.samples))
+    with torch.inference_mode(), E.autocast(backbone.device, dtype):
+        inputs = E.prepare("wav2vec2", backbone.processor, [item])
+        expected = E.embed("wav2vec2", backbone.model, inputs, layer=-1)[0]
+    assert torch.equal(embed_voice(backbone, audio.samples, -1, dtype), expected)
+
+
+def test_frame_embeddings_equal_extract_on_saved_crops(tmp_path):
+    rng = np.random.default_rng(1)
+    crops = rng.integers(0, 255, (5, 64, 64, 3), dtype=np.uint8)
+    items = []
+    for i, c in enumerate(crops):
+        Image.fromarray(c).save(tmp_path / f"{i}.png")
+        items.append(Item("c", str(tmp_path / f"{i}.png")))
+    backbone = load_backbone("clip", "tiny")
+    dtype = E.compute_dtype("auto", backbone.device)
+    with torch.inference_mode(), E.autocast(backbone.device, dtype):
+        expected = E.embed("clip", backbone.model, E.prepare("clip", backbone.processor, items))
+    assert torch.equal(embed_images(backbone, crops, dtype), expected)
