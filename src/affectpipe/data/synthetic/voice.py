@@ -149,8 +149,8 @@ def synthesize(
         voiced += (k ** -style.tilt) * (0.15 + gain) * np.sin(k * phase)
     voiced /= np.abs(voiced).max() + 1e-9
 
-    breath = np.diff(rng.normal(size=n + 1))  # first difference: a brighter, hiss-like noise
-    floor = rng.normal(scale=10 ** (-55 / 20), size=n)
+    breath = 1.5 * rng.normal(size=n)  # aspiration: breathy voices (sadness, calm) carry more
+    floor = rng.normal(scale=10 ** (-65 / 20), size=n)  # room and microphone noise
     level = 0.12 * 10 ** (style.energy_db / 20)
-    y = level * env * (voiced + style.breath * 4 * breath) + floor
+    y = level * env * (voiced + style.breath * breath) + floor
     return Voice(np.clip(y, -1, 1).astype(np.float32), env, sample_rate)
