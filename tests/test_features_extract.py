@@ -224,6 +224,20 @@ def test_two_shards_merge_to_the_same_bytes_as_one(tmp_path, kind):
     assert outs[1] == outs[2]
 
 
+def test_bf16_features_match_fp32_in_direction(tmp_path):
+    folder = write_av(tmp_path / "ravdess")
+    feats = {}
+    for dtype in ("float32", "bfloat16"):
+        out = tmp_path / f"{dtype}.h5"
+        cfg = ExtractConfig(batch_size=4, dtype=dtype)
+        extract_features("clip", "ravdess", folder, out, cfg, CPU)
+        with open_features(out, expect={"dtype": dtype}) as r:
+            feats[dtype] = np.concatenate([r[c] for c in r.clip_ids])
+    a, b = feats["float32"], feats["bfloat16"]
+    cos = (a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
+    assert cos.min() > 0.999 and not np.array_equal(a, b)
+
+
 def test_same_inputs_give_identical_bytes_across_runs(tmp_path):
     folder = write_afewva(tmp_path / "afewva")
     digests = []
