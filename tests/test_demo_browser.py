@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import socket
+import sys
 from pathlib import Path
 
 import pytest
@@ -56,6 +57,19 @@ def test_analyse_gives_verdict_three_figures_and_the_record(predictor, samples):
     verdict, *_, record = analyse(predictor, str(silent))
     assert verdict.startswith("congruence unavailable: needs the voice: no audio track")
     assert analyse(predictor, None)[0] == "choose or upload a video first"
+
+
+def test_demo_without_gradio_says_how_to_install_it(monkeypatch):
+    from typer.testing import CliRunner
+
+    from affectpipe.cli import app
+    from affectpipe.demo import require_gradio
+
+    monkeypatch.setitem(sys.modules, "gradio", None)  # import gradio -> ImportError
+    with pytest.raises(ImportError, match=r"pip install 'affectpipe\[demo\]'"):
+        require_gradio()
+    result = CliRunner().invoke(app, ["demo"])
+    assert result.exit_code == 1 and "affectpipe[demo]" in result.stderr
 
 
 @pytest.mark.browser

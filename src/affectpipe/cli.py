@@ -14,9 +14,12 @@ app = typer.Typer(add_completion=False, no_args_is_help=True,
 def _predictor(models_dir: Path, device: str, va_variant: str, dataset: str, rate: float,
                params_file: Path):  # fmt: skip
     """Load the models once; preprocessing settings come from params.yaml when it exists."""
+    from transformers.utils import logging as hf_logging
+
     from affectpipe.config import load_params
     from affectpipe.predict import PredictConfig, Predictor, settings_from_params
 
+    hf_logging.disable_progress_bar()  # one "Loading weights" bar per backbone is noise here
     params = load_params(params_file) if params_file.is_file() else {}
     va, av = settings_from_params(params, dataset)
     cfg = PredictConfig(models_dir=models_dir, va_variant=va_variant, av_dataset=dataset,
@@ -64,21 +67,24 @@ def predict(
 
 @app.command()
 def demo(
-    port: int = typer.Option(7860, help="port on 127.0.0.1 (or 0.0.0.0 with --share)"),
+    port: int = typer.Option(7860, help="port on 127.0.0.1"),
     share: bool = typer.Option(False, help="also create a public Gradio link"),
     models_dir: Path = typer.Option(Path("models"), help="checkpoints written by the pipeline"),
     device: str = typer.Option("auto", help="auto | cpu | cuda | cuda:N"),
     dataset: str = typer.Option("ravdess", help="emotion model trained on: ravdess | cremad"),
+    va_variant: str = typer.Option("cached", help="VA model: models/finetune/<variant>"),
     params_file: Path = typer.Option(Path("params.yaml"), "--params"),
 ) -> None:
     """Interactive demo: upload a video or pick a sample; see emotions, congruence and VA."""
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+    from affectpipe.demo import launch, require_gradio
+
     try:
-        from affectpipe.demo import launch
+        require_gradio()
     except ImportError as err:
         raise _fail(err) from None
     try:
-        predictor = _predictor(models_dir, device, "cached", dataset, 4.0, params_file)
+        predictor = _predictor(models_dir, device, va_variant, dataset, 4.0, params_file)
     except (FileNotFoundError, ValueError, OSError) as err:
         raise _fail(err) from None
     launch(predictor, port=port, share=share)

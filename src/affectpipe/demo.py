@@ -186,12 +186,13 @@ def build_app(predictor, samples: dict[str, Path]):
 
 def launch(predictor, port: int = 7860, share: bool = False, samples_dir: Path | None = None,
            block: bool = True):  # fmt: skip
-    """Render the samples, build the app and serve it (127.0.0.1 unless sharing)."""
+    """Render the samples, build the app and serve it on 127.0.0.1 (`share` adds a Gradio
+    tunnel to it; the server itself is never bound to other interfaces)."""
     import tempfile
 
     folder = samples_dir or Path(tempfile.gettempdir()) / "affectpipe-demo-samples"
     app = build_app(predictor, make_samples(folder))
     app.queue()
-    app.launch(server_name="0.0.0.0" if share else "127.0.0.1", server_port=port, share=share,
+    app.launch(server_name="127.0.0.1", server_port=port, share=share,
                prevent_thread_lock=not block, allowed_paths=[str(folder)], show_error=True)
     return app
