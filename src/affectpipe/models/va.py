@@ -1,0 +1,206 @@
+"""The valence/arousal model, one class for the three pipelines.
+
+- `lora`: CLIP's vision encoder with LoRA (peft) on the attention projections of its last
+  block(s). Every block before the first adapted one is frozen, so its output is the same every
+  epoch: training reads those hidden states from a cache and runs only the adapted blocks and
+  the post-layernorm (`encode`); `encode_pixels` runs the whole backbone (inference, benchmark).
+- `probe`: the same, without LoRA: a frozen encoder with trained heads (the linear-probe
+  baseline).
+- `cached`: frozen CLIP frame features read from the HDF5 store, then a small temporal
+  transformer.
+
+All three share the frame projector (contrastive space z), the temporal head (clip embedding g)
+and the regression head, which reads each frame's z plus its window's g.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor, nn
+
+from affectpipe.models.heads import (
+    FrameProjector,
+    RegressionHead,
+    TemporalHead,
+    TemporalTransformer,
+)
+
+PIPELINES: tuple[str, ...] = ("lora", "probe", "cached")
+
+
+@dataclass
+class VAModelConfig:
+    """Architecture of the VA model; saved in every checkpoint."""
+
+    pipeline: str  # lora | probe | cached
+    in_dim: int  # frame feature size: the backbone's hidden size
+    proj_hidden: int = 512
+    embed_dim: int = 128
+    reg_hidden: int = 64
+    tf_layers: int = 2  # temporal transformer (cached pipeline only)
+    tf_heads: int = 4
+    tf_ff: int = 256
+    dropout: float = 0.1
+    lora_r: int = 8
+    lora_alpha: int = 16
+    lora_dropout: float = 0.05
+    lora_targets: list[str] = field(default_factory=lambda: ["q_proj", "v_proj"])
+    lora_blocks: list[int] = field(default_factory=lambda: [-1])  # negative: from the end
+
+    def __post_init__(self) -> None:
+        if self.pipeline not in PIPELINES:
+            raise ValueError(f"unknown pipeline '{self.pipeline}'; valid: {list(PIPELINES)}")
+        if not self.lora_blocks:
+            raise ValueError("lora_blocks is empty; name at least one block (e.g. [-1])")
+
+
+def clip_layers(clip: nn.Module) -> nn.ModuleList:
+    """The transformer blocks of a CLIP vision model (transformers 5 and 4 layouts)."""
+    inner = getattr(clip, "vision_model", clip)
+    return inner.encoder.layers
+
+
+def resolve_blocks(blocks: list[int], n_layers: int) -> list[int]:
+    """Turn possibly negative block indices into sorted absolute ones, checking the range."""
+    out = sorted({b % n_layers if -n_layers <= b < n_layers else -1 for b in blocks})
+    if -1 in out:
+        raise ValueError(f"lora_blocks {blocks} out of range for {n_layers} blocks")
+    return out
+
+
+def add_lora(clip: nn.Module, cfg: VAModelConfig) -> nn.Module:
+    """Wrap `clip` with LoRA adapters on `cfg.lora_targets` of `cfg.lora_blocks` (peft)."""
+    from peft import LoraConfig, get_peft_model
+
+    blocks = resolve_blocks(cfg.lora_blocks, len(clip_layers(clip)))
+    lora = LoraConfig(
+        r=cfg.lora_r,
+        lora_alpha=cfg.lora_alpha,
+        lora_dropout=cfg.lora_dropout,
+        target_modules=list(cfg.lora_targets),
+        layers_to_transform=blocks,
+        layers_pattern="layers",
+    )
+    return get_peft_model(clip, lora)
+
+
+def hidden_before(clip: nn.Module, pixel_values: Tensor, block: int) -> Tensor:
+    """(N, 3, H, W) -> (N, T, W): CLIP's hidden states entering block `block` (T = patches + 1,
+    CLS first), i.e. `hidden_states[block]` of a full forward pass."""
+    inner = getattr(clip, "vision_model", clip)
+    h = inner.pre_layrnorm(inner.embeddings(pixel_values))
+    for layer in clip_layers(clip)[:block]:
+        h = layer(h, None)
+    return h
+
+
+class VAModel(nn.Module):
+    """Frame features -> (optional temporal transformer) -> z, g, per-frame VA."""
+
+    def __init__(self, cfg: VAModelConfig, clip: nn.Module | None = None):
+        super().__init__()
+        self.cfg = cfg
+        self.backbone: nn.Module | None = None
+        self.temporal: TemporalTransformer | None = None
+        if cfg.pipeline == "cached":
+            self.temporal = TemporalTransformer(
+                cfg.in_dim, cfg.tf_layers, cfg.tf_heads, cfg.tf_ff, cfg.dropout
+            )
+        else:
+            if clip is None:
+                raise ValueError(f"pipeline '{cfg.pipeline}' needs the CLIP vision model")
+            clip.requires_grad_(False)
+            self.backbone = add_lora(clip, cfg) if cfg.pipeline == "lora" else clip
+            n = len(clip_layers(self.clip))
+            self.first_block = resolve_blocks(cfg.lora_blocks, n)[0]
+        self.projector = FrameProjector(cfg.in_dim, cfg.proj_hidden, cfg.embed_dim)
+        self.temporal_head = TemporalHead(cfg.embed_dim)
+        self.regressor = RegressionHead(cfg.embed_dim, cfg.reg_hidden)
+
+    @property
+    def clip(self) -> nn.Module:
+        """The CLIP vision model itself (with LoRA layers injected, if any)."""
+        assert self.backbone is not None, "the cached pipeline has no backbone"
+        get_base = getattr(self.backbone, "get_base_model", None)
+        return get_base() if get_base is not None else self.backbone
+
+    @torch.no_grad()
+    def hidden_before(self, pixel_values: Tensor) -> Tensor:
+        """Hidden states entering the first adapted block: what the training cache holds."""
+        return hidden_before(self.clip, pixel_values, self.first_block)
+
+    def run_blocks(self, h: Tensor) -> Tensor:
+        """Adapted blocks + post-layernorm on the CLS token: (N, T, W) -> (N, W) pooled."""
+        clip = self.clip
+        inner = getattr(clip, "vision_model", clip)
+        for layer in clip_layers(clip)[self.first_block :]:
+            h = layer(h, None)
+        return inner.post_layernorm(h[:, 0])
+
+    def encode(self, x: Tensor) -> Tensor:
+        """Frame features from the training inputs.
+
+        lora/probe: x (B, L, T*W) cached hidden states (flattened by the store) -> (B, L, W);
+        cached: x (B, L, D) is already the feature.
+        """
+        if self.backbone is None:
+            return x.float()
+        b, n = x.shape[:2]
+        w = self.cfg.in_dim
+        h = x.reshape(b * n, -1, w).to(self.projector.net[0].weight.dtype)  # (B*L, T, W)
+        return self.run_blocks(h).reshape(b, n, w)  # (B, L, W)
+
+    def encode_pixels(self, pixel_values: Tensor) -> Tensor:
+        """Full backbone on images: (B, L, 3, H, W) -> (B, L, W). Same result as `encode` on
+        `hidden_before` of the same images."""
+        b, n = pixel_values.shape[:2]
+        h = self.hidden_before(pixel_values.flatten(0, 1))  # (B*L, T, W)
+        return self.run_blocks(h).reshape(b, n, -1)
+
+    def heads(self, f: Tensor, valid: Tensor) -> dict[str, Tensor]:
+        """Frame features (B, L, D) -> f, z (B, L, E), g (B, E), va (B, L, 2)."""
+        if self.temporal is not None:
+            f = self.temporal(f, valid)
+        z = self.projector(f)
+        g = self.temporal_head(z, valid)
+        va = self.regressor(z + g[:, None])  # (B, L, E) + (B, 1, E): frame in clip context
+        return {"f": f, "z": z, "g": g, "va": va}
+
+    def forward(self, x: Tensor, valid: Tensor) -> dict[str, Tensor]:
+        return self.heads(self.encode(x), valid)
+
+    def checkpoint_state(self) -> dict[str, Tensor]:
+        """The state worth saving: heads, temporal layers and LoRA weights, not the frozen
+        backbone (rebuilt from its spec and checked by config hash on load)."""
+        return {
+            k: v
+            for k, v in self.state_dict().items()
+            if not k.startswith("backbone.") or "lora_" in k
+        }
+
+    def load_checkpoint_state(self, state: dict[str, Tensor]) -> None:
+        """Load `checkpoint_state()` output; anything missing outside the backbone is an error."""
+        result = self.load_state_dict(state, strict=False)
+        missing = [k for k in result.missing_keys if not k.startswith("backbone.") or "lora_" in k]
+        if missing or result.unexpected_keys:
+            raise ValueError(
+                f"checkpoint does not fit the model: missing {missing}, "
+                f"unexpected {result.unexpected_keys}"
+            )
+
+    def trainable_parameters(self, names: tuple[str, ...]) -> list[str]:
+        """Freeze everything except the named parts ('lora', 'temporal', 'projector',
+        'temporal_head', 'regressor'); return the names of the trainable tensors."""
+        valid = ("lora", "temporal", "projector", "temporal_head", "regressor")
+        unknown = sorted(set(names) - set(valid))
+        if unknown:
+            raise ValueError(f"unknown trainable part(s) {unknown}; valid: {list(valid)}")
+        out = []
+        for name, p in self.named_parameters():
+            part = "lora" if "lora_" in name else name.split(".")[0]
+            p.requires_grad_(part in names)
+            if p.requires_grad:
+                out.append(name)
+        return out

@@ -1,0 +1,1 @@
+"""Training: the one loop (`loop.fit`), checkpoints, and each task's specifics."""

@@ -1,0 +1,55 @@
+"""Checkpoints: model config + state dict + provenance, in one folder that DVC tracks.
+
+`model.pt` holds everything needed to rebuild the model; `checkpoint.json` repeats the config,
+provenance, epoch and metrics as text, so `git diff`/`dvc diff` readers need no torch.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from affectpipe.problems import InputProblem, write_json
+
+MODEL_FILE = "model.pt"
+META_FILE = "checkpoint.json"
+KEYS = ("config", "provenance", "state_dict", "epoch", "metrics")
+
+
+def save_checkpoint(
+    ckpt_dir: Path,
+    state: dict[str, torch.Tensor],
+    config: dict[str, Any],
+    provenance: dict[str, Any],
+    epoch: int,
+    metrics: dict[str, float],
+) -> None:
+    """Write `model.pt` (via a temporary name) and `checkpoint.json` into `ckpt_dir`."""
+    ckpt_dir = Path(ckpt_dir)
+    ckpt_dir.mkdir(parents=True, exist_ok=True)
+    payload = {
+        "config": config,
+        "provenance": provenance,
+        "state_dict": {k: v.detach().cpu() for k, v in state.items()},
+        "epoch": epoch,
+        "metrics": metrics,
+    }
+    tmp = ckpt_dir / (MODEL_FILE + ".tmp")
+    torch.save(payload, tmp)
+    os.replace(tmp, ckpt_dir / MODEL_FILE)
+    meta = {k: v for k, v in payload.items() if k != "state_dict"}
+    write_json(ckpt_dir / META_FILE, meta)
+
+
+def load_checkpoint(ckpt_dir: Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Read a checkpoint folder; a missing or foreign file is an `InputProblem`."""
+    path = Path(ckpt_dir) / MODEL_FILE
+    if not path.is_file():
+        raise InputProblem(path, "no checkpoint here (run the training stage that writes it)")
+    payload = torch.load(path, map_location=map_location, weights_only=False)
+    if not isinstance(payload, dict) or set(KEYS) - set(payload):
+        raise InputProblem(path, f"not an affectpipe checkpoint (expected keys {list(KEYS)})")
+    return payload
