@@ -1,0 +1,161 @@
+"""VA model: LoRA placement and gradients, the cached-block path, checkpoints, MoCo parts."""
+
+import pytest
+import torch
+
+from affectpipe.features.backbones import load_backbone
+from affectpipe.models.contrastive import ContrastiveConfig, ContrastivePretrainer, MemoryQueue
+from affectpipe.models.va import VAModel, VAModelConfig, resolve_blocks
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    return load_backbone("clip", "tiny")
+
+
+def _model(tiny, pipeline="lora", **kw):
+    fresh = load_backbone("clip", "tiny").model  # LoRA wraps in place: one copy per model
+    return VAModel(VAModelConfig(pipeline=pipeline, in_dim=tiny.dim, **kw), fresh)
+
+
+def _pixels(tiny, b=2, n=3):
+    side = tiny.model.config.image_size
+    return torch.randn(b, n, 3, side, side)
+
+
+def test_lora_trainable_count_matches_rank_times_widths(tiny):
+    model = _model(tiny)
+    lora = {n: p for n, p in model.named_parameters() if "lora_" in n}
+    width, r = tiny.dim, 8
+    # q_proj and v_proj of one block: A (r x W) + B (W x r) each
+    assert sum(p.numel() for p in lora.values()) == 2 * r * (width + width) == 2048
+    last = len(model.clip.encoder.layers) - 1
+    assert all(f"layers.{last}." in n for n in lora), sorted(lora)
+
+
+def test_real_vit_b32_lora_count_is_24576():
+    from transformers import CLIPVisionConfig, CLIPVisionModel
+
+    cfg = CLIPVisionConfig(num_hidden_layers=1)  # ViT-B/32 widths; one block is enough to count
+    model = VAModel(VAModelConfig(pipeline="lora", in_dim=768), CLIPVisionModel(cfg))
+    assert sum(p.numel() for n, p in model.named_parameters() if "lora_" in n) == 24_576
+
+
+def test_lora_weights_get_gradients_and_backbone_stays_frozen(tiny):
+    model = _model(tiny)
+    model.trainable_parameters(("lora", "projector", "temporal_head", "regressor"))
+    x = model.hidden_before(_pixels(tiny).flatten(0, 1)).reshape(2, 3, -1)
+    out = model(x, torch.ones(2, 3, dtype=torch.bool))
+    out["va"].sum().backward()
+    named = dict(model.named_parameters())
+    lora_b = [p for n, p in named.items() if "lora_B" in n]
+    assert lora_b and all(p.grad is not None and p.grad.abs().sum() > 0 for p in lora_b)
+    frozen = [p for n, p in named.items() if n.startswith("backbone.") and "lora_" not in n]
+    assert all(p.grad is None and not p.requires_grad for p in frozen)
+
+
+@pytest.mark.parametrize("pipeline", ["lora", "probe"])
+def test_cached_block_path_equals_full_backbone(tiny, pipeline):
+    model = _model(tiny, pipeline).eval()
+    px = _pixels(tiny)
+    with torch.no_grad():
+        full = model.encode_pixels(px)
+        cached = model.encode(model.hidden_before(px.flatten(0, 1)).reshape(2, 3, -1))
+        pooled = tiny.model(pixel_values=px.flatten(0, 1)).pooler_output.reshape(2, 3, -1)
+    torch.testing.assert_close(cached, full)
+    if pipeline == "probe":  # no adapter: exactly the backbone's own pooled output
+        torch.testing.assert_close(full, pooled, atol=1e-5, rtol=1e-5)
+
+
+def test_outputs_shapes_ranges_and_norms(tiny):
+    model = VAModel(VAModelConfig(pipeline="cached", in_dim=64, tf_heads=4))
+    valid = torch.tensor([[True] * 5, [True, True, True, False, False]])
+    out = model(torch.randn(2, 5, 64), valid)
+    assert out["z"].shape == (2, 5, 128) and out["g"].shape == (2, 128)
+    assert out["va"].shape == (2, 5, 2) and out["va"].abs().max() <= 1
+    torch.testing.assert_close(out["z"].norm(dim=-1), torch.ones(2, 5))
+    torch.testing.assert_close(out["g"].norm(dim=-1), torch.ones(2))
+
+
+def test_padding_does_not_change_valid_outputs():
+    torch.manual_seed(0)
+    model = VAModel(VAModelConfig(pipeline="cached", in_dim=64)).eval()
+    x = torch.randn(1, 4, 64)
+    short = model(x[:, :3], torch.ones(1, 3, dtype=torch.bool))
+    padded = model(x, torch.tensor([[True, True, True, False]]))
+    torch.testing.assert_close(padded["va"][:, :3], short["va"], atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(padded["g"], short["g"], atol=1e-5, rtol=1e-5)
+
+
+def test_checkpoint_state_skips_frozen_backbone_and_round_trips(tiny):
+    a, b = _model(tiny), _model(tiny)
+    with torch.no_grad():
+        for n, p in a.named_parameters():
+            if "lora_B" in n:
+                p.normal_()
+    state = a.checkpoint_state()
+    assert any("lora_" in k for k in state)
+    assert not any(k.startswith("backbone.") and "lora_" not in k for k in state)
+    b.load_checkpoint_state(state)
+    x = torch.randn(1, 2, 17 * 64)
+    valid = torch.ones(1, 2, dtype=torch.bool)
+    a.eval(), b.eval()
+    torch.testing.assert_close(a(x, valid)["va"], b(x, valid)["va"])
+    with pytest.raises(ValueError, match="checkpoint does not fit the model: missing"):
+        b.load_checkpoint_state({k: v for k, v in state.items() if "regressor" not in k})
+
+
+
+def test_bad_config_is_refused_by_name():
+    with pytest.raises(ValueError, match="unknown pipeline 'vit'; valid"):
+        VAModelConfig(pipeline="vit", in_dim=8)
+    with pytest.raises(ValueError, match=r"lora_blocks \[7\] out of range for 4 blocks"):
+        resolve_blocks([7], 4)
+    with pytest.raises(ValueError, match="unknown trainable part"):
+        VAModel(VAModelConfig(pipeline="cached", in_dim=64)).trainable_parameters(("head",))
+
+
+def test_queue_is_fifo_and_wraps_around():
+    q = MemoryQueue(size=5, dim=2)
+    keys = torch.arange(14, dtype=torch.float32).reshape(7, 2)
+    va = torch.arange(14, dtype=torch.float32).reshape(7, 2)
+    q.enqueue(keys[:3], va[:3], torch.tensor([0, 1, 2]))
+    assert q.ptr.item() == 3 and q.clip.tolist() == [0, 1, 2, -1, -1]
+    assert torch.isnan(q.va[3:]).all()
+    q.enqueue(keys[3:7], va[3:7], torch.tensor([3, 4, 5, 6]))
+    # slots 3, 4 then wrap to 0, 1: the two oldest (0, 1) are overwritten
+    assert q.clip.tolist() == [5, 6, 2, 3, 4] and q.ptr.item() == 2
+    torch.testing.assert_close(q.keys[0], keys[5])
+    assert set(dict(q.named_buffers())) == {"keys", "va", "clip", "ptr"}
+
+
+def test_momentum_update_is_ema_of_query_projector():
+    model = VAModel(VAModelConfig(pipeline="cached", in_dim=64))
+    moco = ContrastivePretrainer(model, ContrastiveConfig(momentum=0.9, queue_size=8))
+    with torch.no_grad():
+        for p in model.projector.parameters():
+            p.add_(1.0)
+    before = [p.clone() for p in moco.key_projector.parameters()]
+    moco.momentum_update()
+    for k, k0, q in zip(moco.key_projector.parameters(), before, model.projector.parameters(),
+                        strict=True):
+        torch.testing.assert_close(k, 0.9 * k0 + 0.1 * q)
+    assert not any(p.requires_grad for p in moco.key_projector.parameters())
+
+
+def test_pretrainer_enqueues_valid_frames_only_in_training():
+    torch.manual_seed(0)
+    model = VAModel(VAModelConfig(pipeline="cached", in_dim=64))
+    moco = ContrastivePretrainer(model, ContrastiveConfig(queue_size=32))
+    valid = torch.tensor([[True] * 4, [True, True, False, False]])
+    batch = {"x": torch.randn(2, 4, 64), "valid": valid, "va": torch.rand(2, 4, 2) * 2 - 1,
+             "t": torch.arange(4).repeat(2, 1), "clip": torch.tensor([0, 1])}
+    moco.eval()
+    moco(batch)
+    assert moco.queue.ptr.item() == 0
+    moco.train()
+    out = moco(batch)
+    assert moco.queue.ptr.item() == 6 and moco.queue.clip[:6].tolist() == [0, 0, 0, 0, 1, 1]
+    out["loss"].backward()
+    assert model.projector.net[0].weight.grad is not None
+    assert set(out) == {"loss", "local", "global", "smooth"}
