@@ -1,0 +1,151 @@
+"""VA stages end to end on tiny inputs: block cache from PNG crops, pretrain, finetune, predict."""
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from affectpipe.features.backbones import load_backbone
+from affectpipe.features.store import FeatureWriter, open_features
+from affectpipe.models.contrastive import ContrastiveConfig
+from affectpipe.problems import InputProblem, ProblemLog
+from affectpipe.train.block_cache import build_block_cache
+from affectpipe.train.loop import LoopConfig
+from affectpipe.train.va import (
+    FinetuneConfig,
+    embed_va,
+    finetune_va,
+    predict_va,
+    pretrain_va,
+)
+from affectpipe.train.windows import WindowConfig
+
+SPLITS = {"a1": "train", "a2": "train", "a3": "train", "a4": "val", "a5": "test"}
+SMALL = {"proj_hidden": 32, "embed_dim": 16, "reg_hidden": 16, "tf_layers": 1, "tf_heads": 2,
+         "tf_ff": 32}
+WINDOW = WindowConfig(length=8, batch_size=8, windows_per_epoch=32, eval_stride=4)
+
+
+def _trajectory(rng, n):
+    """A smooth VA trace in [-0.9, 0.9], as annotated clips look."""
+    t = np.linspace(0, 1, n)
+    phase = rng.uniform(0, 2 * np.pi, 2)
+    return np.stack([0.9 * np.sin(2 * np.pi * t + phase[0]),
+                     0.9 * np.cos(2 * np.pi * t + phase[1])], 1).astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def features(tmp_path_factory) -> Path:
+    """CLIP-like frame features linear in VA plus an actor offset and noise."""
+    rng = np.random.default_rng(0)
+    mix = rng.normal(size=(2, 32))
+    path = tmp_path_factory.mktemp("feat") / "clip_afewva.h5"
+    attrs = {"backbone": "clip", "spec": "synthetic", "config_hash": "0", "dim": 32}
+    with FeatureWriter(path, attrs) as w:
+        for i, (actor, split) in enumerate(sorted(SPLITS.items()) * 2):
+            n = 24 + 4 * (i % 3)
+            va = _trajectory(rng, n)
+            x = va @ mix + 0.3 * rng.normal(size=32) + 0.1 * rng.normal(size=(n, 32))
+            w.add(f"{i:03d}", x, frame=np.arange(n), valence=va[:, 0], arousal=va[:, 1],
+                  actor=actor, split=split)
+    return path
+
+
+def _loop(epochs, lr=3e-3):
+    return LoopConfig(epochs=epochs, lr=lr, patience=0, warmup_frac=0.0)
+
+
+@pytest.fixture(scope="module")
+def cached_run(features, tmp_path_factory):
+    out = tmp_path_factory.mktemp("run")
+    pre = pretrain_va(features, "cached", SMALL, ContrastiveConfig(queue_size=64), WINDOW,
+                      _loop(2), out / "pre", out / "live_pre", {"k": 1})
+    ft = finetune_va(features, out / "pre", FinetuneConfig(train_projector=True), WINDOW,
+                     _loop(25), out / "ft", out / "live_ft", {"k": 2})
+    return out, pre, ft
+
+
+def test_cached_pipeline_learns_far_above_predicting_the_mean(cached_run, features):
+    out, pre, ft = cached_run
+    assert np.isfinite(pre.best_value)
+    assert ft.best_metrics["val/ccc_mean"] > 0.6, ft.best_metrics
+    df = predict_va(out / "ft", features, split="test")
+    from affectpipe import metrics
+
+    assert metrics.ccc(df.valence_true, df.valence_pred) > 0.5
+    assert metrics.ccc(df.arousal_true, df.arousal_pred) > 0.5
+
+
+def test_predictions_cover_every_test_frame_once(cached_run, features):
+    out = cached_run[0]
+    df = predict_va(out / "ft", features, split="test")
+    assert list(df.columns) == ["clip", "frame", "valence_true", "arousal_true",
+                                "valence_pred", "arousal_pred"]
+    with open_features(features) as r:
+        test = [c for c in r.clip_ids if r.labels(c)["split"] == "test"]
+        expected = sum(len(r.labels(c)["frame"]) for c in test)
+    assert len(df) == expected and not df.duplicated(["clip", "frame"]).any()
+    assert set(df["clip"]) == set(test)
+    assert df[["valence_pred", "arousal_pred"]].abs().max().max() <= 1
+
+
+def test_embeddings_for_plots(cached_run, features):
+    emb = embed_va(cached_run[0] / "ft", features, split="val")
+    assert emb["z"].shape == (len(emb["frames"]), 16)
+    assert emb["g"].shape == (len(emb["clips"]), 16)
+
+
+def test_checkpoint_records_provenance_and_params(cached_run):
+    from affectpipe.train.checkpoint import load_checkpoint
+
+    ckpt = load_checkpoint(cached_run[0] / "ft")
+    assert ckpt["provenance"]["inputs"]["spec"] == "synthetic"
+    assert ckpt["provenance"]["params"] == {"k": 2}
+    assert ckpt["config"]["model"]["pipeline"] == "cached"
+    assert (cached_run[0] / "live_ft" / "metrics.json").is_file()
+
+
+def test_wrong_input_kind_is_refused(features, tmp_path):
+    with pytest.raises(InputProblem, match="pipeline 'lora' trains on the block cache"):
+        pretrain_va(features, "lora", SMALL, ContrastiveConfig(), WINDOW, _loop(1),
+                    tmp_path / "p", None, {})
+
+
+@pytest.fixture(scope="module")
+def crops(tmp_path_factory) -> Path:
+    """A processed AFEW-VA folder: frames.csv and PNG crops whose brightness follows VA."""
+    root = tmp_path_factory.mktemp("processed")
+    rng = np.random.default_rng(1)
+    rows = []
+    for i, (actor, split) in enumerate(sorted(SPLITS.items())):
+        cid = f"{i:03d}"
+        (root / "crops" / cid).mkdir(parents=True)
+        va = _trajectory(rng, 10)
+        for f in range(10):
+            img = np.full((32, 32, 3), 128, np.uint8)
+            img[:16] = int(127 + 120 * va[f, 0])
+            img[16:, :16] = int(127 + 120 * va[f, 1])
+            Image.fromarray(img).save(root / "crops" / cid / f"{f:05d}.png")
+            rows.append({"clip": cid, "frame": f, "crop_path": f"crops/{cid}/{f:05d}.png",
+                         "valence": va[f, 0], "arousal": va[f, 1], "actor": actor,
+                         "split": split})
+    pd.DataFrame(rows).to_csv(root / "frames.csv", index=False)
+    return root
+
+
+def test_lora_pipeline_from_png_crops_to_predictions(crops, tmp_path):
+    backbone = load_backbone("clip", "tiny")
+    cache = tmp_path / "blocks.h5"
+    assert build_block_cache(crops, backbone, [-1], cache, 4, ProblemLog("strict")) == 50
+    with open_features(cache) as r:
+        assert r.attrs["block"] == 3 and r.dim == 17 * 64
+    model = {**SMALL, "lora_blocks": [-1]}
+    pretrain_va(cache, "lora", model, ContrastiveConfig(queue_size=32), WINDOW, _loop(1),
+                tmp_path / "pre", None, {})
+    ft = finetune_va(cache, tmp_path / "pre", FinetuneConfig(), WINDOW, _loop(2),
+                     tmp_path / "ft", None, {})
+    assert np.isfinite(ft.best_value)
+    df = predict_va(tmp_path / "ft", cache, split="test")
+    assert len(df) == 10 and df["clip"].unique().tolist() == ["004"]
