@@ -260,3 +260,31 @@ def test_baselines_stand_in_when_there_is_no_fusion_model(tmp_path):
     assert rec["face_emotion"] and rec["voice_emotion"] and rec["emotion"] is None
     assert {u["field"] for u in rec["unavailable"]} == {
         "frames", "valence_mean", "arousal_mean", "emotion", "congruence"}  # fmt: skip
+
+
+def _lora_checkpoint(root: Path, scale: float) -> Path:
+    """A `lora` VA checkpoint whose LoRA B matrices are `scale` (0: the adapters do nothing)."""
+    torch.manual_seed(0)
+    entry, dim = _entry("clip")
+    cfg = VAModelConfig(pipeline="lora", in_dim=dim, proj_hidden=32, embed_dim=16, reg_hidden=8)
+    model = VAModel(cfg, load_backbone("clip", "tiny").model)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "lora_B" in name:
+                p.fill_(scale)
+    config = {"model": asdict(cfg), "window": asdict(WindowConfig(length=4, eval_stride=2))}
+    save_checkpoint(root / "finetune" / "lora", model.checkpoint_state(), config,
+                    {"inputs": {**entry, "content": "clip_hidden_before_block"}}, 0, {})
+    return root
+
+
+def test_lora_variant_runs_the_adapted_encoder(tmp_path):
+    video = make_video(tmp_path / "a.mp4")
+    traces = []
+    for scale in (0.0, 0.5):
+        root = _lora_checkpoint(tmp_path / f"m{scale}", scale)
+        rec = Predictor(PredictConfig(models_dir=root, va_variant="lora", device="cpu"))(video)
+        check_record(rec)
+        assert rec["models"]["va"].endswith("finetune/lora")
+        traces.append([(f["valence"], f["arousal"]) for f in rec["frames"]])
+    assert traces[0] != traces[1]  # the saved adapter weights reach the encoder
