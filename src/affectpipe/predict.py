@@ -238,8 +238,9 @@ class Predictor:
             return
         record.update(va_block(sampled.times, self.va(sampled.images)))
 
-    def _embeddings(self, path: Path, info: VideoInfo, n_decoded: int, record: dict):
-        """Face and voice embeddings per AV engine input; a missing voice is put on record."""
+    def av_inputs(self, path: Path, info: VideoInfo, n_decoded: int):
+        """(frames, 16 kHz samples or None, why there is no voice or None), decoded as the
+        RAVDESS/CREMA-D preprocessing decodes: `n_frames` spread over all `n_decoded` frames."""
         from affectpipe.data.media import read_track
         from affectpipe.features.embed import sample_indices
         from affectpipe.video import frames_at
@@ -260,7 +261,7 @@ class Predictor:
         if not self.av:
             mark_unavailable(record, (*EMOTION_FIELDS, "congruence"), self.missing["fusion"])
             return
-        frames, wave, no_voice = self._embeddings(path, info, n_decoded, record)
+        frames, wave, no_voice = self.av_inputs(path, info, n_decoded)
         probs: dict[str, Any] = {}
         for name in ("audio", "video", "fusion"):  # the fusion model has the last word
             engine = self.av.get(name)
