@@ -153,3 +153,15 @@ def test_labels_outside_the_dataset_classes_are_refused():
                      ProblemLog())
     with pytest.raises(InputProblem, match=r"emotion ids \[1\] are not among the classes"):
         check_labels(ds, CREMAD, "pairs.csv")
+
+
+def test_inputs_are_standardised_with_training_statistics_saved_as_buffers():
+    model = tiny()
+    face = 5.0 + 0.01 * torch.randn(50, 12)  # a large shared component, small differences
+    voice = torch.randn(50, 10)
+    model.set_feature_stats(face, voice)
+    state = model.state_dict()
+    assert torch.allclose(state["face_proj.mean"], face.mean(0))
+    assert torch.allclose(state["face_proj.std"], face.std(0))
+    z = (face - model.face_proj.mean) / model.face_proj.std
+    assert torch.allclose(z.mean(0), torch.zeros(12), atol=1e-4)

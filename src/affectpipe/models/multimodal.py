@@ -63,20 +63,28 @@ def mask_logits(logits: torch.Tensor, class_mask: torch.Tensor) -> torch.Tensor:
 
 
 class ModalityProjector(nn.Module):
-    """LayerNorm -> Linear -> GELU -> Dropout: embeddings of any backbone into `hidden` dims.
+    """Standardise -> Linear -> GELU -> Dropout: embeddings of any backbone into `hidden` dims.
 
-    The LayerNorm first puts VideoMAE and wav2vec2 embeddings (very different scales) on an
-    equal footing before they meet in the fusion.
+    Clip embeddings of a frozen backbone share a large common component (every clip's mean token
+    looks alike) and differ in small directions; per-sample LayerNorm keeps that common part, so
+    the input is standardised per dimension with training-set statistics instead (`mean`, `std`:
+    buffers, set once by `set_stats`, saved in the checkpoint, moved with the model).
     """
 
     def __init__(self, in_dim: int, hidden: int, dropout: float):
         super().__init__()
-        self.net = nn.Sequential(
-            nn.LayerNorm(in_dim), nn.Linear(in_dim, hidden), nn.GELU(), nn.Dropout(dropout)
-        )
+        self.register_buffer("mean", torch.zeros(in_dim))
+        self.register_buffer("std", torch.ones(in_dim))
+        self.net = nn.Sequential(nn.Linear(in_dim, hidden), nn.GELU(), nn.Dropout(dropout))
+
+    @torch.no_grad()
+    def set_stats(self, x: torch.Tensor) -> None:
+        """Per-dimension mean and std of the training embeddings x (N, D_in)."""
+        self.mean.copy_(x.mean(0))
+        self.std.copy_(x.std(0).clamp_min(1e-6))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x)  # (B, D_in) -> (B, H)
+        return self.net((x - self.mean) / self.std)  # (B, D_in) -> (B, H)
 
 
 class ConcatFusion(nn.Module):
@@ -188,6 +196,13 @@ class AVEmotionModel(nn.Module):
             self.fusion = build_fusion(cfg)
             self.emotion_head = nn.Linear(cfg.hidden, N_EMOTIONS)
             self.congruence_head = CongruenceHead(cfg.hidden, N_EMOTIONS, cfg.dropout)
+
+    def set_feature_stats(self, face: torch.Tensor, voice: torch.Tensor) -> None:
+        """Standardise inputs with these training embeddings' statistics (before training)."""
+        if self.uses_face:
+            self.face_proj.set_stats(face)
+        if self.uses_voice:
+            self.voice_proj.set_stats(voice)
 
     def forward(
         self, face: torch.Tensor | None = None, voice: torch.Tensor | None = None

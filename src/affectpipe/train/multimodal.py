@@ -437,6 +437,9 @@ def fit_av(model: AVEmotionModel, data: AVData, loss_cfg: LossConfig, loop_cfg,
     from affectpipe.train.loop import fit
 
     weights = loss_weights(data.splits["train"], data.classes, loss_cfg)
+    clips = data.splits["train"]  # statistics over clips, each once: congruent pairs
+    own = clips.congruent > 0
+    model.set_feature_stats(clips.face[own], clips.voice[own])
     train = DataLoader(data.splits["train"], batch_size=batch_size, shuffle=True,
                        generator=torch.Generator().manual_seed(loop_cfg.seed))
     val = DataLoader(data.splits["val"], batch_size=256, shuffle=False)
