@@ -27,7 +27,7 @@ import typer
 from PIL import Image
 
 from affectpipe.features import embed as E
-from affectpipe.features.backbones import real_size, resolve_device
+from affectpipe.features.backbones import load_backbone, real_size, resolve_device
 from affectpipe.features.extract import ComputeConfig, ExtractConfig, extract_features
 
 app = typer.Typer(add_completion=False)
@@ -142,15 +142,27 @@ def run_child(model_dir: Path, data: Path, workers: int, batch: int) -> dict:
 def child(data: Path, model_dir: Path, workers: int, batch: int) -> None:
     cfg = ExtractConfig(spec=str(model_dir), batch_size=batch, dtype="auto")
     out = data.parent / f"{data.name}.h5"
-    report, seconds = extract_features(
-        "clip", "afewva", data, out, cfg, ComputeConfig("auto", 1, workers)
-    )
+    compute = ComputeConfig("auto", 1, workers)
+    report, seconds = extract_features("clip", "afewva", data, out, cfg, compute)
     result = {
         "items": report["items"],
         "seconds": seconds,
         "items_per_s": report["items"] / seconds,
     }
-    print(json.dumps({**result, **peak_rss_mb()}))
+    rss = peak_rss_mb()  # before the comparison below loads a second copy of the model
+    # The same model, same process, right after: backbone-only on preprocessed tensors, so the
+    # end-to-end ratio compares like with like even when other load on the machine varies.
+    b = load_backbone("clip", str(model_dir), resolve_device("auto"))
+    dtype = E.compute_dtype("auto", b.device)
+    E.cast_linear_weights(b.model, dtype)
+    x = torch.randn(batch, 3, 224, 224, device=b.device)
+
+    def step() -> None:
+        with torch.inference_mode(), E.autocast(b.device, dtype):
+            E.embed_clip(b.model, x)
+
+    result["backbone_items_per_s"] = batch / timed(step, 3)
+    print(json.dumps({**result, **rss}))
 
 
 @app.command()
@@ -201,7 +213,8 @@ def summarize(res: dict, clips: int) -> None:
     large = res["end_to_end"][f"{4 * clips}_clips"]
     res["targets"] = {
         "clip_bf16_fraction_of_matmul": clip_bf16 * CLIP_GFLOP / bf16,  # target >= 0.45
-        "end_to_end_fraction_of_backbone": large["items_per_s"] / clip_bf16,  # target >= 0.75
+        # target >= 0.75; the backbone-only rate measured in the same process, just after
+        "end_to_end_fraction_of_backbone": large["items_per_s"] / large["backbone_items_per_s"],
         "rss_4n_over_n": large["main_mb"] / small["main_mb"],  # target <= 1.10
     }
     print(
