@@ -20,6 +20,7 @@ writes. The model may define `checkpoint_state()` to choose what is saved (defau
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -145,19 +146,26 @@ def fit(
 ) -> FitResult:
     """Train `model`, keep the best epoch by `cfg.monitor`; see the module docstring."""
     from accelerate import Accelerator
+    from accelerate.utils import DataLoaderConfiguration
 
     seed_everything(cfg.seed)
     acc = Accelerator(
+        # without an accelerator, CPU processes join the process group (gloo) only when told
+        cpu=not torch.accelerator.is_available(),
         mixed_precision=resolve_precision(cfg.mixed_precision),
         gradient_accumulation_steps=cfg.grad_accum,
+        # batch sizes in params are global: processes split each batch, so the process count
+        # changes the speed, not the optimisation (docs/scale.md)
+        dataloader_config=DataLoaderConfiguration(split_batches=True),
     )
+    _check_world(acc.num_processes)
     train_loader, val_loader = acc.prepare(train_loader, val_loader)
     params = [p for p in model.parameters() if p.requires_grad]
     if not params:
         raise ValueError("the model has no trainable parameters")
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    # the prepared scheduler advances once per process per optimiser step
-    total = cfg.epochs * math.ceil(len(train_loader) / cfg.grad_accum) * acc.num_processes
+    # split batches: the prepared loader has the global batch count, the scheduler steps once
+    total = cfg.epochs * math.ceil(len(train_loader) / cfg.grad_accum)
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, warmup_cosine(max(1, int(cfg.warmup_frac * total)), total)
     )
@@ -202,6 +210,16 @@ def fit(
         raise ValueError(f"'{cfg.monitor}' was never finite: no checkpoint written")
     _restore(acc.unwrap_model(model), best_state)
     return result
+
+
+def _check_world(processes: int) -> None:
+    """Refuse to train alone in a process the launcher started as one of several."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if processes != world:
+        raise ValueError(
+            f"launched as {world} processes, but Accelerate runs {processes}: every process "
+            "would train on all the data (CPU without ACCELERATE_USE_CPU?)"
+        )
 
 
 def _restore(model: nn.Module, state: dict[str, torch.Tensor]) -> None:
