@@ -4,7 +4,8 @@ The batch plan is computed once from the clip plan and is the same in every proc
 `rank` of `world` runs batches `rank, rank + world, ...` and appends their rows to its own part
 file. The main process then merges the parts into the final file clip by clip, in clip-id order.
 A single-process run goes through the same part-and-merge path, and a batch holds the same
-items whatever the number of processes, so the final file is byte-identical for any `world`.
+items whatever the number of processes, so the final file is byte-identical for any `world`
+(at the same intra-op thread count per process: CPU kernels split their sums by threads).
 """
 
 from __future__ import annotations
