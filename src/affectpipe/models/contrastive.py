@@ -52,8 +52,10 @@ def concat_all_gather(*tensors: Tensor) -> tuple[Tensor, ...]:
     from accelerate.utils import gather, pad_across_processes
 
     n = tensors[0].shape[0]
-    keep = torch.ones(n, dtype=torch.bool, device=tensors[0].device)
-    keep = gather(pad_across_processes(keep, pad_index=0))
+    # a long mask: padding a bool tensor (`zeros + pad_index`) promotes it to int64 in the
+    # padded processes only, and gloo then sees mismatched sizes
+    keep = torch.ones(n, dtype=torch.long, device=tensors[0].device)
+    keep = gather(pad_across_processes(keep, pad_index=0)).bool()
     return tuple(gather(pad_across_processes(t, pad_index=0))[keep] for t in tensors)
 
 
