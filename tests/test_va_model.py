@@ -67,6 +67,27 @@ def test_cached_block_path_equals_full_backbone(tiny, pipeline):
         torch.testing.assert_close(full, pooled, atol=1e-5, rtol=1e-5)
 
 
+def test_token_pool_gives_every_normalised_token_on_both_paths(tiny):
+    model = _model(tiny, "probe", pool="tokens").eval()
+    px = _pixels(tiny)
+    side = tiny.model.config.image_size // tiny.model.config.patch_size
+    with torch.no_grad():
+        full = model.encode_pixels(px)
+        cached = model.encode(model.hidden_before(px.flatten(0, 1)).reshape(2, 3, -1))
+        out = tiny.model(pixel_values=px.flatten(0, 1)).last_hidden_state  # (6, T, W)
+    tokens = (side * side + 1) * tiny.dim
+    assert full.shape == (2, 3, tokens) and model.feat_dim == tokens
+    torch.testing.assert_close(cached, full)
+    want = tiny.model.post_layernorm(out).reshape(2, 3, -1)
+    torch.testing.assert_close(full, want, atol=1e-5, rtol=1e-5)
+    assert model(cached, torch.ones(2, 3, dtype=torch.bool))["va"].shape == (2, 3, 2)
+
+
+def test_unknown_pool_is_refused_by_name():
+    with pytest.raises(ValueError, match="unknown pool 'mean'"):
+        VAModelConfig(pipeline="lora", in_dim=8, pool="mean")
+
+
 def test_outputs_shapes_ranges_and_norms(tiny):
     model = VAModel(VAModelConfig(pipeline="cached", in_dim=64, tf_heads=4))
     valid = torch.tensor([[True] * 5, [True, True, True, False, False]])

@@ -4,6 +4,9 @@
   block(s). Every block before the first adapted one is frozen, so its output is the same every
   epoch: training reads those hidden states from a cache and runs only the adapted blocks and
   the post-layernorm (`encode`); `encode_pixels` runs the whole backbone (inference, benchmark).
+  The frame feature is CLIP's pooled CLS token (`pool: cls`) or every output token, normalised
+  and concatenated (`pool: tokens`): the token grid keeps where on the face a change happens
+  (mouth, brows), which a single pooled vector of a small encoder mixes with identity.
 - `probe`: the same, without LoRA: a frozen encoder with trained heads (the linear-probe
   baseline).
 - `cached`: frozen CLIP frame features read from the HDF5 store, then a small temporal
@@ -28,6 +31,7 @@ from affectpipe.models.heads import (
 )
 
 PIPELINES: tuple[str, ...] = ("lora", "probe", "cached")
+POOLS: tuple[str, ...] = ("cls", "tokens")
 
 
 @dataclass
@@ -48,12 +52,15 @@ class VAModelConfig:
     lora_dropout: float = 0.05
     lora_targets: list[str] = field(default_factory=lambda: ["q_proj", "v_proj"])
     lora_blocks: list[int] = field(default_factory=lambda: [-1])  # negative: from the end
+    pool: str = "cls"  # lora/probe frame feature: cls | tokens; cached features are pooled already
 
     def __post_init__(self) -> None:
         if self.pipeline not in PIPELINES:
             raise ValueError(f"unknown pipeline '{self.pipeline}'; valid: {list(PIPELINES)}")
         if not self.lora_blocks:
             raise ValueError("lora_blocks is empty; name at least one block (e.g. [-1])")
+        if self.pool not in POOLS:
+            raise ValueError(f"unknown pool '{self.pool}'; valid: {list(POOLS)}")
 
 
 def clip_layers(clip: nn.Module) -> nn.ModuleList:
@@ -104,6 +111,7 @@ class VAModel(nn.Module):
         self.cfg = cfg
         self.backbone: nn.Module | None = None
         self.temporal: TemporalTransformer | None = None
+        self.feat_dim = cfg.in_dim  # frame feature size the heads read
         if cfg.pipeline == "cached":
             self.temporal = TemporalTransformer(
                 cfg.in_dim, cfg.tf_layers, cfg.tf_heads, cfg.tf_ff, cfg.dropout
@@ -115,7 +123,10 @@ class VAModel(nn.Module):
             self.backbone = add_lora(clip, cfg) if cfg.pipeline == "lora" else clip
             n = len(clip_layers(self.clip))
             self.first_block = resolve_blocks(cfg.lora_blocks, n)[0]
-        self.projector = FrameProjector(cfg.in_dim, cfg.proj_hidden, cfg.embed_dim)
+            if cfg.pool == "tokens":
+                side = int(clip.config.image_size) // int(clip.config.patch_size)
+                self.feat_dim = (side * side + 1) * cfg.in_dim  # T * W
+        self.projector = FrameProjector(self.feat_dim, cfg.proj_hidden, cfg.embed_dim)
         self.temporal_head = TemporalHead(cfg.embed_dim)
         self.regressor = RegressionHead(cfg.embed_dim, cfg.reg_hidden)
 
@@ -132,28 +143,31 @@ class VAModel(nn.Module):
         return hidden_before(self.clip, pixel_values, self.first_block)
 
     def run_blocks(self, h: Tensor) -> Tensor:
-        """Adapted blocks + post-layernorm on the CLS token: (N, T, W) -> (N, W) pooled."""
+        """Adapted blocks + post-layernorm: (N, T, W) -> (N, W) CLS (`pool: cls`) or
+        (N, T*W) every token (`pool: tokens`)."""
         clip = self.clip
         inner = getattr(clip, "vision_model", clip)
         for layer in clip_layers(clip)[self.first_block :]:
             h = layer(h, None)
+        if self.cfg.pool == "tokens":
+            return inner.post_layernorm(h).flatten(1)  # (N, T, W) -> (N, T*W)
         return inner.post_layernorm(h[:, 0])
 
     def encode(self, x: Tensor) -> Tensor:
         """Frame features from the training inputs.
 
-        lora/probe: x (B, L, T*W) cached hidden states (flattened by the store) -> (B, L, W);
-        cached: x (B, L, D) is already the feature.
+        lora/probe: x (B, L, T*W) cached hidden states (flattened by the store) -> (B, L, D),
+        D = W (`pool: cls`) or T*W (`pool: tokens`); cached: x (B, L, D) is already the feature.
         """
         if self.backbone is None:
             return x.float()
         b, n = x.shape[:2]
         w = self.cfg.in_dim
         h = x.reshape(b * n, -1, w).to(self.projector.net[0].weight.dtype)  # (B*L, T, W)
-        return self.run_blocks(h).reshape(b, n, w)  # (B, L, W)
+        return self.run_blocks(h).reshape(b, n, -1)  # (B, L, D)
 
     def encode_pixels(self, pixel_values: Tensor) -> Tensor:
-        """Full backbone on images: (B, L, 3, H, W) -> (B, L, W). Same result as `encode` on
+        """Full backbone on images: (B, L, 3, H, W) -> (B, L, D). Same result as `encode` on
         `hidden_before` of the same images."""
         b, n = pixel_values.shape[:2]
         h = self.hidden_before(pixel_values.flatten(0, 1))  # (B*L, T, W)
