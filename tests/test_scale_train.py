@@ -217,5 +217,30 @@ def test_two_processes_finetune_like_one(va_inputs, tmp_path):
         assert metrics[2][k] == pytest.approx(metrics[1][k], rel=TOLERANCE, abs=1e-6), k
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("modality", ["audio", "fusion"])
+def test_multimodal_stage_trains_in_two_processes(tmp_path, modality):
+    """The stage's step and evaluation read model attributes through the DDP wrapper."""
+    import yaml
+
+    from tests.test_multimodal_data import write_fixture
+    from tests.test_multimodal_train import PARAMS
+
+    root = write_fixture(tmp_path / "fx", actors=9, folds=3)
+    for kind in ("videomae", "wav2vec2"):
+        (root / f"features/{kind}_fixture.h5").rename(root / f"features/{kind}_ravdess.h5")
+    params = {"seed": 0, "preprocess": {"ravdess": {"pairs": {"incongruent_ratio": 1.0,
+                                                              "hard_fraction": 0.5}}},
+              "multimodal": {**PARAMS, "train": {**PARAMS["train"], "epochs": 2}}}
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    log = launch(tmp_path, 2, [str(ROOT / "stages" / "train_multimodal.py"), modality, "ravdess",
+                               "--processed-dir", str(root / "processed"), "--features-dir",
+                               str(root / "features"), "--ckpt-dir", "ckpt", "--live-dir", "live",
+                               "--params", "params.yaml"])
+    report = json.loads((tmp_path / "ckpt" / "train.json").read_text())
+    assert f"train_multimodal {modality} ravdess: best epoch {report['best_epoch']}" in log
+    assert 0.0 <= report["val"]["uar"] <= 1.0 and (tmp_path / "ckpt" / "model.pt").is_file()
+
+
 if __name__ == "__main__" and sys.argv[1:2] == ["worker"]:
     worker(Path(sys.argv[2]))

@@ -8,6 +8,8 @@
 - `eval_fn(model, val_loader, accelerator) -> {name: float}`: the validation metrics, computed
   over the whole validation set (use `accelerator.gather_for_metrics`, which drops the samples
   padded onto the last batch when several processes split the data); logged as `val/<name>`.
+- Under several processes both receive the model wrapped in DistributedDataParallel: call it
+  (the wrapper synchronises gradients), read its attributes through `unwrap(model)`.
 - `cfg.monitor` (e.g. `val/ccc_mean`, mode `max`) drives model selection and early stopping;
   the best epoch's checkpoint is written to `ckpt_dir` and its weights are loaded back into
   `model` before `fit` returns.
@@ -210,6 +212,11 @@ def fit(
         raise ValueError(f"'{cfg.monitor}' was never finite: no checkpoint written")
     _restore(acc.unwrap_model(model), best_state)
     return result
+
+
+def unwrap(model: nn.Module) -> nn.Module:
+    """The model inside a DistributedDataParallel wrapper (itself otherwise), for attributes."""
+    return model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
 
 
 def _check_world(processes: int) -> None:

@@ -12,6 +12,7 @@ No backbone runs here: the embeddings are read once from the HDF5 feature store.
 
 from __future__ import annotations
 
+import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -268,8 +269,11 @@ def loss_weights(train: PairDataset, classes: list[int], cfg: LossConfig) -> dic
 
 
 def model_inputs(model: AVEmotionModel, batch: dict) -> dict[str, torch.Tensor | None]:
-    return {"face": batch["face"] if model.uses_face else None,
-            "voice": batch["voice"] if model.uses_voice else None}
+    from affectpipe.train.loop import unwrap
+
+    bare = unwrap(model)  # several processes: the model arrives wrapped for gradient sync
+    return {"face": batch["face"] if bare.uses_face else None,
+            "voice": batch["voice"] if bare.uses_voice else None}
 
 
 @torch.no_grad()
@@ -426,7 +430,7 @@ def eval_fn(model: AVEmotionModel, loader: DataLoader, accelerator, dataset: Pai
     keep = ("accuracy", "uar", "macro_f1", "face_accuracy", "voice_accuracy", "congruence_auc",
             "congruence_accuracy")
     out = {k: float(m[k]) for k in keep if m.get(k) is not None}
-    out["score"] = validation_score(m, model.cfg.modality)
+    out["score"] = validation_score(m, accelerator.unwrap_model(model).cfg.modality)
     return out
 
 
@@ -563,8 +567,10 @@ def train_multimodal(modality: str, dataset: str, cfg: MultimodalConfig, process
             per_fold[k] = av_test_metrics(predict_av(folder, features_dir, processed_dir),
                                           dataset_classes(dataset))
         report["cv"] = fold_summary(per_fold)
-        write_json(ckpt_dir / "cv.json", report["cv"])
-    write_json(ckpt_dir / "train.json", report)
+    if os.environ.get("RANK", "0") == "0":  # several processes: the main one writes
+        if "cv" in report:
+            write_json(ckpt_dir / "cv.json", report["cv"])
+        write_json(ckpt_dir / "train.json", report)
     return report
 
 
