@@ -1,0 +1,173 @@
+"""Test-set evaluation of every trained model: flat metrics, plot data and figures.
+
+This is the only place the test split is scored. Each model runs once over its test split;
+metrics go to one nested JSON per task (`va`, `av`) so that `dvc metrics` shows flat, stable
+names such as `va.cached.test.ccc_mean` or `av.fusion.ravdess.test.congruence_auc_hard`.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from affectpipe import metrics, plots
+from affectpipe.data.labels import EMOTIONS
+from affectpipe.problems import write_json
+
+# What each VA variant reads (as in dvc.yaml's pretrain/finetune stages), under data/features/.
+VA_INPUTS = {
+    "lora": "clip_afewva_blocks.h5",
+    "probe": "clip_afewva_blocks.h5",
+    "cached": "clip_afewva.h5",
+}
+VA_VARIANT_NAMES = {
+    "lora": "Pipeline A (CLIP + LoRA)",
+    "probe": "linear probe (frozen CLIP)",
+    "cached": "Pipeline B (cached CLIP + temporal transformer)",
+}
+
+
+@dataclass(frozen=True)
+class EvaluateConfig:
+    va_variants: list[str] = field(default_factory=lambda: ["lora", "probe", "cached"])
+    av_models: list[str] = field(default_factory=lambda: ["fusion", "audio", "video"])
+    av_datasets: list[str] = field(default_factory=lambda: ["ravdess", "cremad"])
+    embedding_plots: list[str] = field(default_factory=lambda: ["pca", "umap"])
+    trace_clips: int = 4  # clips drawn in the VA trace figure
+    seed: int = 0  # UMAP layout
+
+
+def _clean(values: dict[str, Any]) -> dict[str, Any]:
+    """JSON-safe floats rounded to 6 digits (stable diffs); NaN becomes null."""
+    out = {}
+    for key, value in values.items():
+        if isinstance(value, float | np.floating):
+            value = None if not np.isfinite(value) else round(float(value), 6)
+        elif isinstance(value, np.integer):
+            value = int(value)
+        out[key] = value
+    return out
+
+
+def per_clip_table(frames: pd.DataFrame) -> pd.DataFrame:
+    """One row per clip: CCC, Pearson and RMSE of valence and arousal within the clip."""
+    rows = []
+    for clip, part in frames.groupby("clip", sort=True):
+        row: dict[str, Any] = {"clip": clip, "frames": len(part)}
+        for dim in ("valence", "arousal"):
+            t, p = part[f"{dim}_true"], part[f"{dim}_pred"]
+            row |= {f"ccc_{dim}": metrics.ccc(t, p), f"pearson_{dim}": metrics.pearson(t, p),
+                    f"rmse_{dim}": metrics.rmse(t, p)}  # fmt: skip
+        rows.append(row)
+    return pd.DataFrame(rows).round(6)
+
+
+def mean_baseline(train_va: np.ndarray, test: pd.DataFrame) -> dict[str, Any]:
+    """Predict the training mean for every test frame (CCC is 0 by construction)."""
+    true = test[["valence_true", "arousal_true"]].to_numpy()
+    pred = np.broadcast_to(train_va.mean(0), true.shape)
+    return _clean(metrics.va_report(true, pred, test["clip"].to_numpy()))
+
+
+def evaluate_va_variant(
+    variant: str, frames: pd.DataFrame, embeddings: dict[str, Any] | None,
+    cfg: EvaluateConfig, plots_dir: Path,
+) -> dict[str, Any]:  # fmt: skip
+    """Metrics of one VA model from its per-frame test predictions; writes its plots."""
+    report = metrics.va_report(
+        frames[["valence_true", "arousal_true"]].to_numpy(),
+        frames[["valence_pred", "arousal_pred"]].to_numpy(),
+        frames["clip"].to_numpy(),
+    )
+    name = VA_VARIANT_NAMES.get(variant, variant)
+    frames.round(6).to_csv(plots_dir / "va" / f"{variant}_frames.csv", index=False)
+    per_clip_table(frames).to_csv(plots_dir / "va" / f"{variant}_clips.csv", index=False)
+    figures = plots_dir / "figures"
+    plots.plot_va_space(frames, figures / f"va_space_{variant}.png", f"{name}: test frames")
+    plots.plot_va_traces(frames, figures / f"va_traces_{variant}.png", f"{name}: test clips",
+                         max_clips=cfg.trace_clips)  # fmt: skip
+    if embeddings is not None:
+        colour = {d: embeddings["frames"][d].to_numpy() for d in ("valence", "arousal")}
+        for method in cfg.embedding_plots:
+            plots.plot_embeddings(
+                embeddings["z"], colour, figures / f"va_embeddings_{method}_{variant}.png",
+                f"{name}: test frame embeddings ({method.upper()})", method, cfg.seed,
+            )  # fmt: skip
+    return _clean(report)
+
+
+def evaluate_av_model(
+    model: str, dataset: str, ckpt_dir: Path, features_dir: Path, processed_dir: Path,
+    plots_dir: Path,
+) -> dict[str, Any]:  # fmt: skip
+    """Metrics of one audio-visual model on its test pairs; writes confusion data and ROC."""
+    from affectpipe.train.multimodal import av_test_metrics, majority_metrics, predict_av
+
+    test = predict_av(ckpt_dir, features_dir, processed_dir, split="test")
+    train = predict_av(ckpt_dir, features_dir, processed_dir, split="train")
+    classes = sorted(int(c) for c in set(train["face_emotion"]) | set(test["face_emotion"]))
+    report = av_test_metrics(test, classes) | majority_metrics(train, test, classes)
+    congruent = test[test["congruent"] == 1]
+    plots.confusion_plot_data(
+        congruent["emotion_true"].to_numpy(), congruent["emotion_pred"].to_numpy(), list(EMOTIONS)
+    ).to_csv(plots_dir / "av" / f"{model}_{dataset}_confusion.csv", index=False)
+    if "congruence_prob" in test:
+        plots.plot_congruence_roc(
+            test, plots_dir / "figures" / f"congruence_roc_{model}_{dataset}.png",
+            f"{model} on {dataset}: face/voice congruence (test fold)",
+        )  # fmt: skip
+    result: dict[str, Any] = {
+        "test": _clean({k: v for k, v in report.items() if not k.startswith("cm_")})
+    }
+    cv_file = ckpt_dir / "cv.json"  # written when training ran every fold (`multimodal.folds: all`)
+    if cv_file.exists():
+        cv = json.loads(cv_file.read_text())
+        result["cv"] = _clean({k: v for k, v in cv.items() if k != "per_fold"})
+    return result
+
+
+def evaluate_va(
+    cfg: EvaluateConfig, models_dir: Path, features_dir: Path, frames_csv: Path, plots_dir: Path
+) -> dict[str, Any]:
+    """Every VA variant on the AFEW-VA test split, beside the predict-the-mean baseline."""
+    from affectpipe.train.va import embed_va, predict_va
+
+    out: dict[str, Any] = {}
+    test = None
+    for variant in cfg.va_variants:
+        ckpt, inputs = models_dir / "finetune" / variant, features_dir / VA_INPUTS[variant]
+        frames = predict_va(ckpt, inputs, split="test")
+        embeddings = embed_va(ckpt, inputs, split="test") if cfg.embedding_plots else None
+        out[variant] = {"test": evaluate_va_variant(variant, frames, embeddings, cfg, plots_dir)}
+        test = frames
+    if test is not None:
+        table = pd.read_csv(frames_csv, dtype={"clip": str})
+        train_va = table.loc[table["split"] == "train", ["valence", "arousal"]].to_numpy()
+        out["mean_baseline"] = {"test": mean_baseline(train_va, test)}
+    return out
+
+
+def evaluate_all(
+    cfg: EvaluateConfig, models_dir: Path, features_dir: Path, processed_dir: Path,
+    metrics_dir: Path, plots_dir: Path,
+) -> dict[str, Any]:  # fmt: skip
+    """Score every configured model; write `metrics/va.json`, `metrics/av.json` and plots."""
+    for sub in ("va", "av", "figures"):
+        (plots_dir / sub).mkdir(parents=True, exist_ok=True)
+    va = evaluate_va(cfg, models_dir, features_dir, processed_dir / "afewva" / "frames.csv",
+                     plots_dir)  # fmt: skip
+    av: dict[str, Any] = {}
+    for model in cfg.av_models:
+        for dataset in cfg.av_datasets:
+            av.setdefault(model, {})[dataset] = evaluate_av_model(
+                model, dataset, models_dir / "multimodal" / f"{model}_{dataset}", features_dir,
+                processed_dir / dataset, plots_dir,
+            )  # fmt: skip
+    write_json(metrics_dir / "va.json", {"va": va})
+    write_json(metrics_dir / "av.json", {"av": av})
+    return {"va": va, "av": av}

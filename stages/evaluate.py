@@ -1,0 +1,46 @@
+"""Stage `evaluate`: score every trained model once on its test split; write metrics and plots."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from affectpipe.config import from_section, load_params, section
+from affectpipe.evaluate import EvaluateConfig, evaluate_all
+from affectpipe.results import update_readme
+from affectpipe.stage import run_stage
+
+app = typer.Typer(add_completion=False)
+
+
+@app.command()
+def main(
+    models_dir: Path = typer.Option(Path("models")),
+    features_dir: Path = typer.Option(Path("data/features")),
+    processed_dir: Path = typer.Option(Path("data/processed")),
+    metrics_dir: Path = typer.Option(Path("metrics")),
+    plots_dir: Path = typer.Option(Path("plots")),
+    readme: Path = typer.Option(None, help="also refresh this README's results block"),
+    params_file: Path = typer.Option(Path("params.yaml"), "--params"),
+) -> None:
+    params = load_params(params_file)
+    cfg = run_stage(lambda: from_section(EvaluateConfig, section(params, "evaluate"), "evaluate"))
+    results = run_stage(
+        lambda: evaluate_all(cfg, models_dir, features_dir, processed_dir, metrics_dir, plots_dir)
+    )
+    for variant, scores in results["va"].items():
+        test = scores["test"]
+        typer.echo(f"va {variant}: test CCC valence {test['ccc_valence']:.3f} "
+                   f"arousal {test['ccc_arousal']:.3f} mean {test['ccc_mean']:.3f}")  # fmt: skip
+    for model, per_dataset in results["av"].items():
+        for dataset, scores in per_dataset.items():
+            test = scores["test"]
+            typer.echo(f"av {model} {dataset}: accuracy {test['accuracy']:.3f} "
+                       f"macro-F1 {test['macro_f1']:.3f}")  # fmt: skip
+    if readme is not None:
+        update_readme(readme, metrics_dir)
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,71 @@
+"""Evaluation helpers: per-clip tables, the mean baseline, VA plots and metrics."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from affectpipe import metrics
+from affectpipe.evaluate import EvaluateConfig, evaluate_va_variant, mean_baseline, per_clip_table
+
+
+def frames(n_clips: int = 3, n: int = 20, seed: int = 0) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    true = np.tanh(rng.normal(size=(n_clips * n, 2)))
+    pred = np.clip(true + rng.normal(0, 0.2, size=true.shape), -1, 1)
+    return pd.DataFrame(
+        {
+            "clip": np.repeat([f"{i:03d}" for i in range(n_clips)], n),
+            "frame": np.tile(np.arange(n), n_clips),
+            "valence_true": true[:, 0],
+            "arousal_true": true[:, 1],
+            "valence_pred": pred[:, 0],
+            "arousal_pred": pred[:, 1],
+        }
+    )
+
+
+def test_per_clip_table_scores_each_clip_on_its_own_frames():
+    df = frames()
+    table = per_clip_table(df)
+    assert list(table["clip"]) == ["000", "001", "002"]
+    first = df[df["clip"] == "001"]
+    expected = metrics.ccc(first["valence_true"], first["valence_pred"])
+    assert table.loc[1, "ccc_valence"] == pytest.approx(expected, abs=1e-6)
+
+
+def test_mean_baseline_has_zero_ccc_and_rmse_of_the_spread():
+    df = frames()
+    train = np.array([[0.1, -0.2], [0.3, 0.0]])
+    report = mean_baseline(train, df)
+    assert report["ccc_valence"] == 0.0 and report["ccc_arousal"] == 0.0
+    expected = np.sqrt(np.mean((df["valence_true"] - 0.2) ** 2))
+    assert report["rmse_valence"] == pytest.approx(expected, abs=1e-6)
+
+
+def test_va_variant_metrics_and_plot_files(tmp_path: Path):
+    for sub in ("va", "figures"):
+        (tmp_path / sub).mkdir()
+    df = frames()
+    embeddings = {
+        "frames": df.rename(columns={"valence_true": "valence", "arousal_true": "arousal"}),
+        "z": np.random.default_rng(0).normal(size=(len(df), 8)),
+    }
+    cfg = EvaluateConfig(embedding_plots=["pca"], trace_clips=2)
+    report = evaluate_va_variant("cached", df, embeddings, cfg, tmp_path)
+    true, pred = df[["valence_true", "arousal_true"]], df[["valence_pred", "arousal_pred"]]
+    assert report["ccc_mean"] == pytest.approx(
+        np.mean([metrics.ccc(true.iloc[:, j], pred.iloc[:, j]) for j in range(2)]), abs=1e-6
+    )
+    assert report["ccc_mean"] > 0.8  # the predictions above are the truth plus small noise
+    for name in (
+        "va/cached_frames.csv",
+        "va/cached_clips.csv",
+        "figures/va_space_cached.png",
+        "figures/va_traces_cached.png",
+        "figures/va_embeddings_pca_cached.png",
+    ):
+        assert (tmp_path / name).exists(), name
