@@ -14,6 +14,7 @@ extrapolated per pair; the cached epoch is measured whole. Writes
 from __future__ import annotations
 
 import json
+import os
 import time
 from pathlib import Path
 
@@ -91,6 +92,7 @@ def main(
     naive = pairs * (per_pair["videomae"] + per_pair["wav2vec2"]) + cached
     result = {
         "device": str(dev), "threads": torch.get_num_threads(), "pairs": pairs,
+        "load_average_1min": round(os.getloadavg()[0], 2),  # other work on the machine
         "cached_epoch_s": round(cached, 3),
         "backbone_s_per_pair": {k: round(v, 4) for k, v in per_pair.items()},
         "backbone_pairs_measured": backbone_batch * backbone_batches,
@@ -99,7 +101,8 @@ def main(
     }
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2, sort_keys=True) + "\n")
-    typer.echo(f"cached epoch ({pairs} pairs): {cached:.2f} s")
+    typer.echo(f"cached epoch ({pairs} pairs): {cached:.2f} s "
+               f"(load average {result['load_average_1min']} on {os.cpu_count()} cores)")
     typer.echo(f"backbones per pair: VideoMAE {per_pair['videomae']:.3f} s, "
                f"wav2vec2 {per_pair['wav2vec2']:.3f} s (bf16, {backbone_batch * backbone_batches}"
                f" pairs measured)")
