@@ -1,8 +1,16 @@
-"""End to end: `dvc repro` on a fresh copy of the project, then the experiment workflow."""
+"""End to end: `dvc repro` on a fresh copy of the project, then the experiment workflow.
+
+One full run of the default pipeline is shared by the tests of this module (a module fixture);
+the later tests change params on top of it, in the order a user would.
+"""
 
 from __future__ import annotations
 
+import json
+import re
+
 import pytest
+import yaml
 
 from tests.pipeline_repo import REPO, PipelineRepo
 
@@ -13,25 +21,103 @@ pytestmark = pytest.mark.slow
 def repo(tmp_path_factory: pytest.TempPathFactory) -> PipelineRepo:
     repo = PipelineRepo.copy_of_project(tmp_path_factory.mktemp("pipeline"))
     repo.run("dvc", "repro")
+    repo.commit("pipeline outputs")
     return repo
 
 
+def ran_stages(output: str) -> list[str]:
+    return re.findall(r"Running stage '([^']+)'", output)
+
+
+def set_param(repo: PipelineRepo, dotted: str, value: object) -> None:
+    """Set one params.yaml key (DVC compares values, so the layout may change)."""
+    path = repo.root / "params.yaml"
+    params = yaml.safe_load(path.read_text())
+    *parents, leaf = dotted.split(".")
+    node = params
+    for key in parents:
+        node = node[key]
+    assert leaf in node, dotted
+    node[leaf] = value
+    path.write_text(yaml.safe_dump(params, sort_keys=False))
+
+
 def test_repro_builds_every_stage_output(repo: PipelineRepo):
-    root = repo.root
-    assert (root / "data/raw/afewva/manifest.csv").exists()
-    assert (root / "data/processed/afewva/frames.csv").exists()
-    assert (root / "data/processed/afewva/report.json").exists()
+    for path in (
+        "data/raw/afewva/manifest.csv",
+        "data/processed/afewva/frames.csv",
+        "data/processed/ravdess/pairs.csv",
+        "data/processed/cremad/pairs.csv",
+        "data/features/clip_afewva.h5",
+        "data/features/videomae_ravdess.h5",
+        "data/features/wav2vec2_cremad.h5",
+        "models/finetune/lora",
+        "models/finetune/cached",
+        "models/multimodal/fusion_ravdess",
+        "plots/va/cached_frames.csv",
+        "plots/av/fusion_cremad_confusion.csv",
+        "plots/figures/va_space_cached.png",
+    ):
+        assert (repo.root / path).exists(), path
+    va = json.loads((repo.root / "metrics/va.json").read_text())["va"]
+    assert set(va) == {"lora", "probe", "cached", "mean_baseline"}
+    av = json.loads((repo.root / "metrics/av.json").read_text())["av"]
+    assert {(m, d) for m in av for d in av[m]} == {
+        (m, d) for m in ("fusion", "audio", "video") for d in ("ravdess", "cremad")
+    }
 
 
 def test_status_is_clean_and_a_second_repro_runs_nothing(repo: PipelineRepo):
     assert "up to date" in repo.run("dvc", "status").stdout
-    second = repo.run("dvc", "repro")
-    assert "Running stage" not in second.stdout, second.stdout
+    assert ran_stages(repo.run("dvc", "repro").stdout) == []
 
 
 def test_committed_lock_and_metrics_are_what_a_fresh_repro_produces(repo: PipelineRepo):
     """The committed dvc.lock and metrics/ are reproduced exactly on this machine kind."""
     assert (repo.root / "dvc.lock").read_text() == (REPO / "dvc.lock").read_text()
-    for committed in sorted((REPO / "metrics").glob("*.json")):
-        produced = repo.root / "metrics" / committed.name
-        assert produced.read_text() == committed.read_text(), committed.name
+    for name in ("va.json", "av.json"):
+        produced, committed = repo.root / "metrics" / name, REPO / "metrics" / name
+        assert produced.read_text() == committed.read_text(), name
+
+
+def test_readme_results_block_matches_the_committed_metrics():
+    from affectpipe.results import START, render
+
+    expected = f"{START}\n{render(REPO / 'metrics')}\n"
+    assert expected in (REPO / "README.md").read_text(), "run: python -m affectpipe.results"
+
+
+def test_changing_only_an_evaluate_param_reruns_only_evaluate(repo: PipelineRepo):
+    set_param(repo, "evaluate.trace_clips", 2)
+    status = json.loads(repo.run("dvc", "status", "--json").stdout)
+    assert list(status) == ["evaluate"], status
+    assert ran_stages(repo.run("dvc", "repro").stdout) == ["evaluate"]
+    repo.run("git", "checkout", "--", "params.yaml")
+    assert ran_stages(repo.run("dvc", "repro").stdout) == ["evaluate"]
+
+
+def test_exp_run_with_another_finetune_lr_gives_other_metrics(repo: PipelineRepo):
+    lr = yaml.safe_load((repo.root / "params.yaml").read_text())["finetune"]["lr"] / 4
+    run = repo.run("dvc", "exp", "run", "--temp", "-S", f"finetune.lr={lr}", "-n", "slow-lr")
+    stages = set(ran_stages(run.stdout))
+    assert stages == {"finetune@lora", "finetune@probe", "finetune@cached", "evaluate"}, stages
+    shown = repo.run("dvc", "exp", "show", "--csv", "--no-fetch").stdout
+    assert "slow-lr" in shown
+    diff = json.loads(repo.run("dvc", "exp", "diff", "HEAD", "slow-lr", "--json").stdout)
+    changed = {name for name in diff["metrics"].get("metrics/va.json", {})}
+    assert "va.cached.test.ccc_mean" in changed, diff["metrics"]
+
+
+def test_metrics_and_params_diff_across_branches(repo: PipelineRepo):
+    repo.run("git", "checkout", "-q", "-b", "lower-lr")
+    lr = yaml.safe_load((repo.root / "params.yaml").read_text())["finetune"]["lr"] / 4
+    set_param(repo, "finetune.lr", lr)
+    repo.run("dvc", "repro")
+    repo.commit("finetune with a lower learning rate")
+    metrics = json.loads(repo.run("dvc", "metrics", "diff", "main", "lower-lr", "--json").stdout)
+    assert "va.cached.test.ccc_mean" in metrics.get("metrics/va.json", {}), metrics
+    params = json.loads(repo.run("dvc", "params", "diff", "main", "lower-lr", "--json").stdout)
+    assert params["params.yaml"]["finetune.lr"]["new"] == lr, params
+    repo.run("git", "checkout", "-q", "main")
+    repo.run("dvc", "checkout")
+    assert "up to date" in repo.run("dvc", "status").stdout
