@@ -91,3 +91,29 @@ def test_all_folds_reports_mean_and_std(ravdess_like, tmp_path):
 def test_bad_params_fail_by_name(over, message):
     with pytest.raises((ConfigError, ValueError), match=message):
         multimodal_config(PARAMS | over)
+
+
+def test_stage_script_trains_from_params(ravdess_like, tmp_path):
+    import importlib.util
+
+    import yaml
+    from typer.testing import CliRunner
+
+    spec = importlib.util.spec_from_file_location("stage", "stages/train_multimodal.py")
+    stage = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(stage)
+    params = {"seed": 0, "multimodal": PARAMS | {"train": PARAMS["train"] | {"epochs": 2}},
+              "preprocess": {"ravdess": {"pairs": {"incongruent_ratio": 1.0,
+                                                   "hard_fraction": 0.5}}}}
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    args = ["audio", "ravdess", "--processed-dir", str(ravdess_like / "processed"),
+            "--features-dir", str(ravdess_like / "features"), "--ckpt-dir", str(tmp_path / "ck"),
+            "--live-dir", str(tmp_path / "live"), "--params", str(tmp_path / "params.yaml")]
+    result = CliRunner().invoke(stage.app, args)
+    assert result.exit_code == 0, result.output
+    assert "train_multimodal audio ravdess: best epoch" in result.output
+    assert (tmp_path / "ck/model.pt").is_file()
+    params["multimodal"]["folds"] = "every"
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    result = CliRunner().invoke(stage.app, args)
+    assert result.exit_code == 1 and "unknown folds 'every'" in result.output
