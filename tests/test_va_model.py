@@ -83,6 +83,19 @@ def test_token_pool_gives_every_normalised_token_on_both_paths(tiny):
     assert model(cached, torch.ones(2, 3, dtype=torch.bool))["va"].shape == (2, 3, 2)
 
 
+def test_feature_dropout_acts_in_training_only():
+    torch.manual_seed(0)
+    model = VAModel(VAModelConfig(pipeline="cached", in_dim=64, feature_dropout=0.5, dropout=0.0))
+    f, valid = torch.randn(2, 4, 64), torch.ones(2, 4, dtype=torch.bool)
+    model.eval()
+    with torch.no_grad():
+        a, b = model.heads(f, valid)["z"], model.heads(f, valid)["z"]
+        model.train()
+        c = model.heads(f, valid)["z"]
+    torch.testing.assert_close(a, b)
+    assert not torch.allclose(a, c)
+
+
 def test_unknown_pool_is_refused_by_name():
     with pytest.raises(ValueError, match="unknown pool 'mean'"):
         VAModelConfig(pipeline="lora", in_dim=8, pool="mean")

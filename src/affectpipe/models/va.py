@@ -46,7 +46,8 @@ class VAModelConfig:
     tf_layers: int = 2  # temporal transformer (cached pipeline only)
     tf_heads: int = 4
     tf_ff: int = 256
-    dropout: float = 0.1
+    dropout: float = 0.1  # temporal transformer
+    feature_dropout: float = 0.0  # on frame features before the projector: fights identity fit
     lora_r: int = 8
     lora_alpha: int = 16
     lora_dropout: float = 0.05
@@ -126,6 +127,7 @@ class VAModel(nn.Module):
             if cfg.pool == "tokens":
                 side = int(clip.config.image_size) // int(clip.config.patch_size)
                 self.feat_dim = (side * side + 1) * cfg.in_dim  # T * W
+        self.feature_dropout = nn.Dropout(cfg.feature_dropout)
         self.projector = FrameProjector(self.feat_dim, cfg.proj_hidden, cfg.embed_dim)
         self.temporal_head = TemporalHead(cfg.embed_dim)
         self.regressor = RegressionHead(cfg.embed_dim, cfg.reg_hidden)
@@ -177,7 +179,7 @@ class VAModel(nn.Module):
         """Frame features (B, L, D) -> f, z (B, L, E), g (B, E), va (B, L, 2)."""
         if self.temporal is not None:
             f = self.temporal(f, valid)
-        z = self.projector(f)
+        z = self.projector(self.feature_dropout(f))
         g = self.temporal_head(z, valid)
         va = self.regressor(z + g[:, None])  # (B, L, E) + (B, 1, E): frame in clip context
         return {"f": f, "z": z, "g": g, "va": va}
