@@ -64,8 +64,8 @@ class Identity:
         return Identity(
             aspect=float(rng.uniform(1.15, 1.45)),
             eye_spacing=float(rng.uniform(0.36, 0.48)),
-            mouth_width=float(rng.uniform(0.32, 0.46)),
-            brow_thickness=float(rng.uniform(0.03, 0.06)),
+            mouth_width=float(rng.uniform(0.45, 0.58)),
+            brow_thickness=float(rng.uniform(0.06, 0.09)),
             skin=skin,
             hair=hair,  # type: ignore[arg-type]
         )
@@ -122,11 +122,11 @@ def face_landmarks(
     pts[0:17] = np.stack([cx + a * np.cos(phi), cy + 0.1 * b + 0.9 * b * np.sin(phi)], 1)
 
     # brows 17-21 (left, outer->inner) and 22-26 (right, inner->outer)
-    brow_y = cy - 0.38 * b - 0.10 * b * expr.brow_raise
+    brow_y = cy - 0.40 * b - 0.16 * b * expr.brow_raise
     t = np.linspace(0.0, 1.0, 5)  # 0 = outer end, 1 = inner end
     for sign, sl, order in ((-1, slice(17, 22), t), (1, slice(22, 27), t[::-1])):
         xs = cx + sign * a * (ident.eye_spacing + 0.26 - 0.42 * order)
-        ys = brow_y - 0.04 * b * np.sin(np.pi * order) - 0.09 * b * expr.brow_tilt * order
+        ys = brow_y - 0.04 * b * np.sin(np.pi * order) - 0.16 * b * expr.brow_tilt * order
         pts[sl] = np.stack([xs, ys], 1)
 
     # nose: bridge 27-30, base 31-35
@@ -134,7 +134,7 @@ def face_landmarks(
     pts[31:36] = np.stack([cx + np.linspace(-0.14, 0.14, 5) * a, np.full(5, cy + 0.17 * b)], 1)
 
     # eyes 36-41 (left) and 42-47 (right): six points around an ellipse
-    eye_w, eye_h = 0.17 * a, (0.015 + 0.085 * float(np.clip(expr.eye_open, 0, 1))) * b
+    eye_w, eye_h = 0.22 * a, (0.02 + 0.13 * float(np.clip(expr.eye_open, 0, 1))) * b
     ang = np.array(
         [np.pi, 2 * np.pi / 3 + np.pi, 4 * np.pi / 3 + np.pi, 0.0, np.pi / 3, 2 * np.pi / 3]
     )
@@ -144,8 +144,8 @@ def face_landmarks(
 
     # mouth: outer 48-59, inner 60-67; corners rise with mouth_curve, lips part with mouth_open
     mx, my, mw = cx, cy + 0.5 * b, ident.mouth_width * a
-    bend = 0.13 * b * float(np.clip(expr.mouth_curve, -1, 1))
-    gap = 0.16 * b * float(np.clip(expr.mouth_open, 0, 1))
+    bend = 0.24 * b * float(np.clip(expr.mouth_curve, -1, 1))
+    gap = 0.30 * b * float(np.clip(expr.mouth_open, 0, 1))
 
     def lip(x: np.ndarray, offset: float) -> np.ndarray:
         y = my - bend * (x**2 - 0.35) + offset * (1 - x**2)
