@@ -107,9 +107,10 @@ def sha(path: Path) -> str:
 def test_videomae_embedding_is_the_mean_over_all_tokens_not_token_0():
     b = load_backbone("videomae", "tiny")
     torch.manual_seed(0)
-    x = torch.randn(2, 16, 3, 32, 32)  # (B, T, C, H, W)
+    size = b.model.config.image_size
+    x = torch.randn(2, 16, 3, size, size)  # (B, T, C, H, W)
     hidden = b.model(pixel_values=x).last_hidden_state  # (B, N, D)
-    assert hidden.shape[1] == (16 // 2) * (32 // 16) ** 2  # tubelets x patches, no CLS
+    assert hidden.shape[1] == (16 // 2) * (size // 16) ** 2  # tubelets x patches, no CLS
     pooled = E.embed_videomae(b.model, x)
     torch.testing.assert_close(pooled, hidden.mean(dim=1))
     assert not torch.allclose(pooled, hidden[:, 0])
