@@ -24,13 +24,14 @@ from PIL import Image, UnidentifiedImageError
 from tqdm import tqdm
 
 from affectpipe.config import from_section
-from affectpipe.data.manifest import MANIFEST, write_manifest
+from affectpipe.data.fetch import write_manifest
 from affectpipe.data.splits import SPLITS, SplitConfig, assign_actor_splits
 from affectpipe.data.synthetic.afewva import SyntheticAfewvaConfig, write_synthetic_afewva
 from affectpipe.data.synthetic.faces import N_LANDMARKS, face_box
 from affectpipe.problems import InputProblem, Policy, ProblemLog, write_json
 
 SOURCES: tuple[str, ...] = ("synthetic", "folder", "zips")
+MANIFEST = "manifest.csv"
 VA_SCALE = 10.0  # labels are -10..10; divided by 10 into [-1, 1] as is common practice
 FRAME_COLUMNS = [
     "clip", "frame", "crop_path", "valence", "arousal", "actor",
@@ -120,7 +121,7 @@ def download(cfg: dict[str, Any], out_dir: Path, seed: int) -> None:
             copy_tree(find_afewva_root(src), out_dir)
         else:
             extract_zips(src, out_dir)
-    write_manifest(out_dir, dl.source)
+    write_manifest(out_dir, sorted(p for p in out_dir.rglob("*") if p.is_file()))
 
 
 # ---------------------------------------------------------------------------------------------
