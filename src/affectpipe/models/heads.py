@@ -42,14 +42,31 @@ class TemporalHead(nn.Module):
 
 
 class RegressionHead(nn.Module):
-    """Per-frame valence and arousal: dim -> hidden -> 2, tanh into [-1, 1]."""
+    """Per-frame valence and arousal: dim -> hidden -> 2, tanh into [-1, 1].
 
-    def __init__(self, dim: int = 128, hidden: int = 64):
+    With `skip_dim > 0`, a linear path from the (standardised) frame features adds to the
+    pre-activation: `tanh(net(h) + skip(f))`. It starts at zero, so gradient descent grows it
+    from the smallest-norm solution, as a ridge regression would: on a few hundred frames of
+    a few actors, the MLP on the contrastive embedding alone fits identity, the linear path
+    keeps the actor-invariant direction that the inputs carry.
+    """
+
+    def __init__(self, dim: int = 128, hidden: int = 64, skip_dim: int = 0):
         super().__init__()
         self.net = nn.Sequential(nn.Linear(dim, hidden), nn.GELU(), nn.Linear(hidden, 2))
+        self.skip: nn.Linear | None = None
+        if skip_dim:
+            self.skip = nn.Linear(skip_dim, 2)
+            nn.init.zeros_(self.skip.weight)
+            nn.init.zeros_(self.skip.bias)
 
-    def forward(self, h: Tensor) -> Tensor:
-        return torch.tanh(self.net(h))
+    def forward(self, h: Tensor, f: Tensor | None = None) -> Tensor:
+        out = self.net(h)
+        if self.skip is not None:
+            if f is None:
+                raise ValueError("this regression head has a linear path: pass the features f")
+            out = out + self.skip(f)
+        return torch.tanh(out)
 
 
 class SinusoidalPositions(nn.Module):

@@ -13,7 +13,11 @@
   transformer.
 
 All three share the frame projector (contrastive space z), the temporal head (clip embedding g)
-and the regression head, which reads each frame's z plus its window's g.
+and the regression head, which reads each frame's z plus its window's g and, on a linear path,
+the frame feature itself. Frame features are standardised with training-set statistics held in
+buffers (`set_feature_stats`, saved in every checkpoint): raw token grids and pooled CLIP
+vectors have dimensions of very different scales, and the heads must not depend on which of
+them happen to be large.
 """
 
 from __future__ import annotations
@@ -54,6 +58,8 @@ class VAModelConfig:
     lora_targets: list[str] = field(default_factory=lambda: ["q_proj", "v_proj"])
     lora_blocks: list[int] = field(default_factory=lambda: [-1])  # negative: from the end
     pool: str = "cls"  # lora/probe frame feature: cls | tokens; cached features are pooled already
+    standardize: bool = True  # frame features minus training mean, over training std (buffers)
+    linear_path: bool = True  # linear map from frame features to VA beside the MLP head
 
     def __post_init__(self) -> None:
         if self.pipeline not in PIPELINES:
@@ -127,10 +133,25 @@ class VAModel(nn.Module):
             if cfg.pool == "tokens":
                 side = int(clip.config.image_size) // int(clip.config.patch_size)
                 self.feat_dim = (side * side + 1) * cfg.in_dim  # T * W
+        self.register_buffer("feat_mean", torch.zeros(self.feat_dim))
+        self.register_buffer("feat_std", torch.ones(self.feat_dim))
         self.feature_dropout = nn.Dropout(cfg.feature_dropout)
         self.projector = FrameProjector(self.feat_dim, cfg.proj_hidden, cfg.embed_dim)
         self.temporal_head = TemporalHead(cfg.embed_dim)
-        self.regressor = RegressionHead(cfg.embed_dim, cfg.reg_hidden)
+        skip = self.feat_dim if cfg.linear_path else 0
+        self.regressor = RegressionHead(cfg.embed_dim, cfg.reg_hidden, skip)
+
+    @torch.no_grad()
+    def set_feature_stats(self, mean: Tensor, std: Tensor, eps: float = 1e-3) -> None:
+        """Store the training frames' feature mean and std (floored at `eps`: a dimension that
+        barely moves in training must not be blown up on unseen faces)."""
+        if mean.shape != self.feat_mean.shape or std.shape != self.feat_std.shape:
+            raise ValueError(
+                f"feature stats of shape {tuple(mean.shape)}/{tuple(std.shape)}, "
+                f"expected ({self.feat_dim},)"
+            )
+        self.feat_mean.copy_(mean)
+        self.feat_std.copy_(std.clamp_min(eps))
 
     @property
     def clip(self) -> nn.Module:
@@ -176,12 +197,15 @@ class VAModel(nn.Module):
         return self.run_blocks(h).reshape(b, n, -1)
 
     def heads(self, f: Tensor, valid: Tensor) -> dict[str, Tensor]:
-        """Frame features (B, L, D) -> f, z (B, L, E), g (B, E), va (B, L, 2)."""
+        """Frame features (B, L, D) -> f (standardised), z (B, L, E), g (B, E), va (B, L, 2)."""
+        if self.cfg.standardize:
+            f = (f - self.feat_mean) / self.feat_std  # (B, L, D) - (D,)
         if self.temporal is not None:
             f = self.temporal(f, valid)
-        z = self.projector(self.feature_dropout(f))
+        fd = self.feature_dropout(f)
+        z = self.projector(fd)
         g = self.temporal_head(z, valid)
-        va = self.regressor(z + g[:, None])  # (B, L, E) + (B, 1, E): frame in clip context
+        va = self.regressor(z + g[:, None], fd)  # (B, L, E) + (B, 1, E): frame in clip context
         return {"f": f, "z": z, "g": g, "va": va}
 
     def forward(self, x: Tensor, valid: Tensor) -> dict[str, Tensor]:

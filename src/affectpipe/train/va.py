@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 import torch
 from torch.utils.data import DataLoader, RandomSampler
+from tqdm.auto import tqdm
 
 from affectpipe import metrics
 from affectpipe.features.store import FeatureReader, open_features
@@ -141,6 +142,24 @@ def _check_same_inputs(ckpt: dict[str, Any], reader: FeatureReader) -> None:
         )
 
 
+@torch.no_grad()
+def feature_stats(model: VAModel, clips: list[ClipData]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean and std over every frame of `clips` of the features the heads read (`encode`),
+    accumulated in float64 one clip at a time. Taken before training: LoRA starts as the
+    identity, so lora and probe share them."""
+    device = next(model.parameters()).device
+    n, total, sq = 0, None, None
+    for c in tqdm(clips, desc="feature stats", leave=False):
+        x = torch.from_numpy(c.x).to(device)[None]  # (1, n, dim)
+        f = model.encode(x)[0].double()  # (n, D)
+        total = f.sum(0) if total is None else total + f.sum(0)
+        sq = f.pow(2).sum(0) if sq is None else sq + f.pow(2).sum(0)
+        n += f.shape[0]
+    mean = total / n
+    std = (sq / n - mean.pow(2)).clamp_min(0.0).sqrt()
+    return mean.float().cpu(), std.float().cpu()
+
+
 # --- stage 1 -----------------------------------------------------------------------------------
 
 
@@ -176,6 +195,8 @@ def pretrain_va(
         cfg = VAModelConfig(pipeline=pipeline, in_dim=int(reader.attrs["dim"]), **model_params)
         train, val = _split_clips(reader, "train"), _split_clips(reader, "val")
     model = build_model(cfg, prov["inputs"])
+    if cfg.standardize:
+        model.set_feature_stats(*feature_stats(model, train))
     model.trainable_parameters(STAGE1_PARTS)
     wrapper = ContrastivePretrainer(model, contrastive)
     loop = LoopConfig(**{**asdict(loop), "monitor": "val/loss", "mode": "min"})
