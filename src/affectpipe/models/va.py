@@ -15,9 +15,9 @@
 All three share the frame projector (contrastive space z), the temporal head (clip embedding g)
 and the regression head, which reads each frame's z plus its window's g and, on a linear path,
 the frame feature itself. Frame features are standardised with training-set statistics held in
-buffers (`set_feature_stats`, saved in every checkpoint): raw token grids and pooled CLIP
-vectors have dimensions of very different scales, and the heads must not depend on which of
-them happen to be large.
+buffers (`set_feature_stats`, saved in every checkpoint): per dimension (`diag`), or whitened
+(`whiten`) where the features are few and strongly correlated, as the pooled vectors of a
+small encoder are, so that the heads do not depend on which directions happen to be large.
 """
 
 from __future__ import annotations
@@ -36,6 +36,8 @@ from affectpipe.models.heads import (
 
 PIPELINES: tuple[str, ...] = ("lora", "probe", "cached")
 POOLS: tuple[str, ...] = ("cls", "tokens")
+STANDARDIZE: tuple[str, ...] = ("none", "diag", "whiten", "auto")
+WHITEN_EPS = 1e-4  # ZCA ridge, relative to the mean eigenvalue (chosen on validation)
 
 
 @dataclass
@@ -58,7 +60,9 @@ class VAModelConfig:
     lora_targets: list[str] = field(default_factory=lambda: ["q_proj", "v_proj"])
     lora_blocks: list[int] = field(default_factory=lambda: [-1])  # negative: from the end
     pool: str = "cls"  # lora/probe frame feature: cls | tokens; cached features are pooled already
-    standardize: bool = True  # frame features minus training mean, over training std (buffers)
+    # frame features from training statistics (buffers): none | diag (mean, std) | whiten
+    # (mean, ZCA) | auto (resolved before building: whiten when there are enough frames)
+    standardize: str = "diag"
     linear_path: bool = True  # linear map from frame features to VA beside the MLP head
 
     def __post_init__(self) -> None:
@@ -68,6 +72,20 @@ class VAModelConfig:
             raise ValueError("lora_blocks is empty; name at least one block (e.g. [-1])")
         if self.pool not in POOLS:
             raise ValueError(f"unknown pool '{self.pool}'; valid: {list(POOLS)}")
+        if self.standardize not in STANDARDIZE:
+            raise ValueError(
+                f"unknown standardize '{self.standardize}'; valid: {list(STANDARDIZE)}"
+            )
+
+
+def resolve_standardize(choice: str, feat_dim: int, n_frames: int) -> str:
+    """`auto` -> `whiten` when the training frames are at least 4x the feature dimensions (a
+    full-rank, well-estimated covariance: pooled CLIP vectors), `diag` otherwise (token grids).
+    Whitening matters where the affect signal sits in low-variance directions of correlated
+    features, which gradient descent on raw features barely reaches in a few hundred steps."""
+    if choice != "auto":
+        return choice
+    return "whiten" if n_frames >= 4 * feat_dim else "diag"
 
 
 def clip_layers(clip: nn.Module) -> nn.ModuleList:
@@ -133,8 +151,14 @@ class VAModel(nn.Module):
             if cfg.pool == "tokens":
                 side = int(clip.config.image_size) // int(clip.config.patch_size)
                 self.feat_dim = (side * side + 1) * cfg.in_dim  # T * W
-        self.register_buffer("feat_mean", torch.zeros(self.feat_dim))
-        self.register_buffer("feat_std", torch.ones(self.feat_dim))
+        if cfg.standardize == "auto":
+            raise ValueError("standardize 'auto' must be resolved first (resolve_standardize)")
+        d = self.feat_dim
+        self.register_buffer("feat_mean", torch.zeros(d))
+        # f -> (f - mean) * scale (diag, (D,)) or (f - mean) @ scale (whiten, (D, D))
+        self.register_buffer(
+            "feat_scale", torch.eye(d) if cfg.standardize == "whiten" else torch.ones(d)
+        )
         self.feature_dropout = nn.Dropout(cfg.feature_dropout)
         self.projector = FrameProjector(self.feat_dim, cfg.proj_hidden, cfg.embed_dim)
         self.temporal_head = TemporalHead(cfg.embed_dim)
@@ -142,16 +166,25 @@ class VAModel(nn.Module):
         self.regressor = RegressionHead(cfg.embed_dim, cfg.reg_hidden, skip)
 
     @torch.no_grad()
-    def set_feature_stats(self, mean: Tensor, std: Tensor, eps: float = 1e-3) -> None:
-        """Store the training frames' feature mean and std (floored at `eps`: a dimension that
-        barely moves in training must not be blown up on unseen faces)."""
-        if mean.shape != self.feat_mean.shape or std.shape != self.feat_std.shape:
+    def set_feature_stats(self, mean: Tensor, second: Tensor, eps: float = 1e-3) -> None:
+        """Store the training frames' feature mean and, for `diag`, their variance (D,) (std
+        floored at `eps`: a dimension that barely moves in training must not be blown up on
+        unseen faces) or, for `whiten`, their covariance (D, D) (ZCA with a ridge of
+        `WHITEN_EPS` times the mean eigenvalue, for the same reason)."""
+        want = tuple(self.feat_scale.shape)
+        if tuple(mean.shape) != (self.feat_dim,) or tuple(second.shape) != want:
             raise ValueError(
-                f"feature stats of shape {tuple(mean.shape)}/{tuple(std.shape)}, "
-                f"expected ({self.feat_dim},)"
+                f"feature stats of shape {tuple(mean.shape)}/{tuple(second.shape)}, expected "
+                f"({self.feat_dim},)/{want} for standardize '{self.cfg.standardize}'"
             )
         self.feat_mean.copy_(mean)
-        self.feat_std.copy_(std.clamp_min(eps))
+        if self.cfg.standardize == "whiten":
+            lam, vec = torch.linalg.eigh(second.double())
+            lam = lam.clamp_min(0.0)
+            inv = (lam + WHITEN_EPS * lam.mean()).rsqrt()
+            self.feat_scale.copy_((vec * inv) @ vec.T)  # V diag(inv) V^T
+        else:
+            self.feat_scale.copy_(second.clamp_min(0.0).sqrt().clamp_min(eps).reciprocal())
 
     @property
     def clip(self) -> nn.Module:
@@ -198,8 +231,10 @@ class VAModel(nn.Module):
 
     def heads(self, f: Tensor, valid: Tensor) -> dict[str, Tensor]:
         """Frame features (B, L, D) -> f (standardised), z (B, L, E), g (B, E), va (B, L, 2)."""
-        if self.cfg.standardize:
-            f = (f - self.feat_mean) / self.feat_std  # (B, L, D) - (D,)
+        if self.cfg.standardize == "diag":
+            f = (f - self.feat_mean) * self.feat_scale  # (B, L, D) - (D,)
+        elif self.cfg.standardize == "whiten":
+            f = (f - self.feat_mean) @ self.feat_scale  # (B, L, D) @ (D, D)
         if self.temporal is not None:
             f = self.temporal(f, valid)
         fd = self.feature_dropout(f)

@@ -26,7 +26,7 @@ from affectpipe import metrics
 from affectpipe.features.store import FeatureReader, open_features
 from affectpipe.losses import va_regression_loss
 from affectpipe.models.contrastive import ContrastiveConfig, ContrastivePretrainer
-from affectpipe.models.va import PIPELINES, VAModel, VAModelConfig
+from affectpipe.models.va import PIPELINES, VAModel, VAModelConfig, resolve_standardize
 from affectpipe.problems import InputProblem
 from affectpipe.train.checkpoint import load_checkpoint
 from affectpipe.train.loop import FitResult, LoopConfig, fit
@@ -143,21 +143,30 @@ def _check_same_inputs(ckpt: dict[str, Any], reader: FeatureReader) -> None:
 
 
 @torch.no_grad()
-def feature_stats(model: VAModel, clips: list[ClipData]) -> tuple[torch.Tensor, torch.Tensor]:
-    """Mean and std over every frame of `clips` of the features the heads read (`encode`),
-    accumulated in float64 one clip at a time. Taken before training: LoRA starts as the
-    identity, so lora and probe share them."""
+def feature_stats(
+    model: VAModel, clips: list[ClipData], covariance: bool
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean (D,) and variance (D,) or covariance (D, D) over every frame of `clips` of the
+    features the heads read (`encode`), accumulated in float64 one clip at a time. Taken
+    before training: LoRA starts as the identity, so lora and probe share them."""
     device = next(model.parameters()).device
-    n, total, sq = 0, None, None
+    n, total, second = 0, 0.0, 0.0
     for c in tqdm(clips, desc="feature stats", leave=False):
         x = torch.from_numpy(c.x).to(device)[None]  # (1, n, dim)
         f = model.encode(x)[0].double()  # (n, D)
-        total = f.sum(0) if total is None else total + f.sum(0)
-        sq = f.pow(2).sum(0) if sq is None else sq + f.pow(2).sum(0)
+        total = total + f.sum(0)
+        second = second + (f.T @ f if covariance else f.pow(2).sum(0))  # (D, D) or (D,)
         n += f.shape[0]
     mean = total / n
-    std = (sq / n - mean.pow(2)).clamp_min(0.0).sqrt()
-    return mean.float().cpu(), std.float().cpu()
+    second = second / n - (torch.outer(mean, mean) if covariance else mean.pow(2))
+    return mean.float().cpu(), second.float().cpu()
+
+
+def frame_dim(cfg: VAModelConfig, attrs: dict[str, Any]) -> int:
+    """Size of the frame feature the heads read, from the input file's attributes."""
+    if cfg.pipeline != "cached" and cfg.pool == "tokens":
+        return int(attrs["tokens"]) * cfg.in_dim
+    return cfg.in_dim
 
 
 # --- stage 1 -----------------------------------------------------------------------------------
@@ -194,9 +203,12 @@ def pretrain_va(
         prov = {"inputs": input_provenance(reader), "params": params, "stage": "pretrain"}
         cfg = VAModelConfig(pipeline=pipeline, in_dim=int(reader.attrs["dim"]), **model_params)
         train, val = _split_clips(reader, "train"), _split_clips(reader, "val")
+        n_frames = sum(len(c) for c in train)
+        mode = resolve_standardize(cfg.standardize, frame_dim(cfg, reader.attrs), n_frames)
+    cfg = VAModelConfig(**{**asdict(cfg), "standardize": mode})
     model = build_model(cfg, prov["inputs"])
-    if cfg.standardize:
-        model.set_feature_stats(*feature_stats(model, train))
+    if mode != "none":
+        model.set_feature_stats(*feature_stats(model, train, covariance=mode == "whiten"))
     model.trainable_parameters(STAGE1_PARTS)
     wrapper = ContrastivePretrainer(model, contrastive)
     loop = LoopConfig(**{**asdict(loop), "monitor": "val/loss", "mode": "min"})
