@@ -6,7 +6,13 @@ import pytest
 import torch
 
 from affectpipe.data.labels import CREMAD_CLASSES, EMOTION_ID
-from affectpipe.models.multimodal import FUSIONS, AVEmotionModel, AVModelConfig
+from affectpipe.models.multimodal import (
+    FUSIONS,
+    AVEmotionModel,
+    AVModelConfig,
+    CongruenceHead,
+    ModalityProjector,
+)
 from affectpipe.problems import InputProblem, ProblemLog
 from affectpipe.train.multimodal import (
     IGNORE,
@@ -21,11 +27,11 @@ CREMAD = list(CREMAD_CLASSES)
 ABSENT = [EMOTION_ID["calm"], EMOTION_ID["surprised"]]
 
 
-def tiny(modality="fusion", fusion="concat", classes=CREMAD):
+def tiny(modality="fusion", fusion="concat", classes=CREMAD, **kw):
     torch.manual_seed(0)
     return AVEmotionModel(AVModelConfig(face_dim=12, voice_dim=10, hidden=16, modality=modality,
                                         fusion=fusion, dropout=0.0, attention_heads=2,
-                                        classes=list(classes)))
+                                        classes=list(classes), **kw))
 
 
 def batch(n=8, seed=0):
@@ -98,7 +104,8 @@ def test_class_mask_is_a_buffer_saved_in_the_state_dict():
     ("face_emotion", "face_head", ["voice_head", "emotion_head", "congruence_head"]),
     ("voice_emotion", "voice_head", ["face_head", "emotion_head", "congruence_head"]),
     ("emotion", "emotion_head", ["face_head", "voice_head", "congruence_head"]),
-    ("congruence", "congruence_head", ["emotion_head"]),
+    # the modality predictions enter the congruence head detached
+    ("congruence", "congruence_head", ["emotion_head", "face_head", "voice_head"]),
 ])
 def test_each_head_receives_its_own_loss(term, own, others):
     model = tiny()
@@ -165,3 +172,38 @@ def test_inputs_are_standardised_with_training_statistics_saved_as_buffers():
     assert torch.allclose(state["face_proj.std"], face.std(0))
     z = (face - model.face_proj.mean) / model.face_proj.std
     assert torch.allclose(z.mean(0), torch.zeros(12), atol=1e-4)
+
+
+def test_linear_projector_is_affine_and_mlp_projector_is_not():
+    torch.manual_seed(0)
+    x, y = torch.randn(4, 12), torch.randn(4, 12)
+    for kind, affine in (("linear", True), ("mlp", False)):
+        proj = ModalityProjector(12, 16, dropout=0.0, kind=kind).eval()
+        mixed = proj(0.3 * x + 0.7 * y)
+        assert torch.allclose(mixed, 0.3 * proj(x) + 0.7 * proj(y), atol=1e-5) == affine, kind
+
+
+def test_agreement_head_scores_agreeing_predictions_higher():
+    head = CongruenceHead(hidden=16, n_classes=8, dropout=0.0, kind="agreement")
+    eye = torch.eye(8)
+    p_face = 0.9 * eye[[0, 1]] + 0.1 / 8
+    p_voice = 0.9 * eye[[0, 2]] + 0.1 / 8  # pair 0 agrees, pair 1 does not
+    logits = head(torch.zeros(2, 16), p_face, p_voice)
+    assert logits.shape == (2,) and logits[0] > logits[1]
+    assert sum(p.numel() for p in head.parameters()) == 2  # a scale and a bias
+
+
+@pytest.mark.parametrize("congruence", ["agreement", "mlp"])
+def test_congruence_heads_train_on_their_loss(congruence):
+    model = tiny(congruence=congruence)
+    b = batch()
+    _, parts = av_loss(model(b["face"], b["voice"]), b, LossConfig(), {})
+    parts["congruence"].backward()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0
+               for p in model.congruence_head.parameters())
+
+
+@pytest.mark.parametrize(("key", "value"), [("projector", "relu"), ("congruence", "cosine")])
+def test_unknown_projector_or_congruence_head_is_refused_by_name(key, value):
+    with pytest.raises(ValueError, match=f"unknown .*'{value}'"):
+        AVModelConfig(**{key: value})

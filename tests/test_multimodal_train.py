@@ -117,3 +117,17 @@ def test_stage_script_trains_from_params(ravdess_like, tmp_path):
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     result = CliRunner().invoke(stage.app, args)
     assert result.exit_code == 1 and "unknown folds 'every'" in result.output
+
+
+def test_checkpoint_without_projector_and_head_options_loads_as_the_mlp_variant(tmp_path):
+    from dataclasses import asdict
+
+    from affectpipe.models.multimodal import AVEmotionModel, AVModelConfig
+    from affectpipe.train.checkpoint import save_checkpoint
+    from affectpipe.train.multimodal import load_av_model
+
+    cfg = AVModelConfig(face_dim=6, voice_dim=5, hidden=8, projector="mlp", congruence="mlp")
+    old = {k: v for k, v in asdict(cfg).items() if k not in ("projector", "congruence")}
+    save_checkpoint(tmp_path, AVEmotionModel(cfg).state_dict(), old, {}, 0, {})
+    model, _ = load_av_model(tmp_path)
+    assert (model.cfg.projector, model.cfg.congruence) == ("mlp", "mlp")

@@ -491,7 +491,7 @@ def multimodal_config(values: dict, name: str = "multimodal") -> MultimodalConfi
     values = dict(values)
     values["loss"] = from_section(LossConfig, values.get("loss", {}), f"{name}.loss")
     cfg = from_section(MultimodalConfig, values, name)
-    model_keys = {"hidden", "fusion", "dropout", "attention_heads"}
+    model_keys = {"hidden", "fusion", "projector", "congruence", "dropout", "attention_heads"}
     unknown = sorted(set(cfg.model) - model_keys)
     if unknown:
         raise ConfigError(f"params '{name}.model': unknown key(s) {unknown}; "
@@ -592,7 +592,9 @@ def load_av_model(ckpt_dir: Path) -> tuple[AVEmotionModel, dict]:
     from affectpipe.train.checkpoint import load_checkpoint
 
     payload = load_checkpoint(ckpt_dir)
-    model = AVEmotionModel(AVModelConfig(**payload["config"]))
+    # checkpoints written before these options existed used the GELU projector and MLP head
+    config = {"projector": "mlp", "congruence": "mlp"} | payload["config"]
+    model = AVEmotionModel(AVModelConfig(**config))
     model.load_state_dict(payload["state_dict"])
     return model.eval(), payload
 
