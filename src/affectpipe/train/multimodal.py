@@ -28,6 +28,7 @@ from affectpipe.data.labels import CREMAD_CLASSES, EMOTIONS, N_EMOTIONS, RAVDESS
 from affectpipe.data.pairs import PairConfig, make_pairs
 from affectpipe.models.multimodal import AVEmotionModel, AVModelConfig
 from affectpipe.problems import InputProblem, ProblemLog, write_json
+from affectpipe.seeding import seed_everything
 
 IGNORE = -100  # F.cross_entropy's ignore_index: the fused target of incongruent pairs
 KINDS: tuple[str, ...] = ("congruent", "easy", "hard")
@@ -532,6 +533,7 @@ def train_one(modality: str, dataset: str, cfg: MultimodalConfig, processed_dir:
                                           cfg.voice_features)
     data = load_av_data(processed_dir, face_path, voice_path, classes, log, test_fold,
                         pair_cfg, seed)
+    seed_everything(seed)  # torch's start-up seed is random: seed before the weights exist
     model = AVEmotionModel(model_config(modality, *data.dims, classes, cfg.model))
     loop_cfg, batch_size = loop_config(cfg.train, seed)
     provenance = {"dataset": dataset, "modality": modality, "test_fold": data.test_fold,

@@ -28,6 +28,7 @@ from affectpipe.losses import va_regression_loss
 from affectpipe.models.contrastive import ContrastiveConfig, ContrastivePretrainer
 from affectpipe.models.va import PIPELINES, VAModel, VAModelConfig, resolve_standardize
 from affectpipe.problems import InputProblem
+from affectpipe.seeding import seed_everything
 from affectpipe.train.checkpoint import load_checkpoint
 from affectpipe.train.loop import FitResult, LoopConfig, fit
 from affectpipe.train.windows import (
@@ -199,6 +200,7 @@ def pretrain_va(
     params: dict[str, Any],
 ) -> FitResult:
     """Stage 1: contrastive pretraining; the best epoch by validation loss is checkpointed."""
+    seed_everything(loop.seed)  # torch's start-up seed is random: seed before the weights exist
     with open_inputs(inputs, pipeline) as reader:
         prov = {"inputs": input_provenance(reader), "params": params, "stage": "pretrain"}
         cfg = VAModelConfig(pipeline=pipeline, in_dim=int(reader.attrs["dim"]), **model_params)
@@ -269,6 +271,7 @@ def finetune_va(
     params: dict[str, Any],
 ) -> FitResult:
     """Stage 2: CCC + MSE fine-tuning from the stage-1 checkpoint; selects on val mean CCC."""
+    seed_everything(loop.seed)  # heads the stage-1 checkpoint does not hold start seeded
     model, ckpt = load_va_model(init_dir)
     with open_inputs(inputs, model.cfg.pipeline) as reader:
         _check_same_inputs(ckpt, reader)
