@@ -35,7 +35,7 @@ AV_COLUMNS = {
 
 def _fmt(value: Any) -> str:
     if isinstance(value, int | float):
-        return "n/a" if value != value else f"{value:.3f}"  # NaN -> n/a
+        return "n/a" if value != value else f"{round(value, 3) + 0.0:.3f}"  # NaN -> n/a, no -0.000
     return "–"
 
 
