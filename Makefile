@@ -33,6 +33,8 @@ lint: venv
 bench: venv
 	$(BIN)/python bench/extract.py
 	$(BIN)/python bench/va_epoch.py
+	$(BIN)/python bench/multimodal_epoch.py
+	$(BIN)/python bench/scale.py
 
 clean-venv:
 	rm -rf $(VENV)
