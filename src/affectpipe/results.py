@@ -32,6 +32,15 @@ AV_COLUMNS = {
     "congruence_auc_hard": "AUC hard",
 }
 
+CV_COLUMNS = {
+    "accuracy": "accuracy",
+    "uar": "UAR",
+    "macro_f1": "macro-F1",
+    "congruence_auc": "congr. AUC",
+    "congruence_auc_easy": "AUC easy",
+    "congruence_auc_hard": "AUC hard",
+}
+
 
 def _fmt(value: Any) -> str:
     if isinstance(value, int | float):
@@ -66,7 +75,25 @@ def render(metrics_dir: Path) -> str:
             "Emotion and face/voice congruence on the test fold:\n\n"
             + _table(["model / dataset"] + list(AV_COLUMNS.values()), rows)
         )
+        cv_rows = [
+            [f"{model} / {ds}", str(scores["cv"].get("folds", "–"))]
+            + [_mean_std(scores["cv"], k) for k in CV_COLUMNS]
+            for model, per_ds in av.items()
+            for ds, scores in per_ds.items()
+            if "cv" in scores
+        ]
+        if cv_rows:
+            parts.append(
+                "The same models cross-validated over every speaker-independent fold "
+                "(mean ± std across folds; `multimodal.folds: all`):\n\n"
+                + _table(["model / dataset", "folds"] + list(CV_COLUMNS.values()), cv_rows)
+            )
     return "\n\n".join(parts) if parts else "No metrics yet: run `make repro`."
+
+
+def _mean_std(cv: dict[str, Any], key: str) -> str:
+    mean, std = cv.get(f"{key}_mean"), cv.get(f"{key}_std")
+    return "–" if mean is None else f"{_fmt(mean)} ± {_fmt(std)}"
 
 
 def update_readme(readme: Path, metrics_dir: Path) -> bool:
