@@ -26,8 +26,9 @@ from affectpipe.features.extract import (
     part_path,
     plan_batches,
     provenance,
+    resolve_workers,
 )
-from affectpipe.features.sources import Item, Plan
+from affectpipe.features.sources import Item, Plan, afewva_frames_plan
 from affectpipe.features.store import open_features
 from affectpipe.problems import InputProblem, ProblemLog
 
@@ -179,7 +180,8 @@ def test_av_video_features_skip_clips_without_video_and_keep_labels(tmp_path, ki
         labels = r.labels(r.clip_ids[-1])
         assert labels["emotion"] == 3 and labels["actor"] == "02" and labels["split"] == "train"
         assert "frames_path" not in labels
-        assert json.loads(r.attrs["preprocessing"])["processor"]["size"]
+        prep = json.loads(r.attrs["preprocessing"])
+        assert prep["processor"]["size"] and prep["pixels"].startswith("torch batch")
 
 
 def test_wav2vec2_features_skip_clips_without_audio(tmp_path):
@@ -239,14 +241,38 @@ def test_bf16_features_match_fp32_in_direction(tmp_path):
     assert cos.min() > 0.999 and not np.array_equal(a, b)
 
 
-def test_same_inputs_give_identical_bytes_across_runs(tmp_path):
-    folder = write_afewva(tmp_path / "afewva")
+@pytest.mark.parametrize(("kind", "dataset"), [("clip", "afewva"), ("videomae", "ravdess")])
+def test_same_inputs_give_identical_bytes_whether_decoded_in_process_or_in_a_worker(
+    tmp_path, kind, dataset
+):
+    write = write_afewva if dataset == "afewva" else write_av
+    folder = write(tmp_path / dataset)
     digests = []
-    for name in ("a", "b"):
-        out = tmp_path / f"{name}.h5"
-        extract_features("clip", "afewva", folder, out, ExtractConfig(batch_size=4), CPU)
+    for workers in (0, 0, 1):  # twice on this process's threads, then in a worker process
+        out = tmp_path / f"{workers}-{len(digests)}.h5"
+        compute = ComputeConfig(device="cpu", processes=1, dataloader_workers=workers)
+        extract_features(kind, dataset, folder, out, ExtractConfig(batch_size=2), compute)
         digests.append(sha(out))
-    assert digests[0] == digests[1]
+    assert digests[0] == digests[1] == digests[2]
+
+
+def test_threaded_decoding_keeps_item_order(tmp_path):
+    folder = write_afewva(tmp_path / "afewva")
+    items = afewva_frames_plan(folder, ProblemLog("skip")).items
+    serial = E.decode("clip", None, items, threads=1)["frames"]
+    threaded = E.decode("clip", None, items, threads=3)["frames"]
+    assert serial.shape[0] == len(items) and torch.equal(serial, threaded)
+
+
+@pytest.mark.parametrize(("workers", "device", "expected"), [("auto", "cpu", 0), (3, "cpu", 3)])
+def test_decoding_workers_default_to_none_on_a_cpu(workers, device, expected):
+    assert resolve_workers(workers, torch.device(device)) == expected
+
+
+@pytest.mark.parametrize("workers", [-1, "two", 1.5, True])
+def test_bad_decoding_worker_counts_are_refused(workers):
+    with pytest.raises(ValueError, match="dataloader_workers must be 'auto' or >= 0"):
+        resolve_workers(workers, torch.device("cpu"))
 
 
 def test_interrupted_extraction_leaves_no_file_a_reader_accepts(tmp_path, monkeypatch):

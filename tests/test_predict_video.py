@@ -99,7 +99,7 @@ def test_face_embedding_equals_preprocess_then_extract(tmp_path):
     backbone = load_backbone("videomae", "tiny")
     dtype = E.compute_dtype("auto", backbone.device)
     with torch.inference_mode(), E.autocast(backbone.device, dtype):
-        inputs = E.prepare("videomae", backbone.processor, [Item("v", str(tmp_path / "v.npy"))])
+        inputs = E.prepare(backbone, [Item("v", str(tmp_path / "v.npy"))])
         expected = E.embed("videomae", backbone.model, inputs)[0]
     ours_frames = frames_at(path, E.sample_indices(len(decoded), 16), 480)
     ours_crops, _ = crop_clip(ours_frames, "foreground", 112, 0.1)
@@ -116,7 +116,7 @@ def test_voice_embedding_equals_preprocess_then_extract(tmp_path):
     dtype = E.compute_dtype("auto", backbone.device)
     item = Item("v", str(tmp_path / "v.wav"), length=len(audio.samples))
     with torch.inference_mode(), E.autocast(backbone.device, dtype):
-        inputs = E.prepare("wav2vec2", backbone.processor, [item])
+        inputs = E.prepare(backbone, [item])
         expected = E.embed("wav2vec2", backbone.model, inputs, layer=-1)[0]
     assert torch.equal(embed_voice(backbone, audio.samples, -1, dtype), expected)
 
@@ -131,5 +131,5 @@ def test_frame_embeddings_equal_extract_on_saved_crops(tmp_path):
     backbone = load_backbone("clip", "tiny")
     dtype = E.compute_dtype("auto", backbone.device)
     with torch.inference_mode(), E.autocast(backbone.device, dtype):
-        expected = E.embed("clip", backbone.model, E.prepare("clip", backbone.processor, items))
+        expected = E.embed("clip", backbone.model, E.prepare(backbone, items))
     assert torch.equal(embed_images(backbone, crops, dtype), expected)

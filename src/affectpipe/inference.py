@@ -58,8 +58,9 @@ def embed_images(backbone: Backbone, images: np.ndarray, dtype: torch.dtype,
     """CLIP frame embeddings as the extract stage computes them: (T, H, W, 3) -> (T, D)."""
     out = []
     for start in range(0, len(images), batch_size):
-        batch = list(images[start : start + batch_size])
-        pixels = backbone.processor(images=batch, return_tensors="pt")["pixel_values"]
+        pixels = backbone.pixels(
+            torch.from_numpy(np.ascontiguousarray(images[start : start + batch_size]))
+        )
         with E.autocast(backbone.device, dtype):
             out.append(E.embed_clip(backbone.model, pixels.to(backbone.device)))
     return torch.cat(out)
@@ -69,8 +70,8 @@ def embed_images(backbone: Backbone, images: np.ndarray, dtype: torch.dtype,
 def embed_clip_video(backbone: Backbone, frames: np.ndarray, dtype: torch.dtype) -> torch.Tensor:
     """VideoMAE clip embedding: (T, H, W, 3) crops -> (D,), frames picked as `embed` does."""
     num = int(backbone.model.config.num_frames)
-    picked = [frames[t] for t in E.sample_indices(len(frames), num)]
-    pixels = backbone.processor([picked], return_tensors="pt")["pixel_values"]
+    picked = torch.from_numpy(np.ascontiguousarray(frames[E.sample_indices(len(frames), num)]))
+    pixels = backbone.pixels(picked)[None]  # (1, T, 3, H, W)
     with E.autocast(backbone.device, dtype):
         return E.embed_videomae(backbone.model, pixels.to(backbone.device))[0]
 
@@ -164,8 +165,8 @@ class VAEngine:
         if self.model.backbone is None:  # cached: frozen CLIP features, as extracted
             f = embed_images(self.backbone, crops, self.dtype)  # (T, D)
         else:  # lora / probe: the adapted encoder itself
-            pixels = self.backbone.processor(images=list(crops), return_tensors="pt")
-            x = pixels["pixel_values"].to(self.backbone.device)[None]  # (1, T, 3, H, W)
+            pixels = self.backbone.pixels(torch.from_numpy(np.ascontiguousarray(crops)))
+            x = pixels.to(self.backbone.device)[None]  # (1, T, 3, H, W)
             f = self.model.encode_pixels(x)[0].float()  # (T, D)
         return sliding_va(self.model, f.float(), s.window, s.stride).cpu().numpy()
 

@@ -15,12 +15,14 @@ import json
 import os
 import shutil
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 import transformers as tf
+
+from affectpipe.features.pixels import ImagePixels
 
 KINDS: tuple[str, ...] = ("clip", "videomae", "wav2vec2")
 PRESETS: tuple[str, ...] = ("tiny",)
@@ -52,6 +54,12 @@ class Backbone:
     processor: Any  # the backbone's own transformers image processor / feature extractor
     dim: int  # embedding size
     config_hash: str  # sha256 of the model config JSON (sorted keys), for provenance
+    # uint8 (N, H, W, 3) frames -> (N, 3, h, w) pixel_values, as `processor` makes them; the
+    # image backbones only (see `pixels`)
+    pixels: ImagePixels | None = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.pixels = None if self.kind == "wav2vec2" else ImagePixels(self.kind, self.processor)
 
     @property
     def device(self) -> torch.device:

@@ -1,4 +1,4 @@
-"""Turning files into model inputs (the backbone's own processor) and outputs into embeddings.
+"""Turning files into model inputs (the backbone's processor settings) and outputs into embeddings.
 
 - CLIP: `pooler_output` of `CLIPVisionModel` (the post-layer-norm CLS token), one per frame.
 - VideoMAE: the mean of the final hidden states over *all* tokens. VideoMAE has no CLS token
@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -19,6 +20,7 @@ import soundfile as sf
 import torch
 from PIL import Image
 
+from affectpipe.features.backbones import Backbone
 from affectpipe.features.sources import Item
 from affectpipe.problems import InputProblem
 
@@ -38,12 +40,12 @@ def _image(item: Item) -> np.ndarray:
     if item.index >= 0:  # one row of a (T, H, W, 3) frames file
         return np.array(np.load(item.path, mmap_mode="r")[item.index])
     with Image.open(item.path) as im:
-        return np.asarray(im.convert("RGB"))
+        return np.asarray(im if im.mode == "RGB" else im.convert("RGB"))
 
 
-def _video(item: Item, num_frames: int) -> list[np.ndarray]:
+def _video(item: Item, num_frames: int) -> np.ndarray:
     frames = np.load(item.path, mmap_mode="r")  # (T, H, W, 3) uint8
-    return [np.array(frames[t]) for t in sample_indices(len(frames), num_frames)]
+    return np.array(frames[sample_indices(len(frames), num_frames)])
 
 
 def _audio(item: Item) -> np.ndarray:
@@ -51,27 +53,64 @@ def _audio(item: Item) -> np.ndarray:
     return wave
 
 
-def prepare(kind: str, processor: Any, items: Sequence[Item], num_frames: int = 16) -> dict:
-    """Decode `items` and run the processor: the model's keyword inputs as tensors."""
+def decode(
+    kind: str, processor: Any, items: Sequence[Item], num_frames: int = 16, threads: int = 1
+) -> dict:
+    """Read `items` from disk, on `threads` threads (the decoders release the GIL).
+
+    Images and videos come back as uint8 `frames`, (N, H, W, 3) when they share a size (a
+    video's `num_frames` sampled frames one after another); `model_inputs` turns them into
+    pixels on the model's side, batched. Audio comes back through the feature extractor, whose
+    zero-mean unit-variance normalisation costs little.
+    """
+    read = {"clip": _image, "videomae": lambda i: _video(i, num_frames), "wav2vec2": _audio}[kind]
     try:
-        if kind == "clip":
-            return dict(processor(images=[_image(i) for i in items], return_tensors="pt"))
-        if kind == "videomae":
-            return dict(processor([_video(i, num_frames) for i in items], return_tensors="pt"))
-        waves = [_audio(i) for i in items]
+        if threads > 1:
+            with ThreadPoolExecutor(min(threads, len(items))) as pool:
+                decoded = list(pool.map(read, items))
+        else:
+            decoded = [read(i) for i in items]
     except (OSError, ValueError, RuntimeError) as e:
         paths = sorted({i.path for i in items})
         raise InputProblem(
             paths[0], f"cannot decode ({type(e).__name__}: {e}); batch of {len(paths)} file(s)"
         ) from e
-    inputs = processor(
-        waves,
-        sampling_rate=processor.sampling_rate,
-        padding=True,
-        return_attention_mask=True,
-        return_tensors="pt",
-    )
-    return {"input_values": inputs["input_values"], "attention_mask": inputs["attention_mask"]}
+    if kind == "wav2vec2":
+        inputs = processor(
+            decoded,
+            sampling_rate=processor.sampling_rate,
+            padding=True,
+            return_attention_mask=True,
+            return_tensors="pt",
+        )
+        return {"input_values": inputs["input_values"], "attention_mask": inputs["attention_mask"]}
+    frames = decoded if kind == "clip" else [f for video in decoded for f in video]
+    if len({f.shape for f in frames}) == 1:
+        return {"frames": torch.from_numpy(np.stack(frames))}
+    return {"frames": [torch.from_numpy(np.array(f)) for f in frames]}
+
+
+def model_inputs(backbone: Backbone, decoded: dict) -> dict[str, torch.Tensor]:
+    """A `decode`d batch -> the model's keyword inputs, on its device."""
+    device = backbone.device
+    if "frames" not in decoded:
+        return {k: v.to(device, non_blocking=True) for k, v in decoded.items()}
+    frames = decoded["frames"]
+    if isinstance(frames, torch.Tensor):
+        frames = frames.to(device, non_blocking=True)
+    else:
+        frames = [f.to(device, non_blocking=True) for f in frames]
+    with torch.autocast(device.type, enabled=False):  # pixels are made in float32
+        pixels = backbone.pixels(frames).to(device)
+    if backbone.kind == "videomae":  # (B * T, 3, H, W) -> (B, T, 3, H, W)
+        pixels = pixels.view(-1, int(backbone.model.config.num_frames), *pixels.shape[1:])
+    return {"pixel_values": pixels}
+
+
+def prepare(backbone: Backbone, items: Sequence[Item]) -> dict[str, torch.Tensor]:
+    """`decode` then `model_inputs` in one process: for small jobs and tests."""
+    num_frames = int(getattr(backbone.model.config, "num_frames", 16))
+    return model_inputs(backbone, decode(backbone.kind, backbone.processor, items, num_frames))
 
 
 def embed_clip(model: torch.nn.Module, pixel_values: torch.Tensor) -> torch.Tensor:

@@ -58,7 +58,25 @@ class ComputeConfig:
 
     device: str = "auto"  # auto (CUDA when present) | cpu | cuda | cuda:N
     processes: int = 1  # shards run in this many processes (ignored under torchrun/accelerate)
-    dataloader_workers: int = 1  # decoding + preprocessing processes per extraction process
+    # decoding processes per extraction process; `auto`: none on a CPU, where the model uses
+    # every core and is better served by decoding each batch on all of them between forward
+    # passes (see `resolve_workers`), a few beside a GPU
+    dataloader_workers: int | str = "auto"
+
+
+def resolve_workers(workers: int | str, device: torch.device) -> int:
+    """`auto` -> 0 on a CPU, up to 4 (one core left for the main process) beside a GPU.
+
+    On a CPU the forward pass runs on every core; a worker process decoding at the same time
+    preempts one of the model's threads, and the others wait for it at the next parallel
+    region. Measured on 2 cores (`bench/extract.py`): decoding in the model's process, on all
+    cores between batches, beats one overlapped worker.
+    """
+    if workers == "auto":
+        return 0 if device.type == "cpu" else min(4, max(1, (os.cpu_count() or 2) - 1))
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 0:
+        raise ValueError(f"compute.dataloader_workers must be 'auto' or >= 0, got {workers!r}")
+    return workers
 
 
 def check_pair(kind: str, dataset: str) -> None:
@@ -110,13 +128,19 @@ def plan_batches(
 
 
 class _Batches(Dataset):
-    """Decoded, preprocessed batches, made in DataLoader workers while the model runs."""
+    """Decoded batches, read in DataLoader workers while the model runs (`embed.decode`)."""
 
     def __init__(
-        self, kind: str, processor: Any, plan: Plan, batches: list[list[int]], num_frames: int
+        self,
+        kind: str,
+        processor: Any,
+        plan: Plan,
+        batches: list[list[int]],
+        num_frames: int,
+        threads: int = 1,
     ) -> None:
         self.kind, self.processor, self.plan = kind, processor, plan
-        self.batches, self.num_frames = batches, num_frames
+        self.batches, self.num_frames, self.threads = batches, num_frames, threads
 
     def __len__(self) -> int:
         return len(self.batches)
@@ -124,11 +148,17 @@ class _Batches(Dataset):
     def __getitem__(self, i: int) -> tuple[list[int], dict]:
         ids = self.batches[i]
         items = [self.plan.items[j] for j in ids]
-        return ids, E.prepare(self.kind, self.processor, items, self.num_frames)
+        return ids, E.decode(self.kind, self.processor, items, self.num_frames, self.threads)
 
 
 def _worker_init(_: int) -> None:
-    torch.set_num_threads(1)  # decoding workers must not compete with the model's threads
+    """Decoding workers must not compete with the model for cores.
+
+    One thread each, and a lower priority: on a CPU the model's threads use every core, and a
+    worker that preempts one of them stalls the others at the next parallel region.
+    """
+    torch.set_num_threads(1)
+    os.nice(10)
 
 
 def part_path(out: Path, rank: int, world: int) -> Path:
@@ -143,12 +173,17 @@ def extract_shard(
     cfg: ExtractConfig,
     rank: int = 0,
     world: int = 1,
-    workers: int = 0,
+    workers: int | str = 0,
 ) -> int:
-    """Embed batches `rank::world` into `part` (items, features); return the item count."""
+    """Embed batches `rank::world` into `part` (items, features); return the item count.
+
+    With no `workers`, this process decodes each batch on its intra-op threads.
+    """
     mine = batches[rank::world]
     num_frames = int(getattr(backbone.model.config, "num_frames", 16))
-    data = _Batches(backbone.kind, backbone.processor, plan, mine, num_frames)
+    workers = resolve_workers(workers, backbone.device)
+    threads = 1 if workers else torch.get_num_threads()
+    data = _Batches(backbone.kind, backbone.processor, plan, mine, num_frames, threads)
     loader = DataLoader(
         data,
         batch_size=None,
@@ -190,8 +225,8 @@ def _run_batches(
         "features", (0, dim), np.float32, maxshape=(None, dim), chunks=(256, dim)
     )
     done = 0
-    for ids, inputs in loader:
-        inputs = {k: v.to(backbone.device, non_blocking=True) for k, v in inputs.items()}
+    for ids, decoded in loader:
+        inputs = E.model_inputs(backbone, decoded)
         out = E.embed(backbone.kind, backbone.model, inputs, layer).cpu().numpy()  # (B, dim)
         ids_ds.resize((done + len(ids),))
         feats.resize((done + len(ids), dim))
@@ -240,6 +275,8 @@ def provenance(backbone: Backbone, cfg: ExtractConfig, dataset: str) -> dict[str
     """File attributes: what a reader must match for the cache to be trusted."""
     kind, config = backbone.kind, backbone.model.config
     prep: dict[str, Any] = {"processor": backbone.processor.to_dict()}
+    if backbone.pixels is not None:
+        prep["pixels"] = backbone.pixels.describe()
     if kind == "videomae":
         prep["num_frames"], prep["frame_sampling"] = int(config.num_frames), "linspace-round"
     if kind == "wav2vec2":
@@ -325,7 +362,8 @@ def extract_features(
     compute: ComputeConfig,
     policy: str = "skip",
 ) -> tuple[dict[str, Any], float]:
-    """Embed a processed dataset folder into `out`; return the stage report and seconds spent.
+    """Embed a processed dataset folder into `out`; return the stage report and the seconds
+    from the first batch to the final file (the model load and the file listing excluded).
 
     Under torchrun/accelerate (WORLD_SIZE > 1) this process runs its own shard and rank 0
     merges; otherwise `compute.processes` shards are spawned here and merged.
@@ -353,12 +391,12 @@ def extract_features(
         extract_shard(
             backbone, plan, batches, part_path(out, 0, 1), cfg, 0, 1, compute.dataloader_workers
         )
-    seconds = time.perf_counter() - start
     parts = [part_path(out, r, world) for r in range(world)]
     if rank == 0:
         merge_parts(parts, plan, out, provenance(backbone, cfg, dataset))
         for p in parts:
             p.unlink()
+    seconds = time.perf_counter() - start
     return report(plan, log, kind, out), seconds
 
 

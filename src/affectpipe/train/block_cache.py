@@ -40,7 +40,10 @@ def cache_attrs(backbone: Backbone, block: int, tokens: int) -> dict[str, Any]:
         "tokens": tokens,
         "width": backbone.dim,
         "dim": backbone.dim,
-        "preprocessing": json.dumps({"processor": backbone.processor.to_dict()}, sort_keys=True),
+        "preprocessing": json.dumps(
+            {"processor": backbone.processor.to_dict(), "pixels": backbone.pixels.describe()},
+            sort_keys=True,
+        ),
     }
 
 
@@ -64,7 +67,7 @@ def build_block_cache(
         for entry in tqdm(plan.clips, desc="block cache", leave=False):
             rows, items = [], plan.items[entry.start : entry.stop]
             for i in range(0, len(items), batch_size):
-                inputs = prepare("clip", backbone.processor, items[i : i + batch_size])
+                inputs = prepare(backbone, items[i : i + batch_size])
                 px = inputs["pixel_values"].to(backbone.device)
                 h = hidden_before(clip, px, block).float()  # (n, T, W)
                 rows.append(h.flatten(1).cpu().numpy())  # (n, T*W)
