@@ -75,9 +75,9 @@ def backbone_only(device: torch.device, dtypes: list[str], reps: int) -> dict[st
     for kind, (batch, x) in inputs.items():
         b = real_size(kind, device)
         x = {k: v.to(device) for k, v in x.items()}
-        for name in dtypes:  # float32 first: the bf16 pass casts the Linear weights in place
+        for name in dtypes:  # float32 first: the bf16 pass casts the weights in place
             dtype = E.compute_dtype(name, device)
-            E.cast_linear_weights(b.model, dtype)  # as the extract stage does
+            E.cast_frozen(b.model, dtype)  # as the extract stage does
 
             def step(b=b, x=x, dtype=dtype) -> None:
                 with torch.inference_mode(), E.autocast(device, dtype):
@@ -157,7 +157,7 @@ def child(data: Path, model_dir: Path, workers: str, batch: int) -> None:
     # end-to-end ratio compares like with like even when other load on the machine varies.
     b = load_backbone("clip", str(model_dir), resolve_device("auto"))
     dtype = E.compute_dtype("auto", b.device)
-    E.cast_linear_weights(b.model, dtype)
+    E.cast_frozen(b.model, dtype)
     x = torch.randn(batch, 3, 224, 224, device=b.device)
 
     def step() -> None:

@@ -52,6 +52,16 @@ def entry_dtype(entry: dict[str, Any], device: torch.device) -> torch.dtype:
     return E.compute_dtype(str(entry.get("dtype", "auto")), device)
 
 
+def load_embedder(
+    entry: dict[str, Any], device: torch.device, source: Path
+) -> tuple[Backbone, torch.dtype]:
+    """A frozen backbone with its weights cast as `extract` cast them: the same embeddings."""
+    backbone = load_checked_backbone(entry, device, source)
+    dtype = entry_dtype(entry, device)
+    E.cast_frozen(backbone.model, dtype)
+    return backbone, dtype
+
+
 @torch.inference_mode()
 def embed_images(backbone: Backbone, images: np.ndarray, dtype: torch.dtype,
                  batch_size: int = 32) -> torch.Tensor:  # fmt: skip
@@ -149,8 +159,11 @@ class VAEngine:
         cfg = VAModelConfig(**config.get("model", config))
         self.settings = window_settings(settings or VASettings(), config.get("window", {}))
         entry = backbone_provenance(self.provenance, "clip", self.source)
-        self.backbone = load_checked_backbone(entry, device, self.source)
-        self.dtype = entry_dtype(entry, device)
+        if cfg.pipeline == "cached":  # CLIP only embeds frames, as in `extract`
+            self.backbone, self.dtype = load_embedder(entry, device, self.source)
+        else:  # the adapted encoder is part of the trained model
+            self.backbone = load_checked_backbone(entry, device, self.source)
+            self.dtype = entry_dtype(entry, device)
         clip = None if cfg.pipeline == "cached" else self.backbone.model
         self.model = VAModel(cfg, clip=clip).to(device).eval()
         self.model.load_checkpoint_state(payload["state_dict"])
@@ -202,12 +215,10 @@ class AVEngine:
         self.face = self.voice = None
         if self.model.uses_face:
             entry = backbone_provenance(self.provenance, "videomae", self.source)
-            self.face = load_checked_backbone(entry, device, self.source)
-            self.face_dtype = entry_dtype(entry, device)
+            self.face, self.face_dtype = load_embedder(entry, device, self.source)
         if self.model.uses_voice:
             entry = backbone_provenance(self.provenance, "wav2vec2", self.source)
-            self.voice = load_checked_backbone(entry, device, self.source)
-            self.voice_dtype = entry_dtype(entry, device)
+            self.voice, self.voice_dtype = load_embedder(entry, device, self.source)
             self.layer = int(entry.get("layer", self.settings.layer))
 
     @property

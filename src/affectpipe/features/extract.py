@@ -193,7 +193,7 @@ def extract_shard(
     )
     device = backbone.device
     dtype = E.compute_dtype(cfg.dtype, device)
-    E.cast_linear_weights(backbone.model, dtype)
+    E.cast_frozen(backbone.model, dtype)
     tmp = part.with_name(part.name + ".tmp")
     bar = tqdm(
         total=sum(map(len, mine)),
@@ -291,7 +291,7 @@ def provenance(backbone: Backbone, cfg: ExtractConfig, dataset: str) -> dict[str
         "dim": backbone.dim,
         "dataset": dataset,
         "dtype": str(dtype).removeprefix("torch."),
-        "precision": "float32" if dtype == torch.float32 else "autocast, Linear weights in dtype",
+        "precision": "float32" if dtype == torch.float32 else "autocast, weights stored in dtype",
         "preprocessing": json.dumps(prep, sort_keys=True, default=str),
         "versions": json.dumps(versions(), sort_keys=True),
     }
