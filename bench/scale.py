@@ -68,7 +68,7 @@ def setup_extract(work: Path, frames: int) -> list[str]:
     b.model.save_pretrained(model)
     b.processor.save_pretrained(model)
     (work / "params.yaml").write_text(
-        "compute: {device: cpu, processes: 1, launcher: accelerate, dataloader_workers: 1}\n"
+        "compute: {device: cpu, processes: 1, launcher: accelerate, dataloader_workers: auto}\n"
         f"extract:\n  bad_input: skip\n  clip: {{spec: {model}, batch_size: 32, dtype: auto}}\n"
     )
     return [str(ROOT / "stages" / "extract.py"), "clip", "afewva", "--in-dir", str(data),
