@@ -227,13 +227,14 @@ def test_two_shards_merge_to_the_same_bytes_as_one(tmp_path, kind):
     assert outs[1] == outs[2]
 
 
-def test_bf16_features_match_fp32_in_direction(tmp_path):
+@pytest.mark.parametrize("kind", ["clip", "videomae", "wav2vec2"])
+def test_bf16_features_match_fp32_in_direction(tmp_path, kind):
     folder = write_av(tmp_path / "ravdess")
     feats = {}
     for dtype in ("float32", "bfloat16"):
         out = tmp_path / f"{dtype}.h5"
         cfg = ExtractConfig(batch_size=4, dtype=dtype)
-        extract_features("clip", "ravdess", folder, out, cfg, CPU)
+        extract_features(kind, "ravdess", folder, out, cfg, CPU)
         with open_features(out, expect={"dtype": dtype}) as r:
             feats[dtype] = np.concatenate([r[c] for c in r.clip_ids])
     a, b = feats["float32"], feats["bfloat16"]
@@ -264,9 +265,13 @@ def test_threaded_decoding_keeps_item_order(tmp_path):
     assert serial.shape[0] == len(items) and torch.equal(serial, threaded)
 
 
-@pytest.mark.parametrize(("workers", "device", "expected"), [("auto", "cpu", 0), (3, "cpu", 3)])
-def test_decoding_workers_default_to_none_on_a_cpu(workers, device, expected):
-    assert resolve_workers(workers, torch.device(device)) == expected
+def test_decoding_workers_default_to_none_on_a_cpu_and_a_few_beside_a_gpu(monkeypatch):
+    assert resolve_workers("auto", torch.device("cpu")) == 0
+    assert resolve_workers(3, torch.device("cpu")) == 3  # a count is taken as given
+    monkeypatch.setattr("os.sched_getaffinity", lambda _: set(range(16)))
+    assert resolve_workers("auto", torch.device("cuda")) == 4
+    monkeypatch.setattr("os.sched_getaffinity", lambda _: {0, 1})
+    assert resolve_workers("auto", torch.device("cuda")) == 1
 
 
 @pytest.mark.parametrize("workers", [-1, "two", 1.5, True])
@@ -358,3 +363,23 @@ def test_stage_script_writes_features_and_report(tmp_path, monkeypatch):
     assert report["clips"] == 2 and report["skipped"] == []
     with open_features(tmp_path / "f" / "clip_afewva.h5", expect={"dtype": "float32"}) as r:
         assert len(r) == 2
+
+
+def test_predict_embeds_frames_as_the_extract_stage_stored_them(tmp_path):
+    from affectpipe.inference import embed_images, load_checked_backbone, load_embedder
+
+    folder = write_afewva(tmp_path / "afewva")
+    out = tmp_path / "clip.h5"
+    # a batch per clip (3 frames each), as `embed_images` batches one video
+    extract_features("clip", "afewva", folder, out, ExtractConfig(batch_size=3), CPU)
+    with open_features(out) as r:
+        entry, stored = dict(r.attrs), {c: r[c] for c in r.clip_ids}
+    assert entry["dtype"] == "bfloat16"
+    backbone, dtype = load_embedder(entry, torch.device("cpu"), out)
+    uncast = load_checked_backbone(entry, torch.device("cpu"), out)
+    for clip, features in stored.items():
+        paths = sorted((folder / "crops" / clip).glob("*.png"))
+        crops = np.stack([np.asarray(Image.open(p).convert("RGB")) for p in paths])
+        np.testing.assert_array_equal(embed_images(backbone, crops, dtype).numpy(), features)
+        # weights left in fp32 under autocast compute something else: the cast is what matches
+        assert not np.array_equal(embed_images(uncast, crops, dtype).numpy(), features)

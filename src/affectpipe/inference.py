@@ -68,11 +68,9 @@ def embed_images(backbone: Backbone, images: np.ndarray, dtype: torch.dtype,
     """CLIP frame embeddings as the extract stage computes them: (T, H, W, 3) -> (T, D)."""
     out = []
     for start in range(0, len(images), batch_size):
-        pixels = backbone.pixels(
-            torch.from_numpy(np.ascontiguousarray(images[start : start + batch_size]))
-        )
+        pixels = E.pixel_values(backbone, images[start : start + batch_size])
         with E.autocast(backbone.device, dtype):
-            out.append(E.embed_clip(backbone.model, pixels.to(backbone.device)))
+            out.append(E.embed_clip(backbone.model, pixels))
     return torch.cat(out)
 
 
@@ -80,10 +78,9 @@ def embed_images(backbone: Backbone, images: np.ndarray, dtype: torch.dtype,
 def embed_clip_video(backbone: Backbone, frames: np.ndarray, dtype: torch.dtype) -> torch.Tensor:
     """VideoMAE clip embedding: (T, H, W, 3) crops -> (D,), frames picked as `embed` does."""
     num = int(backbone.model.config.num_frames)
-    picked = torch.from_numpy(np.ascontiguousarray(frames[E.sample_indices(len(frames), num)]))
-    pixels = backbone.pixels(picked)[None]  # (1, T, 3, H, W)
+    pixels = E.pixel_values(backbone, frames[E.sample_indices(len(frames), num)])  # (1, T, ...)
     with E.autocast(backbone.device, dtype):
-        return E.embed_videomae(backbone.model, pixels.to(backbone.device))[0]
+        return E.embed_videomae(backbone.model, pixels)[0]
 
 
 @torch.inference_mode()
@@ -178,8 +175,7 @@ class VAEngine:
         if self.model.backbone is None:  # cached: frozen CLIP features, as extracted
             f = embed_images(self.backbone, crops, self.dtype)  # (T, D)
         else:  # lora / probe: the adapted encoder itself
-            pixels = self.backbone.pixels(torch.from_numpy(np.ascontiguousarray(crops)))
-            x = pixels.to(self.backbone.device)[None]  # (1, T, 3, H, W)
+            x = E.pixel_values(self.backbone, crops)[None]  # (1, T, 3, H, W)
             f = self.model.encode_pixels(x)[0].float()  # (T, D)
         return sliding_va(self.model, f.float(), s.window, s.stride).cpu().numpy()
 

@@ -56,7 +56,7 @@ class Backbone:
     config_hash: str  # sha256 of the model config JSON (sorted keys), for provenance
     # uint8 (N, H, W, 3) frames -> (N, 3, h, w) pixel_values, as `processor` makes them; the
     # image backbones only (see `pixels`)
-    pixels: ImagePixels | None = field(init=False, repr=False)
+    pixels: ImagePixels | None = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         self.pixels = None if self.kind == "wav2vec2" else ImagePixels(self.kind, self.processor)

@@ -85,7 +85,7 @@ def decode(
         )
         return {"input_values": inputs["input_values"], "attention_mask": inputs["attention_mask"]}
     frames = decoded if kind == "clip" else [f for video in decoded for f in video]
-    if len({f.shape for f in frames}) == 1:
+    if len({f.shape for f in frames}) == 1:  # the usual case: one size per dataset
         return {"frames": torch.from_numpy(np.stack(frames))}
     return {"frames": [torch.from_numpy(np.array(f)) for f in frames]}
 
@@ -96,15 +96,23 @@ def model_inputs(backbone: Backbone, decoded: dict) -> dict[str, torch.Tensor]:
     if "frames" not in decoded:
         return {k: v.to(device, non_blocking=True) for k, v in decoded.items()}
     frames = decoded["frames"]
-    if isinstance(frames, torch.Tensor):
-        frames = frames.to(device, non_blocking=True)
-    else:
-        frames = [f.to(device, non_blocking=True) for f in frames]
+    if backbone.pixels.batched is not None:  # made on the model's device (the fallback: on CPU)
+        if isinstance(frames, torch.Tensor):
+            frames = frames.to(device, non_blocking=True)
+        else:
+            frames = [f.to(device, non_blocking=True) for f in frames]
     with torch.autocast(device.type, enabled=False):  # pixels are made in float32
         pixels = backbone.pixels(frames).to(device)
     if backbone.kind == "videomae":  # (B * T, 3, H, W) -> (B, T, 3, H, W)
         pixels = pixels.view(-1, int(backbone.model.config.num_frames), *pixels.shape[1:])
     return {"pixel_values": pixels}
+
+
+def pixel_values(backbone: Backbone, frames: np.ndarray) -> torch.Tensor:
+    """uint8 (N, H, W, 3) frames -> the model's `pixel_values` on its device, as `extract` makes
+    them ((N, 3, h, w); VideoMAE: N / num_frames clips, (B, T, 3, h, w))."""
+    decoded = {"frames": torch.from_numpy(np.ascontiguousarray(frames))}
+    return model_inputs(backbone, decoded)["pixel_values"]
 
 
 def prepare(backbone: Backbone, items: Sequence[Item]) -> dict[str, torch.Tensor]:
@@ -171,18 +179,24 @@ def cast_frozen(model: torch.nn.Module, dtype: torch.dtype) -> torch.nn.Module:
 
     Autocast re-casts fp32 weights to bf16 on every forward pass (for ViT-B/32, ~88M values
     read and written per batch), and with fp32 norm weights CLIP's residual stream, layer norms
-    and QuickGELU stay fp32 between its bf16 matmuls, a cast before and after each. With every
-    weight in bf16 the whole forward pass stays bf16 (norms and softmax still accumulate in
-    fp32 inside their kernels): CLIP ViT-B/32 runs about 15% faster on an AMX CPU, and its
-    embeddings match fp32 to cosine > 0.9999 (tested on the tiny presets; `bench/extract.py`).
+    and QuickGELU stay fp32 between its bf16 matmuls, a cast before and after each. In bf16
+    (fp32's exponent range) every weight is cast and the whole pass stays bf16, norms and
+    softmax still accumulating in fp32 inside their kernels: CLIP ViT-B/32 runs about 15%
+    faster on an AMX CPU, and embeddings match fp32 to cosine > 0.999 (tested for all three
+    backbones). fp16 overflows where bf16 does not, so under fp16 only the Linear weights are
+    cast and autocast keeps norms in fp32.
     """
-    if dtype != torch.float32:
+    if dtype == torch.bfloat16:
         model.to(dtype)
+    elif dtype != torch.float32:
+        for module in model.modules():
+            if isinstance(module, torch.nn.Linear):
+                module.to(dtype)
     return model
 
 
 def autocast(device: torch.device, dtype: torch.dtype) -> contextlib.AbstractContextManager:
-    """Mixed precision around the forward pass; weights stay fp32."""
+    """Mixed precision around the forward pass (with `cast_frozen` weights: no per-pass casts)."""
     if dtype == torch.float32:
         return contextlib.nullcontext()
     return torch.autocast(device.type, dtype=dtype)

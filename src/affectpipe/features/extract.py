@@ -73,7 +73,7 @@ def resolve_workers(workers: int | str, device: torch.device) -> int:
     cores between batches, beats one overlapped worker.
     """
     if workers == "auto":
-        return 0 if device.type == "cpu" else min(4, max(1, (os.cpu_count() or 2) - 1))
+        return 0 if device.type == "cpu" else min(4, max(1, len(os.sched_getaffinity(0)) - 1))
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 0:
         raise ValueError(f"compute.dataloader_workers must be 'auto' or >= 0, got {workers!r}")
     return workers
@@ -152,12 +152,16 @@ class _Batches(Dataset):
 
 
 def _worker_init(_: int) -> None:
-    """Decoding workers must not compete with the model for cores.
+    torch.set_num_threads(1)  # a decoding worker needs one thread; the model has the rest
 
-    One thread each, and a lower priority: on a CPU the model's threads use every core, and a
-    worker that preempts one of them stalls the others at the next parallel region.
+
+def _cpu_worker_init(worker: int) -> None:
+    """Beside a model on the CPU, a decoding worker also runs at a lower priority.
+
+    The model's threads use every core, and a worker that preempts one of them stalls the
+    others at the next parallel region.
     """
-    torch.set_num_threads(1)
+    _worker_init(worker)
     os.nice(10)
 
 
@@ -188,8 +192,9 @@ def extract_shard(
         data,
         batch_size=None,
         num_workers=workers,
-        worker_init_fn=_worker_init,
+        worker_init_fn=_cpu_worker_init if backbone.device.type == "cpu" else _worker_init,
         prefetch_factor=4 if workers else None,
+        pin_memory=backbone.device.type == "cuda",
     )
     device = backbone.device
     dtype = E.compute_dtype(cfg.dtype, device)

@@ -5,9 +5,10 @@ transformers runs CLIP's and VideoMAE's image processors in torch through torchv
 fits the CPU torch wheel pinned here, and the PIL path costs about 1 ms per 224 px image on one
 core: run in a DataLoader worker, it takes a core from a CPU model that needs both.
 `TensorImageProcessor` reads the processor's own settings and runs the torchvision backend's
-steps on the batch (resize with antialias, rounded back to uint8; center crop, padding when the
-image is smaller; rescale and normalise fused), so the workers only decode. A processor with a
-setting outside those steps is called as it is, so every checkpoint still loads.
+steps on the batch, on the model's device (resize with antialias, rounded back to uint8; center
+crop, padding when the image is smaller; rescale and normalise fused), so the workers only
+decode. A processor with a setting outside those steps is called as it is, so every checkpoint
+still loads.
 """
 
 from __future__ import annotations
@@ -46,7 +47,7 @@ _KNOWN = {
 Images = torch.Tensor | Sequence[np.ndarray | torch.Tensor]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class TensorImageProcessor:
     """Batched uint8 (N, H, W, 3) RGB images -> float32 (N, 3, h, w) `pixel_values`."""
 
@@ -66,16 +67,16 @@ class TensorImageProcessor:
         size, crop = d.get("size") or {}, d.get("crop_size") or {}
         resize = bool(d.get("do_resize"))
         scale = float(d["rescale_factor"]) if d.get("do_rescale") else 1.0
-        mean = d["image_mean"] if d.get("do_normalize") else (0.0, 0.0, 0.0)
-        std = d["image_std"] if d.get("do_normalize") else (1.0, 1.0, 1.0)
+        mean = d["image_mean"] if d.get("do_normalize") else 0.0
+        std = d["image_std"] if d.get("do_normalize") else 1.0
         edge = int(size["shortest_edge"]) if resize and "shortest_edge" in size else None
         return cls(
             shortest_edge=edge,
             size=(int(size["height"]), int(size["width"])) if resize and "height" in size else None,
             mode=_MODES.get(d.get("resample"), "bilinear"),
             crop=(int(crop["height"]), int(crop["width"])) if d.get("do_center_crop") else None,
-            mean=torch.tensor(mean, dtype=torch.float32) / scale,
-            std=torch.tensor(std, dtype=torch.float32) / scale,
+            mean=torch.as_tensor(mean, dtype=torch.float32).expand(3) / scale,  # one or per channel
+            std=torch.as_tensor(std, dtype=torch.float32).expand(3) / scale,
         )
 
     def __call__(self, images: Images) -> torch.Tensor:
@@ -123,11 +124,14 @@ class TensorImageProcessor:
 
 
 def center_crop(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """(..., H, W) -> (..., h, w) from the center, zero-padding a side shorter than the crop."""
+    """(..., H, W) -> (..., h, w) from the center, zero-padding a side shorter than the crop.
+
+    An odd padding puts the extra row/column on top/left, as transformers' `center_crop` does.
+    """
     (h, w), (height, width) = size, x.shape[-2:]
     if h > height or w > width:
         pad_h, pad_w = max(h - height, 0), max(w - width, 0)
-        x = F.pad(x, (pad_w // 2, (pad_w + 1) // 2, pad_h // 2, (pad_h + 1) // 2))
+        x = F.pad(x, ((pad_w + 1) // 2, pad_w // 2, (pad_h + 1) // 2, pad_h // 2))
         height, width = x.shape[-2:]
     top, left = int((height - h) / 2.0), int((width - w) / 2.0)
     return x[..., top : top + h, left : left + w]
