@@ -24,7 +24,7 @@ repro: venv
 	$(BIN)/dvc repro
 
 test: venv
-	$(BIN)/ruff check .
+	$(BIN)/ruff check . && $(BIN)/ruff format --check .
 	$(BIN)/python -m pytest -q
 
 lint: venv

@@ -30,8 +30,12 @@ app = typer.Typer(add_completion=False)
 
 def fusion_step(model, opt, face, voice, labels) -> None:
     out = model(face, voice)
-    batch = {"emotion": labels, "face_emotion": labels, "voice_emotion": labels,
-             "congruent": torch.ones(len(labels), device=face.device)}
+    batch = {
+        "emotion": labels,
+        "face_emotion": labels,
+        "voice_emotion": labels,
+        "congruent": torch.ones(len(labels), device=face.device),
+    }
     loss, _ = av_loss(out, batch, LossConfig(), {})
     opt.zero_grad()
     loss.backward()
@@ -48,15 +52,16 @@ def cached_epoch(pairs: int, batch: int, device: torch.device) -> float:
     fusion_step(model, opt, face[:batch], voice[:batch], labels[:batch])  # warm-up
     start = time.perf_counter()
     for i in range(0, pairs, batch):
-        fusion_step(model, opt, face[i:i + batch], voice[i:i + batch], labels[i:i + batch])
+        fusion_step(model, opt, face[i : i + batch], voice[i : i + batch], labels[i : i + batch])
     if device.type == "cuda":
         torch.cuda.synchronize()
     return time.perf_counter() - start
 
 
 @torch.inference_mode()
-def backbone_seconds_per_pair(batch: int, batches: int, device: torch.device,
-                              audio_s: float) -> dict[str, float]:
+def backbone_seconds_per_pair(
+    batch: int, batches: int, device: torch.device, audio_s: float
+) -> dict[str, float]:
     """Seconds per pair to embed one face clip (VideoMAE) and one utterance (wav2vec2)."""
     video, audio = real_size("videomae", device), real_size("wav2vec2", device)
     cfg = video.model.config
@@ -91,7 +96,9 @@ def main(
     per_pair = backbone_seconds_per_pair(backbone_batch, backbone_batches, dev, audio_s)
     naive = pairs * (per_pair["videomae"] + per_pair["wav2vec2"]) + cached
     result = {
-        "device": str(dev), "threads": torch.get_num_threads(), "pairs": pairs,
+        "device": str(dev),
+        "threads": torch.get_num_threads(),
+        "pairs": pairs,
         "load_average_1min": round(os.getloadavg()[0], 2),  # other work on the machine
         "cached_epoch_s": round(cached, 3),
         "backbone_s_per_pair": {k: round(v, 4) for k, v in per_pair.items()},
@@ -101,13 +108,19 @@ def main(
     }
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2, sort_keys=True) + "\n")
-    typer.echo(f"cached epoch ({pairs} pairs): {cached:.2f} s "
-               f"(load average {result['load_average_1min']} on {os.cpu_count()} cores)")
-    typer.echo(f"backbones per pair: VideoMAE {per_pair['videomae']:.3f} s, "
-               f"wav2vec2 {per_pair['wav2vec2']:.3f} s (bf16, {backbone_batch * backbone_batches}"
-               f" pairs measured)")
-    typer.echo(f"backbone-per-batch epoch, extrapolated: {naive:.0f} s -> "
-               f"cached is {naive / cached:.0f}x faster")
+    typer.echo(
+        f"cached epoch ({pairs} pairs): {cached:.2f} s "
+        f"(load average {result['load_average_1min']} on {os.cpu_count()} cores)"
+    )
+    typer.echo(
+        f"backbones per pair: VideoMAE {per_pair['videomae']:.3f} s, "
+        f"wav2vec2 {per_pair['wav2vec2']:.3f} s (bf16, {backbone_batch * backbone_batches}"
+        f" pairs measured)"
+    )
+    typer.echo(
+        f"backbone-per-batch epoch, extrapolated: {naive:.0f} s -> "
+        f"cached is {naive / cached:.0f}x faster"
+    )
 
 
 if __name__ == "__main__":

@@ -71,8 +71,17 @@ def setup_extract(work: Path, frames: int) -> list[str]:
         "compute: {device: cpu, processes: 1, launcher: accelerate, dataloader_workers: auto}\n"
         f"extract:\n  bad_input: skip\n  clip: {{spec: {model}, batch_size: 32, dtype: auto}}\n"
     )
-    return [str(ROOT / "stages" / "extract.py"), "clip", "afewva", "--in-dir", str(data),
-            "--out-dir", str(work / "f"), "--params", "params.yaml"]
+    return [
+        str(ROOT / "stages" / "extract.py"),
+        "clip",
+        "afewva",
+        "--in-dir",
+        str(data),
+        "--out-dir",
+        str(work / "f"),
+        "--params",
+        "params.yaml",
+    ]
 
 
 def run_extract(work: Path, args: list[str], n: int, threads: int | None, cores: int) -> dict:
@@ -80,9 +89,16 @@ def run_extract(work: Path, args: list[str], n: int, threads: int | None, cores:
     m = re.search(r"(\d+) items in ([\d.]+) s", out)
     assert m, out
     items, seconds = int(m.group(1)), float(m.group(2))
-    return {"task": "extract clip ViT-B/32 (bf16)", "processes": n, "threads": threads or cores,
-            "items": items, "loop_s": seconds, "rate": items / seconds, "unit": "frames/s",
-            "wall_s": round(wall, 2)}
+    return {
+        "task": "extract clip ViT-B/32 (bf16)",
+        "processes": n,
+        "threads": threads or cores,
+        "items": items,
+        "loop_s": seconds,
+        "rate": items / seconds,
+        "unit": "frames/s",
+        "wall_s": round(wall, 2),
+    }
 
 
 def write_features(path: Path, dim: int = 768) -> None:
@@ -94,8 +110,15 @@ def write_features(path: Path, dim: int = 768) -> None:
         for i, split in enumerate(["train"] * 12 + ["val"] * 4):
             n = 100
             va = np.tanh(rng.normal(size=(n, 2)).cumsum(0) / 8).astype(np.float32)
-            w.add(f"{i:03d}", rng.normal(size=(n, dim)).astype(np.float32), frame=np.arange(n),
-                  valence=va[:, 0], arousal=va[:, 1], actor=f"a{i}", split=split)
+            w.add(
+                f"{i:03d}",
+                rng.normal(size=(n, dim)).astype(np.float32),
+                frame=np.arange(n),
+                valence=va[:, 0],
+                arousal=va[:, 1],
+                actor=f"a{i}",
+                split=split,
+            )
 
 
 def train_worker(work: Path, windows: int) -> None:
@@ -113,25 +136,48 @@ def train_worker(work: Path, windows: int) -> None:
     for epochs in (1, 3):
         loop = LoopConfig(epochs=epochs, lr=p["lr"], patience=0, mixed_precision="no")
         start = time.perf_counter()
-        pretrain_va(work / "features.h5", "cached", p["model"],
-                    ContrastiveConfig(**p["contrastive"]), window, loop, work / "ckpt", None, {})
+        pretrain_va(
+            work / "features.h5",
+            "cached",
+            p["model"],
+            ContrastiveConfig(**p["contrastive"]),
+            window,
+            loop,
+            work / "ckpt",
+            None,
+            {},
+        )
         seconds[epochs] = time.perf_counter() - start
     if os.environ.get("RANK", "0") == "0":
         import torch
 
         steps = windows // window.batch_size
-        (work / "train.json").write_text(json.dumps(
-            {"epoch_s": (seconds[3] - seconds[1]) / 2, "steps": steps,
-             "threads": torch.get_num_threads()}))
+        (work / "train.json").write_text(
+            json.dumps(
+                {
+                    "epoch_s": (seconds[3] - seconds[1]) / 2,
+                    "steps": steps,
+                    "threads": torch.get_num_threads(),
+                }
+            )
+        )
 
 
 def run_train(work: Path, windows: int, n: int, threads: int | None) -> dict:
-    _, wall = launch(n, threads, [__file__, "--train-worker", str(work), "--windows",
-                                  str(windows)], work)
+    _, wall = launch(
+        n, threads, [__file__, "--train-worker", str(work), "--windows", str(windows)], work
+    )
     r = json.loads((work / "train.json").read_text())
-    return {"task": "VA pretrain epoch (cached, MoCo queue)", "processes": n,
-            "threads": r["threads"], "items": windows, "loop_s": r["epoch_s"],
-            "rate": windows / r["epoch_s"], "unit": "windows/s", "wall_s": round(wall, 2)}
+    return {
+        "task": "VA pretrain epoch (cached, MoCo queue)",
+        "processes": n,
+        "threads": r["threads"],
+        "items": windows,
+        "loop_s": r["epoch_s"],
+        "rate": windows / r["epoch_s"],
+        "unit": "windows/s",
+        "wall_s": round(wall, 2),
+    }
 
 
 def best_of(runs: list[dict]) -> list[dict]:
@@ -159,8 +205,10 @@ def table(rows: list[dict]) -> str:
     head += f"{'wall s':>7s}"
     lines = [head, "-" * len(head)]
     for r in rows:
-        lines.append(f"{r['task']:40s} {r['processes']:4d} {r['threads']:4d} {r['rate']:10.1f} "
-                     f"{r['unit']:10s} {r['speedup']:8.2f} {r['wall_s']:7.1f}")
+        lines.append(
+            f"{r['task']:40s} {r['processes']:4d} {r['threads']:4d} {r['rate']:10.1f} "
+            f"{r['unit']:10s} {r['speedup']:8.2f} {r['wall_s']:7.1f}"
+        )
     return "\n".join(lines)
 
 
@@ -184,18 +232,22 @@ def main(
         for _ in range(repeats):  # interleaved: a burst of other load hits every row alike
             for n, threads in configs(cores):
                 if xargs:
-                    runs.append({**run_extract(xwork, xargs, n, threads, cores),
-                                 "load": os.getloadavg()[0]})
+                    runs.append(
+                        {**run_extract(xwork, xargs, n, threads, cores), "load": os.getloadavg()[0]}
+                    )
                 if windows:
-                    runs.append({**run_train(twork, windows, n, threads),
-                                 "load": os.getloadavg()[0]})
+                    runs.append(
+                        {**run_train(twork, windows, n, threads), "load": os.getloadavg()[0]}
+                    )
     rows = best_of(sorted(runs, key=lambda r: r["task"], reverse=True))
     res["load_average_end"] = os.getloadavg()
     speedups(rows)
     res["rows"], res["runs"] = rows, runs
     print(table(rows))
-    print(f"load average {res['load_average_start']} -> {res['load_average_end']} "
-          f"on {cores} cores (other work on the machine lowers every rate)")
+    print(
+        f"load average {res['load_average_start']} -> {res['load_average_end']} "
+        f"on {cores} cores (other work on the machine lowers every rate)"
+    )
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(res, indent=2, sort_keys=True) + "\n")
 

@@ -30,9 +30,7 @@ def main(
     ft = from_section(FinetuneConfig, sec.pop("objective"), "finetune.objective")
     loop = from_section(LoopConfig, {**sec, "seed": params["seed"]}, "finetune")
     used = {"seed": params["seed"], "finetune": section(params, "finetune")}
-    result = run_stage(
-        lambda: finetune_va(inputs, init, ft, window, loop, out, live, used)
-    )
+    result = run_stage(lambda: finetune_va(inputs, init, ft, window, loop, out, live, used))
     m = result.best_metrics
     typer.echo(
         f"finetune {variant}: best epoch {result.best_epoch + 1}/{len(result.history)}, val CCC "

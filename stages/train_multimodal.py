@@ -1,6 +1,6 @@
 """Stage `train_multimodal`: cached face/voice embeddings -> a fusion or single-modality model.
 
-    python stages/train_multimodal.py fusion ravdess   # or audio | video, cremad
+python stages/train_multimodal.py fusion ravdess   # or audio | video, cremad
 """
 
 from __future__ import annotations
@@ -49,8 +49,10 @@ def main(
     typer.echo(f"train_multimodal {model} {dataset}: best epoch {report['best_epoch']}: {val}")
     if "cv" in report:
         cv = report["cv"]
-        typer.echo(f"  {cv['folds']} folds: accuracy {cv['accuracy_mean']:.3f} "
-                   f"+- {cv['accuracy_std']:.3f}, uar {cv['uar_mean']:.3f} +- {cv['uar_std']:.3f}")
+        typer.echo(
+            f"  {cv['folds']} folds: accuracy {cv['accuracy_mean']:.3f} "
+            f"+- {cv['accuracy_std']:.3f}, uar {cv['uar_mean']:.3f} +- {cv['uar_std']:.3f}"
+        )
     for item in report["skipped"][:20]:
         typer.echo(f"  skipped {item['path']}: {item['reason']}", err=True)
 

@@ -30,9 +30,7 @@ def main(
     device = resolve_device(section(params, "compute.device"))
     log = ProblemLog(section(params, "extract.bad_input"))
     n = run_stage(
-        lambda: build_block_cache(
-            in_dir, load_backbone("clip", spec, device), blocks, out, 32, log
-        )
+        lambda: build_block_cache(in_dir, load_backbone("clip", spec, device), blocks, out, 32, log)
     )
     typer.echo(f"va_cache: {n} frames -> {out} ({len(log.skipped)} input(s) skipped)")
 

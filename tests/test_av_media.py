@@ -91,11 +91,14 @@ def test_decode_shrinks_large_frames(tmp_path):
     assert media.read_frames(tmp_path / "big.mp4", max_side=160).shape == (3, 90, 160, 3)
 
 
-@pytest.mark.parametrize(("available", "wanted", "expected"), [
-    (16, 16, list(range(16))),
-    (31, 4, [0, 10, 20, 30]),
-    (5, 1, [0]),
-])
+@pytest.mark.parametrize(
+    ("available", "wanted", "expected"),
+    [
+        (16, 16, list(range(16))),
+        (31, 4, [0, 10, 20, 30]),
+        (5, 1, [0]),
+    ],
+)
 def test_frame_indices_spread_evenly_first_to_last(available, wanted, expected):
     assert media.sample_indices(available, wanted).tolist() == expected
 

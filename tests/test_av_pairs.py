@@ -12,8 +12,14 @@ from affectpipe.data.pairs import FoldConfig, PairConfig, assign_folds, make_pai
 
 def clip_table(actors=range(1, 7), statements=(1, 2), emotions=range(8)) -> pd.DataFrame:
     rows = [
-        {"clip_id": f"{a:02d}-{s}-{e}", "actor": a, "statement": s, "emotion": e,
-         "has_video": 1, "has_audio": 1}
+        {
+            "clip_id": f"{a:02d}-{s}-{e}",
+            "actor": a,
+            "statement": s,
+            "emotion": e,
+            "has_video": 1,
+            "has_audio": 1,
+        }
         for a, s, e in itertools.product(actors, statements, emotions)
     ]
     clips = pd.DataFrame(rows)
@@ -41,11 +47,14 @@ def test_too_few_actors_for_the_folds_is_an_error():
         assign_folds([1, 2, 3], FoldConfig(folds=5))
 
 
-@pytest.mark.parametrize(("kwargs", "message"), [
-    ({"folds": 5, "test_fold": 5}, "test_fold=5 not in 0..4"),
-    ({"folds": 5, "test_fold": 1, "val_fold": 1}, "val_fold and test_fold are both 1"),
-    ({"folds": 1}, "need at least 2"),
-])
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"folds": 5, "test_fold": 5}, "test_fold=5 not in 0..4"),
+        ({"folds": 5, "test_fold": 1, "val_fold": 1}, "val_fold and test_fold are both 1"),
+        ({"folds": 1}, "need at least 2"),
+    ],
+)
 def test_bad_fold_settings_are_named(kwargs, message):
     with pytest.raises(ValueError, match=message):
         FoldConfig(**kwargs)
@@ -90,8 +99,9 @@ def test_pairs_never_cross_splits_and_labels_match_clips():
     assert (pairs.voice_clip.map(split) == pairs.split).all()
     assert (pairs.voice_clip.map(emotion) == pairs.voice_emotion).all()
     assert (pairs.congruent == (pairs.kind == "congruent")).all()
-    assert (pairs[pairs.kind == "congruent"].face_clip
-            == pairs[pairs.kind == "congruent"].voice_clip).all()
+    assert (
+        pairs[pairs.kind == "congruent"].face_clip == pairs[pairs.kind == "congruent"].voice_clip
+    ).all()
 
 
 def test_pairs_are_seeded():

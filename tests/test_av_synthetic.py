@@ -67,15 +67,18 @@ def test_brow_tilt_separates_anger_from_fear_and_sadness():
 
 
 def test_intensity_scales_the_departure_from_neutral():
-    weak, strong = emotion_expression(EMOTION_ID["happy"], 0.5), emotion_expression(
-        EMOTION_ID["happy"], 1.0)
+    weak, strong = (
+        emotion_expression(EMOTION_ID["happy"], 0.5),
+        emotion_expression(EMOTION_ID["happy"], 1.0),
+    )
     assert 0 < weak.mouth_curve < strong.mouth_curve
 
 
 def test_mouth_opens_with_the_syllables():
     actor = Actor.sample(np.random.default_rng(0), female=True)
-    frames, v = make_clip(actor, EMOTION_ID["neutral"], 1.0, 1, 1.5, SR, 15, (64, 48),
-                          np.random.default_rng(1))
+    frames, v = make_clip(
+        actor, EMOTION_ID["neutral"], 1.0, 1, 1.5, SR, 15, (64, 48), np.random.default_rng(1)
+    )
     assert frames.shape == (22, 48, 64, 3)
     env = v.envelope_at(np.arange(len(frames)) / 15)
     assert env.max() > 0.8 and env.min() == 0.0  # syllables and pauses

@@ -17,8 +17,15 @@ from affectpipe.problems import InputProblem
 from tests.test_fetch import serve
 
 TINY = {
-    "actors": 2, "first_actor": 1001, "sentences": ["DFA", "IEO"], "ieo_levels": ["LO", "HI"],
-    "duration_s": 1.2, "fps": 15, "width": 64, "height": 48, "sample_rate": 16000,
+    "actors": 2,
+    "first_actor": 1001,
+    "sentences": ["DFA", "IEO"],
+    "ieo_levels": ["LO", "HI"],
+    "duration_s": 1.2,
+    "fps": 15,
+    "width": 64,
+    "height": 48,
+    "sample_rate": 16000,
 }
 PRE = {"n_frames": 8, "frame_size": 32, "folds": {"folds": 2, "test_fold": 0, "val_fold": -1}}
 N_CLIPS = 2 * (6 + 1 + 5 * 2)  # per actor: DFA 6 x XX; IEO neutral XX + 5 emotions x 2 levels
@@ -31,26 +38,32 @@ def raw(tmp_path_factory):
     return out
 
 
-@pytest.mark.parametrize(("name", "expected"), [
-    ("1001_DFA_ANG_XX.wav", (1001, "DFA", "angry", "XX")),
-    ("1091_IEO_HAP_HI.flv", (1091, "IEO", "happy", "HI")),
-    ("1045_WSI_NEU_XX.wav", (1045, "WSI", "neutral", "XX")),
-    ("1002_IEO_SAD_LO.wav", (1002, "IEO", "sad", "LO")),
-    ("1010_TSI_FEA_XX.flv", (1010, "TSI", "fearful", "XX")),
-    ("1020_ITS_DIS_MD.wav", (1020, "ITS", "disgust", "MD")),
-])
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        ("1001_DFA_ANG_XX.wav", (1001, "DFA", "angry", "XX")),
+        ("1091_IEO_HAP_HI.flv", (1091, "IEO", "happy", "HI")),
+        ("1045_WSI_NEU_XX.wav", (1045, "WSI", "neutral", "XX")),
+        ("1002_IEO_SAD_LO.wav", (1002, "IEO", "sad", "LO")),
+        ("1010_TSI_FEA_XX.flv", (1010, "TSI", "fearful", "XX")),
+        ("1020_ITS_DIS_MD.wav", (1020, "ITS", "disgust", "MD")),
+    ],
+)
 def test_parser_follows_the_published_code_table(name, expected):
     n = cremad.parse_name(name)
     assert (n.actor, n.sentence, EMOTIONS[n.emotion], n.level) == expected
 
 
-@pytest.mark.parametrize(("name", "message"), [
-    ("03-01-01-01-01-01-01.wav", "name is not CREMA-D"),
-    ("1000_DFA_ANG_XX.wav", "actor 1000 is not a CREMA-D actor"),
-    ("1001_ABC_ANG_XX.wav", "sentence 'ABC'"),
-    ("1001_DFA_SUR_XX.wav", "emotion 'SUR'"),
-    ("1001_DFA_ANG_ZZ.wav", "level 'ZZ'"),
-])
+@pytest.mark.parametrize(
+    ("name", "message"),
+    [
+        ("03-01-01-01-01-01-01.wav", "name is not CREMA-D"),
+        ("1000_DFA_ANG_XX.wav", "actor 1000 is not a CREMA-D actor"),
+        ("1001_ABC_ANG_XX.wav", "sentence 'ABC'"),
+        ("1001_DFA_SUR_XX.wav", "emotion 'SUR'"),
+        ("1001_DFA_ANG_ZZ.wav", "level 'ZZ'"),
+    ],
+)
 def test_names_that_do_not_parse_say_why(name, message):
     with pytest.raises(InputProblem, match=message):
         cremad.parse_name(name)
@@ -78,8 +91,9 @@ def test_preprocess_pairs_flv_and_wav_by_name(raw, tmp_path):
         assert set(pairs[pairs.split == split].kind) == {"congruent", "easy", "hard"}
     by_id = clips.set_index("clip_id")
     hard = pairs[pairs.kind == "hard"]
-    assert (by_id.loc[hard.face_clip].statement.values
-            == by_id.loc[hard.voice_clip].statement.values).all()
+    assert (
+        by_id.loc[hard.face_clip].statement.values == by_id.loc[hard.voice_clip].statement.values
+    ).all()
 
 
 def test_known_broken_clips_are_skipped_with_that_reason(raw, tmp_path):
@@ -114,32 +128,53 @@ def test_unexpected_rate_and_a_missing_wav_are_recorded(raw, tmp_path):
 def test_preprocess_is_deterministic(raw, tmp_path):
     for name in ("a", "b"):
         cremad.preprocess(PRE, raw, tmp_path / name, seed=0)
-    for name in ("clips.csv", "pairs.csv", "report.json", "audio/1001_DFA_ANG_XX.wav",
-                 "frames/1001_DFA_ANG_XX.npy"):
+    for name in (
+        "clips.csv",
+        "pairs.csv",
+        "report.json",
+        "audio/1001_DFA_ANG_XX.wav",
+        "frames/1001_DFA_ANG_XX.npy",
+    ):
         assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
 
 
 def test_github_download_follows_lfs_pointers_and_verifies(raw, tmp_path):
     repo, ref = "CheyneyComputerScience/CREMA-D", "master"
-    files = {f"{d}/{n}": (raw / d / n).read_bytes() for d, n in (
-        ("AudioWAV", "1001_DFA_ANG_XX.wav"), ("VideoFlash", "1001_DFA_ANG_XX.flv"),
-        ("AudioWAV", "1002_DFA_ANG_XX.wav"),
-    )}
-    tree = {"truncated": False, "tree": [{"path": "README.md", "type": "blob"}] + [
-        {"path": p, "type": "blob"} for p in files]}
+    files = {
+        f"{d}/{n}": (raw / d / n).read_bytes()
+        for d, n in (
+            ("AudioWAV", "1001_DFA_ANG_XX.wav"),
+            ("VideoFlash", "1001_DFA_ANG_XX.flv"),
+            ("AudioWAV", "1002_DFA_ANG_XX.wav"),
+        )
+    }
+    tree = {
+        "truncated": False,
+        "tree": [{"path": "README.md", "type": "blob"}]
+        + [{"path": p, "type": "blob"} for p in files],
+    }
     routes = {f"/repos/{repo}/git/trees/{ref}": json.dumps(tree).encode()}
     for path, body in files.items():
-        pointer = (f"version https://git-lfs.github.com/spec/v1\n"
-                   f"oid sha256:{hashlib.sha256(body).hexdigest()}\nsize {len(body)}\n")
+        pointer = (
+            f"version https://git-lfs.github.com/spec/v1\n"
+            f"oid sha256:{hashlib.sha256(body).hexdigest()}\nsize {len(body)}\n"
+        )
         routes[f"/raw/{repo}/{ref}/{path}"] = pointer.encode()
         routes[f"/media/{repo}/{ref}/{path}"] = body
     with serve(routes) as (url, _):
-        cfg = {"source": "github", "api_url": url, "raw_url": f"{url}/raw",
-               "media_url": f"{url}/media", "actors": [1001]}
+        cfg = {
+            "source": "github",
+            "api_url": url,
+            "raw_url": f"{url}/raw",
+            "media_url": f"{url}/media",
+            "actors": [1001],
+        }
         cremad.download(cfg, tmp_path / "raw", seed=0)
         manifest = pd.read_csv(tmp_path / "raw" / "manifest.csv")
-        assert sorted(manifest.path) == ["AudioWAV/1001_DFA_ANG_XX.wav",
-                                         "VideoFlash/1001_DFA_ANG_XX.flv"]
+        assert sorted(manifest.path) == [
+            "AudioWAV/1001_DFA_ANG_XX.wav",
+            "VideoFlash/1001_DFA_ANG_XX.flv",
+        ]
         routes[f"/media/{repo}/{ref}/AudioWAV/1001_DFA_ANG_XX.wav"] = b"corrupted"
         with pytest.raises(fetch.DownloadError, match="1001_DFA_ANG_XX.wav.part: size 9 bytes"):
             cremad.download(cfg, tmp_path / "raw2", seed=0)

@@ -81,8 +81,9 @@ BODY = bytes(range(256)) * 4000  # ~1 MB: more than one read chunk
 
 def test_download_verifies_size_and_sha256(tmp_path):
     with serve({"/a.bin": BODY}) as (url, _):
-        remote = fetch.Remote(f"{url}/a.bin", "a.bin", len(BODY),
-                              "sha256:" + hashlib.sha256(BODY).hexdigest())
+        remote = fetch.Remote(
+            f"{url}/a.bin", "a.bin", len(BODY), "sha256:" + hashlib.sha256(BODY).hexdigest()
+        )
         path = fetch.download(remote, tmp_path)
     assert path.read_bytes() == BODY
     assert not (tmp_path / "a.bin.part").exists()
@@ -90,8 +91,9 @@ def test_download_verifies_size_and_sha256(tmp_path):
 
 def test_download_resumes_after_a_cut_connection(tmp_path):
     with serve({"/a.bin": BODY}, cut_first={"/a.bin": 300_000}) as (url, seen):
-        remote = fetch.Remote(f"{url}/a.bin", "a.bin", len(BODY),
-                              "md5:" + hashlib.md5(BODY).hexdigest())  # noqa: S324 - Zenodo's hash
+        remote = fetch.Remote(
+            f"{url}/a.bin", "a.bin", len(BODY), "md5:" + hashlib.md5(BODY).hexdigest()
+        )  # noqa: S324 - Zenodo's hash
         path = fetch.download(remote, tmp_path)
     assert path.read_bytes() == BODY
     assert seen[0] == ("/a.bin", None)

@@ -33,13 +33,13 @@ def test_emotion_metrics_match_sklearn(labels):
     assert m["accuracy"] == pytest.approx(sk.accuracy_score(y, p))
     assert m["uar"] == pytest.approx(sk.balanced_accuracy_score(y, p))
     assert m["macro_f1"] == pytest.approx(sk.f1_score(y, p, labels=CLASSES, average="macro"))
-    assert m["weighted_f1"] == pytest.approx(
-        sk.f1_score(y, p, labels=CLASSES, average="weighted"))
+    assert m["weighted_f1"] == pytest.approx(sk.f1_score(y, p, labels=CLASSES, average="weighted"))
     per_class = sk.f1_score(y, p, labels=CLASSES, average=None)
     for c, f1 in zip(CLASSES, per_class, strict=True):
         assert m[f"f1_{c}"] == pytest.approx(f1)
     np.testing.assert_array_equal(
-        metrics.confusion_matrix(y, p, CLASSES), sk.confusion_matrix(y, p, labels=CLASSES))
+        metrics.confusion_matrix(y, p, CLASSES), sk.confusion_matrix(y, p, labels=CLASSES)
+    )
 
 
 def test_absent_class_is_not_averaged_over():
@@ -49,10 +49,13 @@ def test_absent_class_is_not_averaged_over():
     assert metrics.balanced_accuracy(y, y, CLASSES) == 1.0
 
 
-@pytest.mark.parametrize("scores", [
-    [0.1, 0.4, 0.35, 0.8, 0.5, 0.5, 0.2],  # with a tie across classes
-    [0.0, 1.0, 0.0, 1.0, 1.0, 0.0, 0.5],
-])
+@pytest.mark.parametrize(
+    "scores",
+    [
+        [0.1, 0.4, 0.35, 0.8, 0.5, 0.5, 0.2],  # with a tie across classes
+        [0.0, 1.0, 0.0, 1.0, 1.0, 0.0, 0.5],
+    ],
+)
 def test_roc_auc_matches_sklearn_with_ties(scores):
     y = [0, 1, 0, 1, 1, 0, 0]
     assert metrics.roc_auc(y, scores) == pytest.approx(sk.roc_auc_score(y, scores))
@@ -84,6 +87,8 @@ def test_majority_and_chance_baselines():
     chance = metrics.chance_baseline(test, [0, 3, 4])
     assert chance["accuracy"] == pytest.approx(1 / 3) and chance["uar"] == pytest.approx(1 / 3)
     rng = np.random.default_rng(0)  # the expected macro-F1 of uniform guessing, by simulation
-    sims = [metrics.macro_f1(np.repeat(test, 500), rng.choice([0, 3, 4], 2000), [0, 3, 4])
-            for _ in range(20)]
+    sims = [
+        metrics.macro_f1(np.repeat(test, 500), rng.choice([0, 3, 4], 2000), [0, 3, 4])
+        for _ in range(20)
+    ]
     assert chance["macro_f1"] == pytest.approx(np.mean(sims), abs=0.02)

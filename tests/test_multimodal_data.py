@@ -18,8 +18,9 @@ from affectpipe.train.multimodal import (
 )
 
 
-def write_fixture(root: Path, classes=tuple(range(8)), actors=6, folds=3, face_snr=1.0,
-                  voice_snr=0.6, seed=0) -> Path:
+def write_fixture(
+    root: Path, classes=tuple(range(8)), actors=6, folds=3, face_snr=1.0, voice_snr=0.6, seed=0
+) -> Path:
     """A tiny dataset in the processed + features layout, whose embeddings carry the emotion.
 
     Each modality alone is informative, but noisy, with a per-actor offset (so identity is a
@@ -32,10 +33,19 @@ def write_fixture(root: Path, classes=tuple(range(8)), actors=6, folds=3, face_s
     for a in range(actors):
         for st in (1, 2):
             for e in classes:
-                rows.append({"clip_id": f"a{a}_s{st}_e{e}", "dataset": "fixture",
-                             "actor": f"A{a:02d}", "emotion": e, "emotion_name": EMOTIONS[e],
-                             "statement": st, "fold": a % folds, "has_video": 1,
-                             "has_audio": 1})
+                rows.append(
+                    {
+                        "clip_id": f"a{a}_s{st}_e{e}",
+                        "dataset": "fixture",
+                        "actor": f"A{a:02d}",
+                        "emotion": e,
+                        "emotion_name": EMOTIONS[e],
+                        "statement": st,
+                        "fold": a % folds,
+                        "has_video": 1,
+                        "has_audio": 1,
+                    }
+                )
     clips = pd.DataFrame(rows)
     clips["split"] = clips.fold.map({0: "test", 1: "val"}).fillna("train")
     clips.to_csv(proc / "clips.csv", index=False)
@@ -43,22 +53,35 @@ def write_fixture(root: Path, classes=tuple(range(8)), actors=6, folds=3, face_s
     for split, group in clips.groupby("split"):
         for r in group.itertuples():
             pairs.append((split, r.clip_id, r.clip_id, "congruent", 1, r.emotion, r.emotion))
-            hard = group[(group.actor == r.actor) & (group.statement == r.statement)
-                         & (group.emotion != r.emotion)]
+            hard = group[
+                (group.actor == r.actor)
+                & (group.statement == r.statement)
+                & (group.emotion != r.emotion)
+            ]
             h = hard.iloc[rng.integers(len(hard))]
             pairs.append((split, r.clip_id, h.clip_id, "hard", 0, r.emotion, h.emotion))
             easy = group[(group.actor != r.actor) & (group.emotion != r.emotion)]
             x = easy.iloc[rng.integers(len(easy))]
             pairs.append((split, r.clip_id, x.clip_id, "easy", 0, r.emotion, x.emotion))
-    pd.DataFrame(pairs, columns=["split", "face_clip", "voice_clip", "kind", "congruent",
-                                 "face_emotion", "voice_emotion"]).to_csv(
-        proc / "pairs.csv", index=False)
+    pd.DataFrame(
+        pairs,
+        columns=[
+            "split",
+            "face_clip",
+            "voice_clip",
+            "kind",
+            "congruent",
+            "face_emotion",
+            "voice_emotion",
+        ],
+    ).to_csv(proc / "pairs.csv", index=False)
     feats = root / "features"
     for name, dim, snr in (("videomae", 32, face_snr), ("wav2vec2", 24, voice_snr)):
         proto = rng.normal(size=(8, dim))
         actor_off = rng.normal(scale=0.5, size=(actors, dim))
-        with FeatureWriter(feats / f"{name}_fixture.h5", {"backbone": name, "spec": "fixture",
-                                                          "config_hash": "0"}) as w:
+        with FeatureWriter(
+            feats / f"{name}_fixture.h5", {"backbone": name, "spec": "fixture", "config_hash": "0"}
+        ) as w:
             for r in clips.itertuples():
                 x = snr * proto[r.emotion] + actor_off[int(r.actor[1:])] + rng.normal(size=dim)
                 w.add(r.clip_id, x[None].astype(np.float32), emotion=r.emotion)
@@ -96,7 +119,8 @@ def test_every_fold_is_test_exactly_once_and_validation_is_the_next(fixture_dir)
         split = fold_splits(clips, k)
         assert {clips.fold[i] for i, c in enumerate(clips.clip_id) if split[c] == "test"} == {k}
         assert {clips.fold[i] for i, c in enumerate(clips.clip_id) if split[c] == "val"} == {
-            (k + 1) % 3}
+            (k + 1) % 3
+        }
 
 
 def test_other_folds_keep_all_congruent_and_hard_pairs(tmp_path):
@@ -130,16 +154,28 @@ def test_hard_pairs_are_incongruent_and_share_actor_and_statement(fixture_dir):
     assert (f.emotion.to_numpy() != v.emotion.to_numpy()).all()
 
 
-@pytest.mark.parametrize(("corrupt", "message"), [
-    (lambda p, c: p.assign(congruent=np.where(p.kind == "hard", 1, p.congruent)),
-     "congruent flag disagrees with kind"),
-    (lambda p, c: p.assign(voice_clip=np.where(
-        p.kind == "hard", c.clip_id[c.actor != c.actor[0]].iloc[0], p.voice_clip)),
-     "a hard pair joins two actors|voice_emotion is not"),
-    (lambda p, c: p.assign(kind=p.kind.replace("easy", "medium")), "kind is not congruent"),
-    (lambda p, c: p.assign(face_clip=p.face_clip.replace("a0_s1_e0", "nope")),
-     r"1 clip\(s\) not in clips.csv"),
-])
+@pytest.mark.parametrize(
+    ("corrupt", "message"),
+    [
+        (
+            lambda p, c: p.assign(congruent=np.where(p.kind == "hard", 1, p.congruent)),
+            "congruent flag disagrees with kind",
+        ),
+        (
+            lambda p, c: p.assign(
+                voice_clip=np.where(
+                    p.kind == "hard", c.clip_id[c.actor != c.actor[0]].iloc[0], p.voice_clip
+                )
+            ),
+            "a hard pair joins two actors|voice_emotion is not",
+        ),
+        (lambda p, c: p.assign(kind=p.kind.replace("easy", "medium")), "kind is not congruent"),
+        (
+            lambda p, c: p.assign(face_clip=p.face_clip.replace("a0_s1_e0", "nope")),
+            r"1 clip\(s\) not in clips.csv",
+        ),
+    ],
+)
 def test_inconsistent_pair_tables_are_refused(fixture_dir, corrupt, message):
     clips, pairs = tables(fixture_dir)
     with pytest.raises(InputProblem, match=message):
@@ -161,14 +197,23 @@ def test_unknown_fold_is_refused(fixture_dir):
 
 def test_load_av_data_pools_features_and_records_missing_clips(tmp_path):
     root = write_fixture(tmp_path, classes=CREMAD_CLASSES)
-    data = load_av_data(root / "processed", root / "features/videomae_fixture.h5",
-                        root / "features/wav2vec2_fixture.h5", list(CREMAD_CLASSES), ProblemLog())
+    data = load_av_data(
+        root / "processed",
+        root / "features/videomae_fixture.h5",
+        root / "features/wav2vec2_fixture.h5",
+        list(CREMAD_CLASSES),
+        ProblemLog(),
+    )
     assert data.dims == (32, 24) and data.test_fold == 0
-    assert sum(len(d) for d in data.splits.values()) == len(pd.read_csv(
-        root / "processed/pairs.csv"))
+    assert sum(len(d) for d in data.splits.values()) == len(
+        pd.read_csv(root / "processed/pairs.csv")
+    )
     assert data.provenance["face_features"]["backbone"] == "videomae"
     with pytest.raises(InputProblem, match=r"emotion ids \[1, 7\] are not among"):
-        load_av_data(write_fixture(tmp_path / "b") / "processed",
-                     tmp_path / "b/features/videomae_fixture.h5",
-                     tmp_path / "b/features/wav2vec2_fixture.h5", list(CREMAD_CLASSES),
-                     ProblemLog())
+        load_av_data(
+            write_fixture(tmp_path / "b") / "processed",
+            tmp_path / "b/features/videomae_fixture.h5",
+            tmp_path / "b/features/wav2vec2_fixture.h5",
+            list(CREMAD_CLASSES),
+            ProblemLog(),
+        )

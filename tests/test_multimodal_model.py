@@ -29,20 +29,35 @@ ABSENT = [EMOTION_ID["calm"], EMOTION_ID["surprised"]]
 
 def tiny(modality="fusion", fusion="concat", classes=CREMAD, **kw):
     torch.manual_seed(0)
-    return AVEmotionModel(AVModelConfig(face_dim=12, voice_dim=10, hidden=16, modality=modality,
-                                        fusion=fusion, dropout=0.0, attention_heads=2,
-                                        classes=list(classes), **kw))
+    return AVEmotionModel(
+        AVModelConfig(
+            face_dim=12,
+            voice_dim=10,
+            hidden=16,
+            modality=modality,
+            fusion=fusion,
+            dropout=0.0,
+            attention_heads=2,
+            classes=list(classes),
+            **kw,
+        )
+    )
 
 
 def batch(n=8, seed=0):
     g = torch.Generator().manual_seed(seed)
     face_em = torch.tensor(CREMAD)[torch.randint(0, 6, (n,), generator=g)]
     voice_em = face_em.clone()
-    voice_em[n // 2:] = torch.tensor(CREMAD)[torch.randint(0, 6, (n - n // 2,), generator=g)]
+    voice_em[n // 2 :] = torch.tensor(CREMAD)[torch.randint(0, 6, (n - n // 2,), generator=g)]
     congruent = (face_em == voice_em).float()
-    return {"face": torch.randn(n, 12, generator=g), "voice": torch.randn(n, 10, generator=g),
-            "face_emotion": face_em, "voice_emotion": voice_em, "congruent": congruent,
-            "emotion": torch.where(congruent > 0, face_em, IGNORE)}
+    return {
+        "face": torch.randn(n, 12, generator=g),
+        "voice": torch.randn(n, 10, generator=g),
+        "face_emotion": face_em,
+        "voice_emotion": voice_em,
+        "congruent": congruent,
+        "emotion": torch.where(congruent > 0, face_em, IGNORE),
+    }
 
 
 @pytest.mark.parametrize("fusion", FUSIONS)
@@ -54,10 +69,13 @@ def test_fusion_outputs_every_head_with_expected_shapes(fusion):
     assert all(torch.isfinite(v).all() for v in out.values())
 
 
-@pytest.mark.parametrize(("modality", "heads"), [
-    ("audio", {"emotion", "voice_emotion", "embedding"}),
-    ("video", {"emotion", "face_emotion", "embedding"}),
-])
+@pytest.mark.parametrize(
+    ("modality", "heads"),
+    [
+        ("audio", {"emotion", "voice_emotion", "embedding"}),
+        ("video", {"emotion", "face_emotion", "embedding"}),
+    ],
+)
 def test_baselines_have_only_their_modality_heads(modality, heads):
     model = tiny(modality)
     out = model(face=torch.randn(3, 12), voice=torch.randn(3, 10))
@@ -100,13 +118,16 @@ def test_class_mask_is_a_buffer_saved_in_the_state_dict():
     assert tiny().state_dict()["class_mask"].tolist() == [c in CREMAD for c in range(8)]
 
 
-@pytest.mark.parametrize(("term", "own", "others"), [
-    ("face_emotion", "face_head", ["voice_head", "emotion_head", "congruence_head"]),
-    ("voice_emotion", "voice_head", ["face_head", "emotion_head", "congruence_head"]),
-    ("emotion", "emotion_head", ["face_head", "voice_head", "congruence_head"]),
-    # the modality predictions enter the congruence head detached
-    ("congruence", "congruence_head", ["emotion_head", "face_head", "voice_head"]),
-])
+@pytest.mark.parametrize(
+    ("term", "own", "others"),
+    [
+        ("face_emotion", "face_head", ["voice_head", "emotion_head", "congruence_head"]),
+        ("voice_emotion", "voice_head", ["face_head", "emotion_head", "congruence_head"]),
+        ("emotion", "emotion_head", ["face_head", "voice_head", "congruence_head"]),
+        # the modality predictions enter the congruence head detached
+        ("congruence", "congruence_head", ["emotion_head", "face_head", "voice_head"]),
+    ],
+)
 def test_each_head_receives_its_own_loss(term, own, others):
     model = tiny()
     b = batch()
@@ -114,8 +135,9 @@ def test_each_head_receives_its_own_loss(term, own, others):
     parts[term].backward()
 
     def grad(name):
-        return sum(p.grad.abs().sum() for p in getattr(model, name).parameters()
-                   if p.grad is not None)
+        return sum(
+            p.grad.abs().sum() for p in getattr(model, name).parameters() if p.grad is not None
+        )
 
     assert grad(own) > 0
     for name in others:
@@ -139,10 +161,17 @@ def test_class_weights_balance_present_classes_and_zero_absent():
 
 
 def test_pair_dataset_targets_and_skipped_pairs_are_recorded():
-    pairs = pd.DataFrame({"split": "train", "face_clip": ["a", "a", "b"],
-                          "voice_clip": ["a", "b", "zz"], "kind": ["congruent", "hard", "easy"],
-                          "congruent": [1, 0, 0], "face_emotion": [0, 0, 3],
-                          "voice_emotion": [0, 3, 4]})
+    pairs = pd.DataFrame(
+        {
+            "split": "train",
+            "face_clip": ["a", "a", "b"],
+            "voice_clip": ["a", "b", "zz"],
+            "kind": ["congruent", "hard", "easy"],
+            "congruent": [1, 0, 0],
+            "face_emotion": [0, 0, 3],
+            "voice_emotion": [0, 3, 4],
+        }
+    )
     feats = {"a": np.ones(12, np.float32), "b": np.zeros(12, np.float32)}
     log = ProblemLog("skip")
     ds = PairDataset(pairs, feats, {k: v[:10] for k, v in feats.items()}, log)
@@ -153,11 +182,20 @@ def test_pair_dataset_targets_and_skipped_pairs_are_recorded():
 
 
 def test_labels_outside_the_dataset_classes_are_refused():
-    pairs = pd.DataFrame({"split": "train", "face_clip": ["a"], "voice_clip": ["a"],
-                          "kind": ["congruent"], "congruent": [1],
-                          "face_emotion": [EMOTION_ID["calm"]], "voice_emotion": [1]})
-    ds = PairDataset(pairs, {"a": np.ones(4, np.float32)}, {"a": np.ones(4, np.float32)},
-                     ProblemLog())
+    pairs = pd.DataFrame(
+        {
+            "split": "train",
+            "face_clip": ["a"],
+            "voice_clip": ["a"],
+            "kind": ["congruent"],
+            "congruent": [1],
+            "face_emotion": [EMOTION_ID["calm"]],
+            "voice_emotion": [1],
+        }
+    )
+    ds = PairDataset(
+        pairs, {"a": np.ones(4, np.float32)}, {"a": np.ones(4, np.float32)}, ProblemLog()
+    )
     with pytest.raises(InputProblem, match=r"emotion ids \[1\] are not among the classes"):
         check_labels(ds, CREMAD, "pairs.csv")
 
@@ -199,8 +237,9 @@ def test_congruence_heads_train_on_their_loss(congruence):
     b = batch()
     _, parts = av_loss(model(b["face"], b["voice"]), b, LossConfig(), {})
     parts["congruence"].backward()
-    assert all(p.grad is not None and p.grad.abs().sum() > 0
-               for p in model.congruence_head.parameters())
+    assert all(
+        p.grad is not None and p.grad.abs().sum() > 0 for p in model.congruence_head.parameters()
+    )
 
 
 @pytest.mark.parametrize(("key", "value"), [("projector", "relu"), ("congruence", "cosine")])

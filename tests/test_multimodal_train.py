@@ -15,12 +15,20 @@ from affectpipe.train.multimodal import (
 from tests.test_multimodal_data import write_fixture
 
 PARAMS = {
-    "face_features": "videomae", "voice_features": "wav2vec2", "folds": "configured",
+    "face_features": "videomae",
+    "voice_features": "wav2vec2",
+    "folds": "configured",
     "bad_input": "strict",
     "model": {"hidden": 64, "fusion": "concat", "dropout": 0.1, "attention_heads": 4},
     "loss": {"w_emotion": 1.0, "w_modality": 0.5, "w_congruence": 0.5, "balance": "weights"},
-    "train": {"batch_size": 32, "epochs": 25, "lr": 0.003, "weight_decay": 0.01,
-              "patience": 0, "warmup_frac": 0.05},
+    "train": {
+        "batch_size": 32,
+        "epochs": 25,
+        "lr": 0.003,
+        "weight_decay": 0.01,
+        "patience": 0,
+        "warmup_frac": 0.05,
+    },
 }
 
 
@@ -35,8 +43,16 @@ def ravdess_like(tmp_path_factory):
 def run(root, modality, tmp_path, **over):
     cfg = multimodal_config(PARAMS | over)
     ckpt = tmp_path / f"{modality}"
-    report = train_multimodal(modality, "ravdess", cfg, root / "processed", root / "features",
-                              ckpt, tmp_path / f"live-{modality}", seed=0)
+    report = train_multimodal(
+        modality,
+        "ravdess",
+        cfg,
+        root / "processed",
+        root / "features",
+        ckpt,
+        tmp_path / f"live-{modality}",
+        seed=0,
+    )
     return ckpt, report
 
 
@@ -50,8 +66,12 @@ def test_each_model_learns_far_above_chance(ravdess_like, tmp_path, modality):
     assert (tmp_path / f"live-{modality}" / "metrics.json").is_file()
     assert json.loads((ckpt / "train.json").read_text())["val"]["score"] == report["val"]["score"]
     if modality == "fusion":
-        assert m["congruence_auc"] > 0.6 and {"face_emotion_pred", "voice_emotion_pred",
-                                              "congruence_prob", "prob_calm"} <= set(df)
+        assert m["congruence_auc"] > 0.6 and {
+            "face_emotion_pred",
+            "voice_emotion_pred",
+            "congruence_prob",
+            "prob_calm",
+        } <= set(df)
     else:
         assert "congruence_prob" not in df
 
@@ -71,8 +91,9 @@ def test_predict_refuses_features_the_model_was_not_trained_on(ravdess_like, tmp
 
 
 def test_all_folds_reports_mean_and_std(ravdess_like, tmp_path):
-    ckpt, report = run(ravdess_like, "video", tmp_path, folds="all",
-                       train=PARAMS["train"] | {"epochs": 8})
+    ckpt, report = run(
+        ravdess_like, "video", tmp_path, folds="all", train=PARAMS["train"] | {"epochs": 8}
+    )
     cv = json.loads((ckpt / "cv.json").read_text())
     assert cv["folds"] == 3 and set(cv["per_fold"]) == {"fold0", "fold1", "fold2"}
     assert (ckpt / "fold1/model.pt").is_file() and not (ckpt / "fold0").exists()
@@ -81,13 +102,16 @@ def test_all_folds_reports_mean_and_std(ravdess_like, tmp_path):
     assert cv["accuracy_std"] >= 0
 
 
-@pytest.mark.parametrize(("over", "message"), [
-    ({"folds": "some"}, "unknown folds 'some'"),
-    ({"model": {"hiden": 3}}, r"multimodal.model': unknown key\(s\) \['hiden'\]"),
-    ({"train": {"epochs": 3}}, r"missing key\(s\) \['batch_size'\]"),
-    ({"train": {"batch_size": 8, "lr_max": 1}}, r"unknown key\(s\) \['lr_max'\]"),
-    ({"loss": {"balance": "sampler"}}, "unknown balance 'sampler'"),
-])
+@pytest.mark.parametrize(
+    ("over", "message"),
+    [
+        ({"folds": "some"}, "unknown folds 'some'"),
+        ({"model": {"hiden": 3}}, r"multimodal.model': unknown key\(s\) \['hiden'\]"),
+        ({"train": {"epochs": 3}}, r"missing key\(s\) \['batch_size'\]"),
+        ({"train": {"batch_size": 8, "lr_max": 1}}, r"unknown key\(s\) \['lr_max'\]"),
+        ({"loss": {"balance": "sampler"}}, "unknown balance 'sampler'"),
+    ],
+)
 def test_bad_params_fail_by_name(over, message):
     with pytest.raises((ConfigError, ValueError), match=message):
         multimodal_config(PARAMS | over)
@@ -102,13 +126,26 @@ def test_stage_script_trains_from_params(ravdess_like, tmp_path):
     spec = importlib.util.spec_from_file_location("stage", "stages/train_multimodal.py")
     stage = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(stage)
-    params = {"seed": 0, "multimodal": PARAMS | {"train": PARAMS["train"] | {"epochs": 2}},
-              "preprocess": {"ravdess": {"pairs": {"incongruent_ratio": 1.0,
-                                                   "hard_fraction": 0.5}}}}
+    params = {
+        "seed": 0,
+        "multimodal": PARAMS | {"train": PARAMS["train"] | {"epochs": 2}},
+        "preprocess": {"ravdess": {"pairs": {"incongruent_ratio": 1.0, "hard_fraction": 0.5}}},
+    }
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
-    args = ["audio", "ravdess", "--processed-dir", str(ravdess_like / "processed"),
-            "--features-dir", str(ravdess_like / "features"), "--ckpt-dir", str(tmp_path / "ck"),
-            "--live-dir", str(tmp_path / "live"), "--params", str(tmp_path / "params.yaml")]
+    args = [
+        "audio",
+        "ravdess",
+        "--processed-dir",
+        str(ravdess_like / "processed"),
+        "--features-dir",
+        str(ravdess_like / "features"),
+        "--ckpt-dir",
+        str(tmp_path / "ck"),
+        "--live-dir",
+        str(tmp_path / "live"),
+        "--params",
+        str(tmp_path / "params.yaml"),
+    ]
     result = CliRunner().invoke(stage.app, args)
     assert result.exit_code == 0, result.output
     assert "train_multimodal audio ravdess: best epoch" in result.output

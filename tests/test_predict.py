@@ -198,8 +198,19 @@ def test_predictions_are_deterministic(predictor, tmp_path):
 
 def test_cli_prints_json_for_one_file(models_dir, tmp_path):
     video = make_video(tmp_path / "a.mp4")
-    result = CliRunner().invoke(app, ["predict", str(video), "--models-dir", str(models_dir),
-                                      "--device", "cpu", "--params", str(tmp_path / "none.yaml")])
+    result = CliRunner().invoke(
+        app,
+        [
+            "predict",
+            str(video),
+            "--models-dir",
+            str(models_dir),
+            "--device",
+            "cpu",
+            "--params",
+            str(tmp_path / "none.yaml"),
+        ],
+    )
     assert result.exit_code == 0, result.output
     rec = json.loads(result.stdout)
     check_record(rec)
@@ -273,8 +284,14 @@ def _lora_checkpoint(root: Path, scale: float) -> Path:
             if "lora_B" in name:
                 p.fill_(scale)
     config = {"model": asdict(cfg), "window": asdict(WindowConfig(length=4, eval_stride=2))}
-    save_checkpoint(root / "finetune" / "lora", model.checkpoint_state(), config,
-                    {"inputs": {**entry, "content": "clip_hidden_before_block"}}, 0, {})
+    save_checkpoint(
+        root / "finetune" / "lora",
+        model.checkpoint_state(),
+        config,
+        {"inputs": {**entry, "content": "clip_hidden_before_block"}},
+        0,
+        {},
+    )
     return root
 
 

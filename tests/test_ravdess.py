@@ -16,8 +16,15 @@ from affectpipe.problems import InputProblem
 from tests.test_fetch import make_zip, serve
 
 TINY = {
-    "actors": 2, "statements": [1, 2], "repetitions": 1, "intensities": [2],
-    "modalities": [1, 2, 3], "duration_s": 1.2, "fps": 15, "width": 64, "height": 48,
+    "actors": 2,
+    "statements": [1, 2],
+    "repetitions": 1,
+    "intensities": [2],
+    "modalities": [1, 2, 3],
+    "duration_s": 1.2,
+    "fps": 15,
+    "width": 64,
+    "height": 48,
     "sample_rate": 48000,
 }
 PRE = {"n_frames": 8, "frame_size": 32, "folds": {"folds": 2, "test_fold": 0, "val_fold": -1}}
@@ -38,31 +45,44 @@ def processed(raw, tmp_path_factory):
 
 
 # The published code table (Livingstone & Russo 2018): MM-VC-EE-II-SS-RR-AA.
-@pytest.mark.parametrize(("name", "expected"), [
-    ("01-01-01-01-01-01-01.mp4", (1, 1, "neutral", 1, 1, 1, 1)),
-    ("02-01-06-01-02-02-12.mp4", (2, 1, "fearful", 1, 2, 2, 12)),
-    ("03-01-08-02-02-01-24.wav", (3, 1, "surprised", 2, 2, 1, 24)),
-    ("03-02-05-02-01-01-07.wav", (3, 2, "angry", 2, 1, 1, 7)),
-    ("01-01-02-02-01-02-03.mp4", (1, 1, "calm", 2, 1, 2, 3)),
-    ("01-01-07-01-01-01-05.mp4", (1, 1, "disgust", 1, 1, 1, 5)),
-])
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        ("01-01-01-01-01-01-01.mp4", (1, 1, "neutral", 1, 1, 1, 1)),
+        ("02-01-06-01-02-02-12.mp4", (2, 1, "fearful", 1, 2, 2, 12)),
+        ("03-01-08-02-02-01-24.wav", (3, 1, "surprised", 2, 2, 1, 24)),
+        ("03-02-05-02-01-01-07.wav", (3, 2, "angry", 2, 1, 1, 7)),
+        ("01-01-02-02-01-02-03.mp4", (1, 1, "calm", 2, 1, 2, 3)),
+        ("01-01-07-01-01-01-05.mp4", (1, 1, "disgust", 1, 1, 1, 5)),
+    ],
+)
 def test_parser_follows_the_published_code_table(name, expected):
     n = ravdess.parse_name(name)
-    got = (n.modality, n.vocal_channel, EMOTIONS[n.emotion], n.intensity, n.statement,
-           n.repetition, n.actor)
+    got = (
+        n.modality,
+        n.vocal_channel,
+        EMOTIONS[n.emotion],
+        n.intensity,
+        n.statement,
+        n.repetition,
+        n.actor,
+    )
     assert got == expected
 
 
-@pytest.mark.parametrize(("name", "message"), [
-    ("1001_DFA_ANG_XX.wav", "name is not RAVDESS"),
-    ("04-01-01-01-01-01-01.mp4", "modality code 04"),
-    ("01-01-09-01-01-01-01.mp4", "emotion code 09"),
-    ("01-01-03-03-01-01-01.mp4", "intensity code 03"),
-    ("01-01-03-01-03-01-01.mp4", "statement code 03"),
-    ("01-01-03-01-01-01-25.mp4", "actor code 25"),
-    ("01-01-01-02-01-01-01.mp4", "neutral .* has no strong intensity"),
-    ("03-01-03-01-01-01-01.mp4", r"audio-only file should be .wav"),
-])
+@pytest.mark.parametrize(
+    ("name", "message"),
+    [
+        ("1001_DFA_ANG_XX.wav", "name is not RAVDESS"),
+        ("04-01-01-01-01-01-01.mp4", "modality code 04"),
+        ("01-01-09-01-01-01-01.mp4", "emotion code 09"),
+        ("01-01-03-03-01-01-01.mp4", "intensity code 03"),
+        ("01-01-03-01-03-01-01.mp4", "statement code 03"),
+        ("01-01-03-01-01-01-25.mp4", "actor code 25"),
+        ("01-01-01-02-01-01-01.mp4", "neutral .* has no strong intensity"),
+        ("03-01-03-01-01-01-01.mp4", r"audio-only file should be .wav"),
+    ],
+)
 def test_names_that_do_not_parse_say_why(name, message):
     with pytest.raises(InputProblem, match=message):
         ravdess.parse_name(name)
@@ -101,9 +121,22 @@ def test_preprocess_writes_the_design_contract(processed):
     out, report = processed
     clips = pd.read_csv(out / "clips.csv")
     assert list(clips.columns) == [
-        "clip_id", "dataset", "actor", "emotion", "emotion_name", "intensity", "statement",
-        "repetition", "fold", "split", "has_video", "has_audio", "frames_path", "audio_path",
-        "duration_s", "loudness_db",
+        "clip_id",
+        "dataset",
+        "actor",
+        "emotion",
+        "emotion_name",
+        "intensity",
+        "statement",
+        "repetition",
+        "fold",
+        "split",
+        "has_video",
+        "has_audio",
+        "frames_path",
+        "audio_path",
+        "duration_s",
+        "loudness_db",
     ]
     assert len(clips) == 2 * 2 * 8 * 3 and report["skipped"] == []
     av = clips[clips.clip_id.str.startswith("01-")]
@@ -225,20 +258,36 @@ def test_zenodo_download_from_a_local_record(raw, tmp_path):
     """The record API lists zips with md5 checksums; zips hold Actor_XX/ folders."""
     import hashlib
 
-    video = make_zip({f"Actor_01/{p.name}": p.read_bytes()
-                      for p in (raw / "Actor_01").glob("0[12]-*.mp4")})
-    audio = make_zip({f"Actor_{a:02d}/{p.name}": p.read_bytes()
-                      for a in (1, 2) for p in (raw / f"Actor_{a:02d}").glob("03-*.wav")})
+    video = make_zip(
+        {f"Actor_01/{p.name}": p.read_bytes() for p in (raw / "Actor_01").glob("0[12]-*.mp4")}
+    )
+    audio = make_zip(
+        {
+            f"Actor_{a:02d}/{p.name}": p.read_bytes()
+            for a in (1, 2)
+            for p in (raw / f"Actor_{a:02d}").glob("03-*.wav")
+        }
+    )
     blobs = {"Video_Speech_Actor_01.zip": video, "Audio_Speech_Actors_01-24.zip": audio}
     with serve({f"/files/{k}": v for k, v in blobs.items()}) as (url, _):
-        record = {"files": [
-            {"key": k, "size": len(v), "checksum": "md5:" + hashlib.md5(v).hexdigest(),  # noqa: S324
-             "links": {"self": f"{url}/files/{k}"}}
-            for k, v in blobs.items()
-        ]}
+        record = {
+            "files": [
+                {
+                    "key": k,
+                    "size": len(v),
+                    "checksum": "md5:" + hashlib.md5(v).hexdigest(),  # noqa: S324
+                    "links": {"self": f"{url}/files/{k}"},
+                }
+                for k, v in blobs.items()
+            ]
+        }
         with serve({"/api/records/1188976": json.dumps(record).encode()}) as (api, _):
-            cfg = {"source": "zenodo", "url": f"{api}/api/records/1188976", "actors": [1],
-                   "archive_dir": str(tmp_path / "zips")}
+            cfg = {
+                "source": "zenodo",
+                "url": f"{api}/api/records/1188976",
+                "actors": [1],
+                "archive_dir": str(tmp_path / "zips"),
+            }
             ravdess.download(cfg, tmp_path / "raw", seed=0)
     manifest = pd.read_csv(tmp_path / "raw" / "manifest.csv")
     assert len(manifest) == 2 * 8 * 3  # actor 1 only: 01 + 02 mp4 and 03 wav

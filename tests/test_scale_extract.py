@@ -25,11 +25,25 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def launch(tmp_path: Path, processes: int, launcher: str, script_args: list[str]) -> str:
     """Run `python -m affectpipe.launch ... -- stages/extract.py ARGS`; return its output."""
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "AFFECTPIPE_CACHE": str(tmp_path / "cache"),
-           "OMP_NUM_THREADS": "1"}
+    env = {
+        **os.environ,
+        "HF_HUB_OFFLINE": "1",
+        "AFFECTPIPE_CACHE": str(tmp_path / "cache"),
+        "OMP_NUM_THREADS": "1",
+    }
     env.pop("WORLD_SIZE", None)
-    cmd = [sys.executable, "-m", "affectpipe.launch", "--processes", str(processes),
-           "--launcher", launcher, "--", str(ROOT / "stages" / "extract.py"), *script_args]
+    cmd = [
+        sys.executable,
+        "-m",
+        "affectpipe.launch",
+        "--processes",
+        str(processes),
+        "--launcher",
+        launcher,
+        "--",
+        str(ROOT / "stages" / "extract.py"),
+        *script_args,
+    ]
     run = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stdout + run.stderr
     return run.stdout + run.stderr
@@ -53,13 +67,23 @@ def test_two_launched_processes_write_the_same_bytes_as_one(tmp_path, kind, data
     )
     out = {}
     for n in (1, 2):
-        args = [kind, dataset, "--in-dir", str(folder), "--out-dir", str(tmp_path / f"w{n}"),
-                "--params", str(params)]
+        args = [
+            kind,
+            dataset,
+            "--in-dir",
+            str(folder),
+            "--out-dir",
+            str(tmp_path / f"w{n}"),
+            "--params",
+            str(params),
+        ]
         log = launch(tmp_path, n, launcher, args)
         assert log.count(f"extract {kind} {dataset}:") == 1, log  # rank 0 alone reports
         out[n] = tmp_path / f"w{n}" / f"{kind}_{dataset}.h5"
     assert sha(out[1]) == sha(out[2])
     assert sorted(p.name for p in out[2].parent.iterdir()) == [
-        f"{kind}_{dataset}.h5", f"{kind}_{dataset}.report.json"]  # no part file left behind
+        f"{kind}_{dataset}.h5",
+        f"{kind}_{dataset}.report.json",
+    ]  # no part file left behind
     reports = [json.loads(p.with_suffix(".report.json").read_text()) for p in out.values()]
     assert reports[0]["items"] == reports[1]["items"] > 2  # > one batch: both shards had work

@@ -22,7 +22,7 @@ def test_cpu_processes_go_through_accelerate_with_gloo_and_split_cores():
     cfg = LaunchConfig(processes=2, cores=2)
     argv = launch_argv(cfg, SCRIPT)
     assert argv[:3] == [sys.executable, "-m", "accelerate.commands.launch"]
-    assert argv[-len(SCRIPT):] == SCRIPT
+    assert argv[-len(SCRIPT) :] == SCRIPT
     assert argv[3] == "--multi_gpu"  # accelerate's torchrun-based launcher, CPU or GPU
     assert argv[argv.index("--num_processes") + 1] == "2"
     assert argv[argv.index("--num_cpu_threads_per_process") + 1] == "1"
@@ -43,7 +43,7 @@ def test_machine_settings_come_from_the_accelerate_config_or_extra_args():
     assert "--num_machines" not in argv and "--main_process_port" not in argv
     extra = ("--num_machines", "2", "--machine_rank", "1", "--main_process_ip", "10.0.0.1")
     argv = launch_argv(LaunchConfig(processes=8, extra=extra), SCRIPT)
-    assert argv[-len(SCRIPT) - len(extra):] == [*extra, *SCRIPT]
+    assert argv[-len(SCRIPT) - len(extra) :] == [*extra, *SCRIPT]
     assert argv.count("--num_machines") == 1 and "--main_process_port" not in argv
 
 
@@ -52,14 +52,20 @@ def test_torchrun_is_standalone_on_one_machine():
     assert argv[1:6] == ["-m", "torch.distributed.run", "--nproc-per-node", "2", "--standalone"]
 
 
-@pytest.mark.parametrize(("cores", "processes", "threads"), [(2, 2, 1), (2, 4, 1), (16, 4, 4),
-                                                              (3, 2, 1)])
+@pytest.mark.parametrize(
+    ("cores", "processes", "threads"), [(2, 2, 1), (2, 4, 1), (16, 4, 4), (3, 2, 1)]
+)
 def test_threads_never_oversubscribe_the_cores(cores, processes, threads):
     assert threads_per_process(LaunchConfig(processes=processes, cores=cores)) == threads
 
 
-@pytest.mark.parametrize(("kw", "match"), [({"launcher": "mpirun"}, "unknown launcher 'mpirun'"),
-                                           ({"processes": 0}, "must be >= 1, got 0")])
+@pytest.mark.parametrize(
+    ("kw", "match"),
+    [
+        ({"launcher": "mpirun"}, "unknown launcher 'mpirun'"),
+        ({"processes": 0}, "must be >= 1, got 0"),
+    ],
+)
 def test_bad_settings_fail_by_name(kw, match):
     with pytest.raises(ValueError, match=match):
         LaunchConfig(**kw)
@@ -74,12 +80,20 @@ def test_options_before_the_separator_script_after_it():
 def test_the_module_runs_one_process_and_passes_its_exit_status_on(tmp_path):
     script = tmp_path / "s.py"
     script.write_text("import sys\nprint('args', sys.argv[1:])\nsys.exit(3)\n")
-    run = subprocess.run([sys.executable, "-m", "affectpipe.launch", "--", str(script), "a", "b"],
-                         capture_output=True, text=True, timeout=60)
+    run = subprocess.run(
+        [sys.executable, "-m", "affectpipe.launch", "--", str(script), "a", "b"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert run.returncode == 3 and run.stdout == "args ['a', 'b']\n"
 
 
 def test_the_module_refuses_a_command_line_without_separator():
-    run = subprocess.run([sys.executable, "-m", "affectpipe.launch", "stages/x.py"],
-                         capture_output=True, text=True, timeout=60)
+    run = subprocess.run(
+        [sys.executable, "-m", "affectpipe.launch", "stages/x.py"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert run.returncode != 0 and "usage: python -m affectpipe.launch" in run.stderr

@@ -24,8 +24,17 @@ ROOT = Path(__file__).resolve().parents[1]
 def launch(cwd: Path, processes: int, script_args: list[str], launcher: str = "accelerate") -> str:
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
     env.pop("WORLD_SIZE", None)
-    cmd = [sys.executable, "-m", "affectpipe.launch", "--processes", str(processes),
-           "--launcher", launcher, "--", *script_args]
+    cmd = [
+        sys.executable,
+        "-m",
+        "affectpipe.launch",
+        "--processes",
+        str(processes),
+        "--launcher",
+        launcher,
+        "--",
+        *script_args,
+    ]
     run = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stdout + run.stderr
     return run.stdout + run.stderr
@@ -43,8 +52,17 @@ def _queue_worker(out: Path, rank: int) -> None:
     from affectpipe.models.va import VAModel, VAModelConfig
 
     torch.manual_seed(0)
-    cfg = VAModelConfig(pipeline="cached", in_dim=8, proj_hidden=16, embed_dim=8, reg_hidden=8,
-                        tf_layers=1, tf_heads=2, tf_ff=16, dropout=0.0)
+    cfg = VAModelConfig(
+        pipeline="cached",
+        in_dim=8,
+        proj_hidden=16,
+        embed_dim=8,
+        reg_hidden=8,
+        tf_layers=1,
+        tf_heads=2,
+        tf_ff=16,
+        dropout=0.0,
+    )
     model = ContrastivePretrainer(VAModel(cfg), ContrastiveConfig(queue_size=64))
     acc = Accelerator(cpu=True)
     model = acc.prepare(model)
@@ -52,14 +70,22 @@ def _queue_worker(out: Path, rank: int) -> None:
     valid = torch.ones(b, length, dtype=torch.bool)
     valid[1, 3:] = rank == 1  # rank 1 has a padded window: 7 keys against rank 0's 8
     valid[1, 3] = rank == 0
-    batch = {"x": torch.randn(b, length, 8), "valid": valid, "va": torch.rand(b, length, 2),
-             "t": torch.arange(length).expand(b, length),
-             "clip": torch.tensor([10 * rank, 10 * rank + 1])}
+    batch = {
+        "x": torch.randn(b, length, 8),
+        "valid": valid,
+        "va": torch.rand(b, length, 2),
+        "t": torch.arange(length).expand(b, length),
+        "clip": torch.tensor([10 * rank, 10 * rank + 1]),
+    }
     model.train()
     model(batch)
     queue = acc.unwrap_model(model).queue
-    state = {"ptr": int(queue.ptr), "clip": queue.clip.tolist(), "sent": int(valid.sum()),
-             "keys": queue.keys.tolist()}
+    state = {
+        "ptr": int(queue.ptr),
+        "clip": queue.clip.tolist(),
+        "sent": int(valid.sum()),
+        "keys": queue.keys.tolist(),
+    }
     (out / f"queue-{rank}.json").write_text(json.dumps(state))
 
 
@@ -88,8 +114,12 @@ def _loop_worker(out: Path, rank: int) -> None:
     g = torch.Generator().manual_seed(0)
     x = torch.randn(61, 3, generator=g)
     data = TensorDataset(torch.arange(61), x, x @ torch.tensor([1.0, -2.0, 0.5]))
-    train = DataLoader(torch.utils.data.Subset(data, range(32)), batch_size=8, shuffle=True,
-                       generator=torch.Generator().manual_seed(0))
+    train = DataLoader(
+        torch.utils.data.Subset(data, range(32)),
+        batch_size=8,
+        shuffle=True,
+        generator=torch.Generator().manual_seed(0),
+    )
     val = DataLoader(torch.utils.data.Subset(data, range(32, 61)), batch_size=8)  # 29: 8+8+8+5
     torch.manual_seed(0)
     cfg = LoopConfig(epochs=2, lr=0.05, patience=0, monitor="val/mse", warmup_frac=0.0)
@@ -166,13 +196,35 @@ def va_inputs(tmp_path_factory) -> tuple[Path, Path]:
             n = 20 + 3 * i
             va = np.tanh(rng.normal(size=(n, 2)).cumsum(0) / 4).astype(np.float32)
             x = va @ mix + 0.2 * rng.normal(size=(n, 16))
-            w.add(f"{i:03d}", x, frame=np.arange(n), valence=va[:, 0], arousal=va[:, 1],
-                  actor=f"a{i}", split=split)
-    small = {"proj_hidden": 16, "embed_dim": 8, "reg_hidden": 8, "tf_layers": 1, "tf_heads": 2,
-             "tf_ff": 16, "dropout": 0.0}
-    pretrain_va(features, "cached", small, ContrastiveConfig(queue_size=32),
-                WindowConfig(length=8, batch_size=8, windows_per_epoch=16, eval_stride=4),
-                LoopConfig(epochs=1, patience=0), root / "pre", None, {})
+            w.add(
+                f"{i:03d}",
+                x,
+                frame=np.arange(n),
+                valence=va[:, 0],
+                arousal=va[:, 1],
+                actor=f"a{i}",
+                split=split,
+            )
+    small = {
+        "proj_hidden": 16,
+        "embed_dim": 8,
+        "reg_hidden": 8,
+        "tf_layers": 1,
+        "tf_heads": 2,
+        "tf_ff": 16,
+        "dropout": 0.0,
+    }
+    pretrain_va(
+        features,
+        "cached",
+        small,
+        ContrastiveConfig(queue_size=32),
+        WindowConfig(length=8, batch_size=8, windows_per_epoch=16, eval_stride=4),
+        LoopConfig(epochs=1, patience=0),
+        root / "pre",
+        None,
+        {},
+    )
     return features, root / "pre"
 
 
@@ -207,9 +259,24 @@ def test_two_processes_finetune_like_one(va_inputs, tmp_path):
     metrics = {}
     for n in (1, 2):
         out = tmp_path / f"p{n}"
-        launch(tmp_path, n, [str(ROOT / "stages" / "finetune.py"), "cached", "--inputs",
-                             str(features), "--init", str(init), "--out", str(out / "ckpt"),
-                             "--live", str(out / "live"), "--params", "params.yaml"])
+        launch(
+            tmp_path,
+            n,
+            [
+                str(ROOT / "stages" / "finetune.py"),
+                "cached",
+                "--inputs",
+                str(features),
+                "--init",
+                str(init),
+                "--out",
+                str(out / "ckpt"),
+                "--live",
+                str(out / "live"),
+                "--params",
+                "params.yaml",
+            ],
+        )
         metrics[n] = json.loads((out / "ckpt" / "checkpoint.json").read_text())["metrics"]
     compared = sorted(k for k in metrics[1] if k != "train/ccc")  # batch CCC: per process
     assert {"train/loss", "val/ccc_mean", "val/rmse_valence"} <= set(compared)
@@ -229,14 +296,31 @@ def test_multimodal_stage_trains_in_two_processes(tmp_path, modality):
     root = write_fixture(tmp_path / "fx", actors=9, folds=3)
     for kind in ("videomae", "wav2vec2"):
         (root / f"features/{kind}_fixture.h5").rename(root / f"features/{kind}_ravdess.h5")
-    params = {"seed": 0, "preprocess": {"ravdess": {"pairs": {"incongruent_ratio": 1.0,
-                                                              "hard_fraction": 0.5}}},
-              "multimodal": {**PARAMS, "train": {**PARAMS["train"], "epochs": 2}}}
+    params = {
+        "seed": 0,
+        "preprocess": {"ravdess": {"pairs": {"incongruent_ratio": 1.0, "hard_fraction": 0.5}}},
+        "multimodal": {**PARAMS, "train": {**PARAMS["train"], "epochs": 2}},
+    }
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
-    log = launch(tmp_path, 2, [str(ROOT / "stages" / "train_multimodal.py"), modality, "ravdess",
-                               "--processed-dir", str(root / "processed"), "--features-dir",
-                               str(root / "features"), "--ckpt-dir", "ckpt", "--live-dir", "live",
-                               "--params", "params.yaml"])
+    log = launch(
+        tmp_path,
+        2,
+        [
+            str(ROOT / "stages" / "train_multimodal.py"),
+            modality,
+            "ravdess",
+            "--processed-dir",
+            str(root / "processed"),
+            "--features-dir",
+            str(root / "features"),
+            "--ckpt-dir",
+            "ckpt",
+            "--live-dir",
+            "live",
+            "--params",
+            "params.yaml",
+        ],
+    )
     report = json.loads((tmp_path / "ckpt" / "train.json").read_text())
     assert f"train_multimodal {modality} ravdess: best epoch {report['best_epoch']}" in log
     assert 0.0 <= report["val"]["uar"] <= 1.0 and (tmp_path / "ckpt" / "model.pt").is_file()

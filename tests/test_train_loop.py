@@ -45,13 +45,25 @@ def _eval(model, loader, acc):
 def _fit(tmp_path, **kw):
     torch.manual_seed(0)
     model = Linear()
-    cfg = LoopConfig(**{"epochs": 30, "lr": 0.05, "monitor": "val/mse", "mode": "min",
-                        "patience": 0, **kw})
-    train = DataLoader(_data(), batch_size=8, shuffle=True,
-                       generator=torch.Generator().manual_seed(0))
+    cfg = LoopConfig(
+        **{"epochs": 30, "lr": 0.05, "monitor": "val/mse", "mode": "min", "patience": 0, **kw}
+    )
+    train = DataLoader(
+        _data(), batch_size=8, shuffle=True, generator=torch.Generator().manual_seed(0)
+    )
     val = DataLoader(_data(30, seed=1), batch_size=8)
-    result = fit(model, train, val, _step, _eval, cfg, tmp_path / "live", tmp_path / "ckpt",
-                 config={"kind": "linear"}, provenance={"spec": "none"})
+    result = fit(
+        model,
+        train,
+        val,
+        _step,
+        _eval,
+        cfg,
+        tmp_path / "live",
+        tmp_path / "ckpt",
+        config={"kind": "linear"},
+        provenance={"spec": "none"},
+    )
     return model, result
 
 

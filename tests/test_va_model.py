@@ -139,7 +139,6 @@ def test_checkpoint_state_skips_frozen_backbone_and_round_trips(tiny):
         b.load_checkpoint_state({k: v for k, v in state.items() if "regressor" not in k})
 
 
-
 def test_bad_config_is_refused_by_name():
     with pytest.raises(ValueError, match="unknown pipeline 'vit'; valid"):
         VAModelConfig(pipeline="vit", in_dim=8)
@@ -171,8 +170,9 @@ def test_momentum_update_is_ema_of_query_projector():
             p.add_(1.0)
     before = [p.clone() for p in moco.key_projector.parameters()]
     moco.momentum_update()
-    for k, k0, q in zip(moco.key_projector.parameters(), before, model.projector.parameters(),
-                        strict=True):
+    for k, k0, q in zip(
+        moco.key_projector.parameters(), before, model.projector.parameters(), strict=True
+    ):
         torch.testing.assert_close(k, 0.9 * k0 + 0.1 * q)
     assert not any(p.requires_grad for p in moco.key_projector.parameters())
 
@@ -182,8 +182,13 @@ def test_pretrainer_enqueues_valid_frames_only_in_training():
     model = VAModel(VAModelConfig(pipeline="cached", in_dim=64))
     moco = ContrastivePretrainer(model, ContrastiveConfig(queue_size=32))
     valid = torch.tensor([[True] * 4, [True, True, False, False]])
-    batch = {"x": torch.randn(2, 4, 64), "valid": valid, "va": torch.rand(2, 4, 2) * 2 - 1,
-             "t": torch.arange(4).repeat(2, 1), "clip": torch.tensor([0, 1])}
+    batch = {
+        "x": torch.randn(2, 4, 64),
+        "valid": valid,
+        "va": torch.rand(2, 4, 2) * 2 - 1,
+        "t": torch.arange(4).repeat(2, 1),
+        "clip": torch.tensor([0, 1]),
+    }
     moco.eval()
     moco(batch)
     assert moco.queue.ptr.item() == 0

@@ -23,8 +23,14 @@ from affectpipe.train.va import (
 from affectpipe.train.windows import WindowConfig
 
 SPLITS = {"a1": "train", "a2": "train", "a3": "train", "a4": "val", "a5": "test"}
-SMALL = {"proj_hidden": 32, "embed_dim": 16, "reg_hidden": 16, "tf_layers": 1, "tf_heads": 2,
-         "tf_ff": 32}
+SMALL = {
+    "proj_hidden": 32,
+    "embed_dim": 16,
+    "reg_hidden": 16,
+    "tf_layers": 1,
+    "tf_heads": 2,
+    "tf_ff": 32,
+}
 WINDOW = WindowConfig(length=8, batch_size=8, windows_per_epoch=32, eval_stride=4)
 
 
@@ -32,8 +38,9 @@ def _trajectory(rng, n):
     """A smooth VA trace in [-0.9, 0.9], as annotated clips look."""
     t = np.linspace(0, 1, n)
     phase = rng.uniform(0, 2 * np.pi, 2)
-    return np.stack([0.9 * np.sin(2 * np.pi * t + phase[0]),
-                     0.9 * np.cos(2 * np.pi * t + phase[1])], 1).astype(np.float32)
+    return np.stack(
+        [0.9 * np.sin(2 * np.pi * t + phase[0]), 0.9 * np.cos(2 * np.pi * t + phase[1])], 1
+    ).astype(np.float32)
 
 
 @pytest.fixture(scope="module")
@@ -48,8 +55,15 @@ def features(tmp_path_factory) -> Path:
             n = 24 + 4 * (i % 3)
             va = _trajectory(rng, n)
             x = va @ mix + 0.3 * rng.normal(size=32) + 0.1 * rng.normal(size=(n, 32))
-            w.add(f"{i:03d}", x, frame=np.arange(n), valence=va[:, 0], arousal=va[:, 1],
-                  actor=actor, split=split)
+            w.add(
+                f"{i:03d}",
+                x,
+                frame=np.arange(n),
+                valence=va[:, 0],
+                arousal=va[:, 1],
+                actor=actor,
+                split=split,
+            )
     return path
 
 
@@ -60,10 +74,27 @@ def _loop(epochs, lr=3e-3):
 @pytest.fixture(scope="module")
 def cached_run(features, tmp_path_factory):
     out = tmp_path_factory.mktemp("run")
-    pre = pretrain_va(features, "cached", SMALL, ContrastiveConfig(queue_size=64), WINDOW,
-                      _loop(2), out / "pre", out / "live_pre", {"k": 1})
-    ft = finetune_va(features, out / "pre", FinetuneConfig(train_projector=True), WINDOW,
-                     _loop(25), out / "ft", out / "live_ft", {"k": 2})
+    pre = pretrain_va(
+        features,
+        "cached",
+        SMALL,
+        ContrastiveConfig(queue_size=64),
+        WINDOW,
+        _loop(2),
+        out / "pre",
+        out / "live_pre",
+        {"k": 1},
+    )
+    ft = finetune_va(
+        features,
+        out / "pre",
+        FinetuneConfig(train_projector=True),
+        WINDOW,
+        _loop(25),
+        out / "ft",
+        out / "live_ft",
+        {"k": 2},
+    )
     return out, pre, ft
 
 
@@ -81,8 +112,14 @@ def test_cached_pipeline_learns_far_above_predicting_the_mean(cached_run, featur
 def test_predictions_cover_every_test_frame_once(cached_run, features):
     out = cached_run[0]
     df = predict_va(out / "ft", features, split="test")
-    assert list(df.columns) == ["clip", "frame", "valence_true", "arousal_true",
-                                "valence_pred", "arousal_pred"]
+    assert list(df.columns) == [
+        "clip",
+        "frame",
+        "valence_true",
+        "arousal_true",
+        "valence_pred",
+        "arousal_pred",
+    ]
     with open_features(features) as r:
         test = [c for c in r.clip_ids if r.labels(c)["split"] == "test"]
         expected = sum(len(r.labels(c)["frame"]) for c in test)
@@ -109,8 +146,9 @@ def test_checkpoint_records_provenance_and_params(cached_run):
 
 def test_wrong_input_kind_is_refused(features, tmp_path):
     with pytest.raises(InputProblem, match="pipeline 'lora' trains on the block cache"):
-        pretrain_va(features, "lora", SMALL, ContrastiveConfig(), WINDOW, _loop(1),
-                    tmp_path / "p", None, {})
+        pretrain_va(
+            features, "lora", SMALL, ContrastiveConfig(), WINDOW, _loop(1), tmp_path / "p", None, {}
+        )
 
 
 @pytest.fixture(scope="module")
@@ -128,9 +166,17 @@ def crops(tmp_path_factory) -> Path:
             img[:16] = int(127 + 120 * va[f, 0])
             img[16:, :16] = int(127 + 120 * va[f, 1])
             Image.fromarray(img).save(root / "crops" / cid / f"{f:05d}.png")
-            rows.append({"clip": cid, "frame": f, "crop_path": f"crops/{cid}/{f:05d}.png",
-                         "valence": va[f, 0], "arousal": va[f, 1], "actor": actor,
-                         "split": split})
+            rows.append(
+                {
+                    "clip": cid,
+                    "frame": f,
+                    "crop_path": f"crops/{cid}/{f:05d}.png",
+                    "valence": va[f, 0],
+                    "arousal": va[f, 1],
+                    "actor": actor,
+                    "split": split,
+                }
+            )
     pd.DataFrame(rows).to_csv(root / "frames.csv", index=False)
     return root
 
@@ -142,10 +188,20 @@ def test_lora_pipeline_from_png_crops_to_predictions(crops, tmp_path):
     with open_features(cache) as r:
         assert r.attrs["block"] == 3 and r.dim == 17 * 64
     model = {**SMALL, "lora_blocks": [-1]}
-    pretrain_va(cache, "lora", model, ContrastiveConfig(queue_size=32), WINDOW, _loop(1),
-                tmp_path / "pre", None, {})
-    ft = finetune_va(cache, tmp_path / "pre", FinetuneConfig(), WINDOW, _loop(2),
-                     tmp_path / "ft", None, {})
+    pretrain_va(
+        cache,
+        "lora",
+        model,
+        ContrastiveConfig(queue_size=32),
+        WINDOW,
+        _loop(1),
+        tmp_path / "pre",
+        None,
+        {},
+    )
+    ft = finetune_va(
+        cache, tmp_path / "pre", FinetuneConfig(), WINDOW, _loop(2), tmp_path / "ft", None, {}
+    )
     assert np.isfinite(ft.best_value)
     df = predict_va(tmp_path / "ft", cache, split="test")
     assert len(df) == 10 and df["clip"].unique().tolist() == ["004"]

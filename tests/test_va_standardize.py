@@ -29,14 +29,16 @@ def _correlated(n=400, d=8, seed=0) -> np.ndarray:
 
 def _standardised(mode: str, x: np.ndarray) -> torch.Tensor:
     """What the heads read (f, no temporal layers: lora-free probe-like cached model)."""
-    model = VAModel(VAModelConfig(pipeline="cached", in_dim=x.shape[1], standardize=mode,
-                                  tf_layers=0, tf_heads=1))
+    model = VAModel(
+        VAModelConfig(
+            pipeline="cached", in_dim=x.shape[1], standardize=mode, tf_layers=0, tf_heads=1
+        )
+    )
     model.set_feature_stats(*feature_stats(model, _clips(x), covariance=mode == "whiten"))
     model.temporal = None  # look at the standardised input itself
     with torch.no_grad():
-        return model.heads(torch.from_numpy(x)[None], torch.ones(1, len(x), dtype=torch.bool))[
-            "f"
-        ][0]
+        heads = model.heads(torch.from_numpy(x)[None], torch.ones(1, len(x), dtype=torch.bool))
+    return heads["f"][0]
 
 
 def test_feature_stats_match_numpy_mean_variance_and_covariance():

@@ -16,16 +16,25 @@ from affectpipe.train.windows import (
 
 
 def _clip(cid, n, dim=3):
-    return ClipData(cid, np.arange(n * dim, dtype=np.float32).reshape(n, dim),
-                    np.zeros((n, 2), np.float32), np.arange(n) + 100, "train", "a")
+    return ClipData(
+        cid,
+        np.arange(n * dim, dtype=np.float32).reshape(n, dim),
+        np.zeros((n, 2), np.float32),
+        np.arange(n) + 100,
+        "train",
+        "a",
+    )
 
 
-@pytest.mark.parametrize("n, length, stride, expected", [
-    (10, 4, 2, [0, 2, 4, 6]),
-    (11, 4, 2, [0, 2, 4, 6, 7]),  # the last window ends exactly at the last frame
-    (4, 4, 2, [0]),
-    (2, 4, 2, [0]),  # shorter than a window: one padded window
-])
+@pytest.mark.parametrize(
+    "n, length, stride, expected",
+    [
+        (10, 4, 2, [0, 2, 4, 6]),
+        (11, 4, 2, [0, 2, 4, 6, 7]),  # the last window ends exactly at the last frame
+        (4, 4, 2, [0]),
+        (2, 4, 2, [0]),  # shorter than a window: one padded window
+    ],
+)
 def test_window_starts(n, length, stride, expected):
     assert window_starts(n, length, stride) == expected
 

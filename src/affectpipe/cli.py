@@ -36,15 +36,20 @@ def _fail(err: Exception) -> typer.Exit:
 def predict(
     path: Path = typer.Argument(..., help="a video file, or a folder searched for videos"),
     models_dir: Path = typer.Option(Path("models"), help="checkpoints written by the pipeline"),
-    output: Path = typer.Option(None, "--output", "-o",
-                                help="out.jsonl (one line per video) or a folder (one JSON per "
-                                     "video); default: JSON on stdout"),  # fmt: skip
+    output: Path = typer.Option(
+        None,
+        "--output",
+        "-o",
+        help="out.jsonl (one line per video) or a folder (one JSON per "
+        "video); default: JSON on stdout",
+    ),  # fmt: skip
     device: str = typer.Option("auto", help="auto | cpu | cuda | cuda:N"),
     va_variant: str = typer.Option("cached", help="VA model: models/finetune/<variant>"),
     dataset: str = typer.Option("ravdess", help="emotion model trained on: ravdess | cremad"),
     rate: float = typer.Option(4.0, help="valence/arousal samples per second of video"),
-    params_file: Path = typer.Option(Path("params.yaml"), "--params",
-                                     help="preprocessing settings (if the file exists)"),
+    params_file: Path = typer.Option(
+        Path("params.yaml"), "--params", help="preprocessing settings (if the file exists)"
+    ),
 ) -> None:
     """Predict valence/arousal over time, emotions and congruence; one JSON per video."""
     from affectpipe.predict import predict_paths

@@ -193,6 +193,12 @@ def launch(predictor, port: int = 7860, share: bool = False, samples_dir: Path |
     folder = samples_dir or Path(tempfile.gettempdir()) / "affectpipe-demo-samples"
     app = build_app(predictor, make_samples(folder))
     app.queue()
-    app.launch(server_name="127.0.0.1", server_port=port, share=share,
-               prevent_thread_lock=not block, allowed_paths=[str(folder)], show_error=True)
+    app.launch(
+        server_name="127.0.0.1",
+        server_port=port,
+        share=share,
+        prevent_thread_lock=not block,
+        allowed_paths=[str(folder)],
+        show_error=True,
+    )
     return app

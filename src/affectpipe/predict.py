@@ -102,8 +102,11 @@ class Outcome:
     error: str | None = None
 
     def to_json(self) -> dict[str, Any]:
-        return self.record if self.record is not None else {"file": str(self.path),
-                                                             "error": self.error}
+        return (
+            self.record
+            if self.record is not None
+            else {"file": str(self.path), "error": self.error}
+        )
 
 
 def run_many(predict_one, paths: list[Path], progress: bool = True) -> Iterator[Outcome]:
@@ -129,8 +132,10 @@ class Sink:
             self._file = open(output, "w", encoding="utf-8")  # noqa: SIM115 - closed in close()
         elif output is not None:
             if output.exists() and not output.is_dir():
-                raise FileExistsError(f"{output}: exists and is not a folder (use a .jsonl name "
-                                      "for one file, or a folder for one JSON per video)")
+                raise FileExistsError(
+                    f"{output}: exists and is not a folder (use a .jsonl name "
+                    "for one file, or a folder for one JSON per video)"
+                )
             output.mkdir(parents=True, exist_ok=True)
 
     def target(self, path: Path) -> Path:

@@ -26,9 +26,22 @@ from affectpipe.data.pairs import SPLITS, FoldConfig, PairConfig, assign_folds, 
 from affectpipe.problems import InputProblem, ProblemLog, write_json
 
 CLIP_COLUMNS = [
-    "clip_id", "dataset", "actor", "emotion", "emotion_name", "intensity", "statement",
-    "repetition", "fold", "split", "has_video", "has_audio", "frames_path", "audio_path",
-    "duration_s", "loudness_db",
+    "clip_id",
+    "dataset",
+    "actor",
+    "emotion",
+    "emotion_name",
+    "intensity",
+    "statement",
+    "repetition",
+    "fold",
+    "split",
+    "has_video",
+    "has_audio",
+    "frames_path",
+    "audio_path",
+    "duration_s",
+    "loudness_db",
 ]
 
 
@@ -99,8 +112,9 @@ def _audio(src: ClipSource, run: _Run) -> media.Audio | None:
     except InputProblem as p:
         run.log.report(p)
         return None
-    media.write_float_wav(run.out_dir / "audio" / f"{src.clip_id}.wav", audio.samples,
-                          cfg.sample_rate)
+    media.write_float_wav(
+        run.out_dir / "audio" / f"{src.clip_id}.wav", audio.samples, cfg.sample_rate
+    )
     return audio
 
 
@@ -127,10 +141,16 @@ def _frames(src: ClipSource, run: _Run) -> bool:
 
 def _row(src: ClipSource, audio: media.Audio | None, video_ok: bool) -> dict[str, Any]:
     return {
-        "clip_id": src.clip_id, "dataset": src.dataset, "actor": src.actor,
-        "emotion": src.emotion, "emotion_name": EMOTIONS[src.emotion],
-        "intensity": src.intensity, "statement": src.statement, "repetition": src.repetition,
-        "has_video": int(video_ok), "has_audio": int(audio is not None),
+        "clip_id": src.clip_id,
+        "dataset": src.dataset,
+        "actor": src.actor,
+        "emotion": src.emotion,
+        "emotion_name": EMOTIONS[src.emotion],
+        "intensity": src.intensity,
+        "statement": src.statement,
+        "repetition": src.repetition,
+        "has_video": int(video_ok),
+        "has_audio": int(audio is not None),
         "frames_path": f"frames/{src.clip_id}.npy" if video_ok else "",
         "audio_path": f"audio/{src.clip_id}.wav" if audio is not None else "",
         "duration_s": round(audio.duration_s, 4) if audio is not None else np.nan,
@@ -208,8 +228,11 @@ def build(
             for f in range(cfg.folds.folds)
         },
         "splits": _split_summary(clips, pairs),
-        "settings": {"n_frames": cfg.n_frames, "frame_size": cfg.frame_size,
-                     "sample_rate": cfg.sample_rate},
+        "settings": {
+            "n_frames": cfg.n_frames,
+            "frame_size": cfg.frame_size,
+            "sample_rate": cfg.sample_rate,
+        },
     }
     write_json(out_dir / "report.json", report)
     return report

@@ -45,7 +45,8 @@ def parse_name(path: Path | str) -> CremadName:
     if not 1001 <= actor <= 1091:
         raise InputProblem(path, f"actor {actor} is not a CREMA-D actor (1001..1091)")
     for what, value, valid in (
-        ("sentence", sentence, SENTENCES), ("emotion", emotion, sorted(CREMAD_EMOTION)),
+        ("sentence", sentence, SENTENCES),
+        ("emotion", emotion, sorted(CREMAD_EMOTION)),
         ("level", level, LEVELS),
     ):
         if value not in valid:
@@ -185,9 +186,16 @@ def sources(raw_dir: Path, log: ProblemLog, notes: list[str]) -> list[av.ClipSou
         from_track += wav is None
         out.append(
             av.ClipSource(
-                clip_id=stem, dataset="cremad", actor=n.actor, emotion=n.emotion,
-                intensity=LEVEL_NAME[n.level], statement=n.sentence, repetition=1,
-                video=flv, audio=wav or flv, wav_rate=WAV_RATE,
+                clip_id=stem,
+                dataset="cremad",
+                actor=n.actor,
+                emotion=n.emotion,
+                intensity=LEVEL_NAME[n.level],
+                statement=n.sentence,
+                repetition=1,
+                video=flv,
+                audio=wav or flv,
+                wav_rate=WAV_RATE,
             )
         )
     if from_track:

@@ -18,7 +18,13 @@ import pandas as pd
 
 SPLITS = ("train", "val", "test")
 PAIR_COLUMNS = [
-    "split", "face_clip", "voice_clip", "kind", "congruent", "face_emotion", "voice_emotion",
+    "split",
+    "face_clip",
+    "voice_clip",
+    "kind",
+    "congruent",
+    "face_emotion",
+    "voice_emotion",
 ]
 
 

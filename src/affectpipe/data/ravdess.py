@@ -47,8 +47,12 @@ def parse_name(path: Path | str) -> RavdessName:
         raise InputProblem(path, "name is not RAVDESS 'MM-VC-EE-II-SS-RR-AA' (seven 2-digit codes)")
     mm, vc, ee, ii, ss, rr, aa = (int(g) for g in m.groups())
     checks = [
-        ("modality", mm, MODALITY), ("vocal channel", vc, (1, 2)), ("emotion", ee, range(1, 9)),
-        ("intensity", ii, INTENSITY), ("statement", ss, STATEMENT), ("repetition", rr, (1, 2)),
+        ("modality", mm, MODALITY),
+        ("vocal channel", vc, (1, 2)),
+        ("emotion", ee, range(1, 9)),
+        ("intensity", ii, INTENSITY),
+        ("statement", ss, STATEMENT),
+        ("repetition", rr, (1, 2)),
         ("actor", aa, range(1, 25)),
     ]
     for what, value, valid in checks:
@@ -157,8 +161,13 @@ def sources(raw_dir: Path, log: ProblemLog, notes: list[str]) -> list[av.ClipSou
             continue
         out.append(
             av.ClipSource(
-                clip_id=path.stem, dataset="ravdess", actor=n.actor, emotion=n.emotion,
-                intensity=INTENSITY[n.intensity], statement=n.statement, repetition=n.repetition,
+                clip_id=path.stem,
+                dataset="ravdess",
+                actor=n.actor,
+                emotion=n.emotion,
+                intensity=INTENSITY[n.intensity],
+                statement=n.statement,
+                repetition=n.repetition,
                 video=path if n.modality in (1, 2) else None,
                 audio=path if n.modality in (1, 3) else None,  # 01: its own track
                 wav_rate=WAV_RATE,

@@ -52,8 +52,9 @@ class AVModelConfig:
         if self.projector not in PROJECTORS:
             raise ValueError(f"unknown projector '{self.projector}'; valid: {list(PROJECTORS)}")
         if self.congruence not in CONGRUENCE_HEADS:
-            raise ValueError(f"unknown congruence head '{self.congruence}'; "
-                             f"valid: {list(CONGRUENCE_HEADS)}")
+            raise ValueError(
+                f"unknown congruence head '{self.congruence}'; valid: {list(CONGRUENCE_HEADS)}"
+            )
         bad = [c for c in self.classes if not 0 <= c < N_EMOTIONS]
         if not self.classes or bad:
             raise ValueError(
@@ -147,8 +148,13 @@ class AttentionFusion(nn.Module):
         super().__init__()
         self.modality_embedding = nn.Parameter(torch.zeros(2, hidden))
         self.layer = nn.TransformerEncoderLayer(
-            hidden, heads, dim_feedforward=2 * hidden, dropout=dropout, batch_first=True,
-            norm_first=True, activation="gelu",
+            hidden,
+            heads,
+            dim_feedforward=2 * hidden,
+            dropout=dropout,
+            batch_first=True,
+            norm_first=True,
+            activation="gelu",
         )
         self.norm = nn.LayerNorm(hidden)
 
@@ -184,8 +190,10 @@ class CongruenceHead(nn.Module):
             self.bias = nn.Parameter(torch.zeros(1))
         else:
             self.mlp = nn.Sequential(
-                nn.Linear(hidden + 3 * n_classes + 1, hidden // 2), nn.GELU(),
-                nn.Dropout(dropout), nn.Linear(hidden // 2, 1),
+                nn.Linear(hidden + 3 * n_classes + 1, hidden // 2),
+                nn.GELU(),
+                nn.Dropout(dropout),
+                nn.Linear(hidden // 2, 1),
             )
 
     def forward(self, z: torch.Tensor, p_face: torch.Tensor, p_voice: torch.Tensor) -> torch.Tensor:
@@ -215,18 +223,19 @@ class AVEmotionModel(nn.Module):
         self.uses_face = cfg.modality in ("fusion", "video")
         self.uses_voice = cfg.modality in ("fusion", "audio")
         if self.uses_face:
-            self.face_proj = ModalityProjector(cfg.face_dim, cfg.hidden, cfg.dropout,
-                                               cfg.projector)
+            self.face_proj = ModalityProjector(cfg.face_dim, cfg.hidden, cfg.dropout, cfg.projector)
             self.face_head = nn.Linear(cfg.hidden, N_EMOTIONS)
         if self.uses_voice:
-            self.voice_proj = ModalityProjector(cfg.voice_dim, cfg.hidden, cfg.dropout,
-                                                cfg.projector)
+            self.voice_proj = ModalityProjector(
+                cfg.voice_dim, cfg.hidden, cfg.dropout, cfg.projector
+            )
             self.voice_head = nn.Linear(cfg.hidden, N_EMOTIONS)
         if cfg.modality == "fusion":
             self.fusion = build_fusion(cfg)
             self.emotion_head = nn.Linear(cfg.hidden, N_EMOTIONS)
-            self.congruence_head = CongruenceHead(cfg.hidden, N_EMOTIONS, cfg.dropout,
-                                                  cfg.congruence)
+            self.congruence_head = CongruenceHead(
+                cfg.hidden, N_EMOTIONS, cfg.dropout, cfg.congruence
+            )
 
     def set_feature_stats(self, face: torch.Tensor, voice: torch.Tensor) -> None:
         """Standardise inputs with these training embeddings' statistics (before training)."""

@@ -32,8 +32,15 @@ from affectpipe.seeding import seed_everything
 
 IGNORE = -100  # F.cross_entropy's ignore_index: the fused target of incongruent pairs
 KINDS: tuple[str, ...] = ("congruent", "easy", "hard")
-PAIR_COLUMNS = ("split", "face_clip", "voice_clip", "kind", "congruent", "face_emotion",
-                "voice_emotion")
+PAIR_COLUMNS = (
+    "split",
+    "face_clip",
+    "voice_clip",
+    "kind",
+    "congruent",
+    "face_emotion",
+    "voice_emotion",
+)
 CLIP_COLUMNS = ("clip_id", "actor", "emotion", "fold", "split")
 
 
@@ -65,8 +72,9 @@ def read_table(path: Path, columns: tuple[str, ...]) -> pd.DataFrame:
     return df
 
 
-def load_clip_embeddings(path: Path, clip_ids: set[str], log: ProblemLog,
-                         expect: dict | None = None) -> dict[str, np.ndarray]:
+def load_clip_embeddings(
+    path: Path, clip_ids: set[str], log: ProblemLog, expect: dict | None = None
+) -> dict[str, np.ndarray]:
     """One vector per clip from a feature file: rows are mean-pooled ((n, dim) -> (dim,)).
 
     `expect` (provenance attributes, e.g. from a checkpoint) refuses features made otherwise.
@@ -113,12 +121,15 @@ def validate_pairs(clips: pd.DataFrame, pairs: pd.DataFrame, source: Path | str)
     }
     if "statement" in clips.columns:
         checks["a hard pair joins two statements"] = (kind == "hard") & (
-            face.statement.astype(str).to_numpy() != voice.statement.astype(str).to_numpy())
+            face.statement.astype(str).to_numpy() != voice.statement.astype(str).to_numpy()
+        )
     for problem, bad in checks.items():
         if bad.any():
             row = pairs[bad].iloc[0]
-            raise InputProblem(source, f"{problem} ({int(bad.sum())} pair(s), e.g. "
-                                       f"{row.face_clip}+{row.voice_clip})")
+            raise InputProblem(
+                source,
+                f"{problem} ({int(bad.sum())} pair(s), e.g. {row.face_clip}+{row.voice_clip})",
+            )
 
 
 def fold_splits(clips: pd.DataFrame, test_fold: int | None) -> dict[str, str]:
@@ -142,9 +153,13 @@ def configured_test_fold(clips: pd.DataFrame) -> int:
     return int(folds[0])
 
 
-def split_pairs(clips: pd.DataFrame, pairs: pd.DataFrame, test_fold: int | None = None,
-                pair_cfg: PairConfig | None = None,
-                seed: int = 0) -> tuple[dict[str, pd.DataFrame], int]:
+def split_pairs(
+    clips: pd.DataFrame,
+    pairs: pd.DataFrame,
+    test_fold: int | None = None,
+    pair_cfg: PairConfig | None = None,
+    seed: int = 0,
+) -> tuple[dict[str, pd.DataFrame], int]:
     """Pairs per split, speaker-independent; returns (splits, pairs dropped).
 
     `test_fold=None` keeps preprocessing's splits and pairs. Another fold re-splits the clips by
@@ -157,8 +172,10 @@ def split_pairs(clips: pd.DataFrame, pairs: pd.DataFrame, test_fold: int | None 
     actor_splits = pd.DataFrame({"actor": clips.actor, "split": clips.clip_id.map(split_of)})
     shared = actor_splits.groupby("actor").split.nunique()
     if (shared > 1).any():
-        raise InputProblem("clips.csv", f"actor(s) {sorted(shared[shared > 1].index)[:5]} "
-                                        "appear in more than one split")
+        raise InputProblem(
+            "clips.csv",
+            f"actor(s) {sorted(shared[shared > 1].index)[:5]} appear in more than one split",
+        )
     if test_fold is not None and pair_cfg is not None:
         pairs = make_pairs(clips.assign(split=clips.clip_id.map(split_of)), pair_cfg, seed)
     face_split = pairs.face_clip.map(split_of)
@@ -166,32 +183,47 @@ def split_pairs(clips: pd.DataFrame, pairs: pd.DataFrame, test_fold: int | None 
     if test_fold is None and (face_split != pairs.split).any():
         raise InputProblem("pairs.csv", "a pair's split differs from its clip's split")
     same = face_split == voice_split
-    out = {s: pairs[same & (face_split == s)].reset_index(drop=True)
-           for s in ("train", "val", "test")}
+    out = {
+        s: pairs[same & (face_split == s)].reset_index(drop=True) for s in ("train", "val", "test")
+    }
     return out, int((~same).sum())
 
 
 class PairDataset(Dataset):
     """(face, voice) embedding pairs with their four targets, held as tensors."""
 
-    def __init__(self, pairs: pd.DataFrame, face: dict[str, np.ndarray],
-                 voice: dict[str, np.ndarray], log: ProblemLog, source: str = "pairs.csv"):
+    def __init__(
+        self,
+        pairs: pd.DataFrame,
+        face: dict[str, np.ndarray],
+        voice: dict[str, np.ndarray],
+        log: ProblemLog,
+        source: str = "pairs.csv",
+    ):
         keep = []
         for row in pairs.itertuples(index=False):
             lacking = [c for c, d in ((row.face_clip, face), (row.voice_clip, voice)) if c not in d]
             if lacking:
-                log.report(InputProblem(source, f"pair {row.face_clip}+{row.voice_clip} skipped: "
-                                                f"no features for {lacking}"))
+                log.report(
+                    InputProblem(
+                        source,
+                        f"pair {row.face_clip}+{row.voice_clip} skipped: no features for {lacking}",
+                    )
+                )
             else:
                 keep.append(row)
         self.pairs = pd.DataFrame(keep, columns=pairs.columns).reset_index(drop=True)
         p = self.pairs
         dim_f = next(iter(face.values())).shape[-1] if face else 0
         dim_v = next(iter(voice.values())).shape[-1] if voice else 0
-        self.face = torch.from_numpy(np.stack([face[c] for c in p.face_clip])
-                                     if len(p) else np.zeros((0, dim_f), np.float32))
-        self.voice = torch.from_numpy(np.stack([voice[c] for c in p.voice_clip])
-                                      if len(p) else np.zeros((0, dim_v), np.float32))
+        self.face = torch.from_numpy(
+            np.stack([face[c] for c in p.face_clip]) if len(p) else np.zeros((0, dim_f), np.float32)
+        )
+        self.voice = torch.from_numpy(
+            np.stack([voice[c] for c in p.voice_clip])
+            if len(p)
+            else np.zeros((0, dim_v), np.float32)
+        )
         self.face_emotion = torch.as_tensor(p.face_emotion.to_numpy(copy=True), dtype=torch.long)
         self.voice_emotion = torch.as_tensor(p.voice_emotion.to_numpy(copy=True), dtype=torch.long)
         self.congruent = torch.as_tensor(p.congruent.to_numpy(copy=True), dtype=torch.float32)
@@ -201,9 +233,15 @@ class PairDataset(Dataset):
         return len(self.pairs)
 
     def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
-        return {"face": self.face[i], "voice": self.voice[i], "emotion": self.emotion[i],
-                "face_emotion": self.face_emotion[i], "voice_emotion": self.voice_emotion[i],
-                "congruent": self.congruent[i], "index": torch.tensor(i)}
+        return {
+            "face": self.face[i],
+            "voice": self.voice[i],
+            "emotion": self.emotion[i],
+            "face_emotion": self.face_emotion[i],
+            "voice_emotion": self.voice_emotion[i],
+            "congruent": self.congruent[i],
+            "index": torch.tensor(i),
+        }
 
 
 def check_labels(dataset: PairDataset, classes: list[int], source: str) -> None:
@@ -232,8 +270,9 @@ def class_weights(targets: torch.Tensor, classes: list[int]) -> torch.Tensor:
 Tensors = dict[str, torch.Tensor]
 
 
-def av_loss(out: Tensors, batch: Tensors, cfg: LossConfig,
-            weights: dict[str, torch.Tensor | None]) -> tuple[torch.Tensor, Tensors]:
+def av_loss(
+    out: Tensors, batch: Tensors, cfg: LossConfig, weights: dict[str, torch.Tensor | None]
+) -> tuple[torch.Tensor, Tensors]:
     """Weighted sum of the loss terms the model has heads for; returns (loss, weighted terms).
 
     `weights` holds the class weights per head (`emotion`, `face_emotion`, `voice_emotion`) and
@@ -242,7 +281,8 @@ def av_loss(out: Tensors, batch: Tensors, cfg: LossConfig,
     parts: dict[str, torch.Tensor] = {}
     if "congruence" in out and (batch["emotion"] != IGNORE).any():
         parts["emotion"] = cfg.w_emotion * F.cross_entropy(
-            out["emotion"], batch["emotion"], weight=weights.get("emotion"), ignore_index=IGNORE)
+            out["emotion"], batch["emotion"], weight=weights.get("emotion"), ignore_index=IGNORE
+        )
     for head in ("face_emotion", "voice_emotion"):
         if head in out:
             # baselines have only their modality head: it carries the whole emotion weight
@@ -250,7 +290,8 @@ def av_loss(out: Tensors, batch: Tensors, cfg: LossConfig,
             parts[head] = w * F.cross_entropy(out[head], batch[head], weight=weights.get(head))
     if "congruence" in out:
         parts["congruence"] = cfg.w_congruence * F.binary_cross_entropy_with_logits(
-            out["congruence"], batch["congruent"], pos_weight=weights.get("pos_weight"))
+            out["congruence"], batch["congruent"], pos_weight=weights.get("pos_weight")
+        )
     loss = torch.stack(list(parts.values())).sum()
     return loss, parts
 
@@ -273,16 +314,21 @@ def model_inputs(model: AVEmotionModel, batch: dict) -> dict[str, torch.Tensor |
     from affectpipe.train.loop import unwrap
 
     bare = unwrap(model)  # several processes: the model arrives wrapped for gradient sync
-    return {"face": batch["face"] if bare.uses_face else None,
-            "voice": batch["voice"] if bare.uses_voice else None}
+    return {
+        "face": batch["face"] if bare.uses_face else None,
+        "voice": batch["voice"] if bare.uses_voice else None,
+    }
 
 
 @torch.no_grad()
 def outputs_of(model: AVEmotionModel, batch: Tensors) -> Tensors:
     """Class probabilities, congruence probability and pair index of one batch."""
     out = model(**model_inputs(model, batch))
-    probs = {f"{k}_prob": out[k].float().softmax(-1)
-             for k in ("emotion", "face_emotion", "voice_emotion") if k in out}
+    probs = {
+        f"{k}_prob": out[k].float().softmax(-1)
+        for k in ("emotion", "face_emotion", "voice_emotion")
+        if k in out
+    }
     if "congruence" in out:
         probs["congruence_prob"] = torch.sigmoid(out["congruence"].float())
     return {**probs, "index": batch["index"]}
@@ -324,8 +370,11 @@ def av_test_metrics(df: pd.DataFrame, classes: list[int]) -> dict[str, float]:
     cong = df[df.congruent == 1]
     out = metrics.emotion_metrics(cong.emotion_true, cong.emotion_pred, classes, names)
     cm = metrics.confusion_matrix(cong.emotion_true, cong.emotion_pred, classes)
-    out |= {f"cm_{names[i]}_{names[j]}": int(cm[i, j]) for i in range(len(classes))
-            for j in range(len(classes))}
+    out |= {
+        f"cm_{names[i]}_{names[j]}": int(cm[i, j])
+        for i in range(len(classes))
+        for j in range(len(classes))
+    }
     for head, short in (("face_emotion", "face"), ("voice_emotion", "voice")):
         if f"{head}_pred" in df:
             out[f"{short}_accuracy"] = metrics.accuracy(df[head], df[f"{head}_pred"])
@@ -345,11 +394,17 @@ def majority_metrics(train: pd.DataFrame, test: pd.DataFrame, classes: list[int]
     return {f"majority_{k}": v for k, v in base.items()}
 
 
-def model_config(modality: str, face_dim: int, voice_dim: int, classes: list[int],
-                 model_params: dict) -> AVModelConfig:
+def model_config(
+    modality: str, face_dim: int, voice_dim: int, classes: list[int], model_params: dict
+) -> AVModelConfig:
     """The model config of one variant: dims from the features, the rest from params."""
-    return AVModelConfig(face_dim=face_dim, voice_dim=voice_dim, modality=modality,
-                         classes=list(classes), **model_params)
+    return AVModelConfig(
+        face_dim=face_dim,
+        voice_dim=voice_dim,
+        modality=modality,
+        classes=list(classes),
+        **model_params,
+    )
 
 
 # --- training entry -----------------------------------------------------------------------------
@@ -367,10 +422,17 @@ class AVData:
     provenance: dict
 
 
-def load_av_data(processed_dir: Path, face_path: Path, voice_path: Path, classes: list[int],
-                 log: ProblemLog, test_fold: int | None = None,
-                 pair_cfg: PairConfig | None = None, seed: int = 0,
-                 expect: dict[str, dict] | None = None) -> AVData:
+def load_av_data(
+    processed_dir: Path,
+    face_path: Path,
+    voice_path: Path,
+    classes: list[int],
+    log: ProblemLog,
+    test_fold: int | None = None,
+    pair_cfg: PairConfig | None = None,
+    seed: int = 0,
+    expect: dict[str, dict] | None = None,
+) -> AVData:
     """Read manifests and cached embeddings; build the per-split pair datasets.
 
     `test_fold` None (or preprocessing's own test fold) uses `pairs.csv` as written; another
@@ -387,8 +449,10 @@ def load_av_data(processed_dir: Path, face_path: Path, voice_path: Path, classes
     expect = expect or {}
     face = load_clip_embeddings(face_path, needed_f, log, expect.get("face_features"))
     voice = load_clip_embeddings(voice_path, needed_v, log, expect.get("voice_features"))
-    splits = {s: PairDataset(p, face, voice, log, str(processed_dir / "pairs.csv"))
-              for s, p in by_split.items()}
+    splits = {
+        s: PairDataset(p, face, voice, log, str(processed_dir / "pairs.csv"))
+        for s, p in by_split.items()
+    }
     for s, ds in splits.items():
         check_labels(ds, classes, str(processed_dir / "pairs.csv"))
         if len(ds) == 0:
@@ -399,8 +463,9 @@ def load_av_data(processed_dir: Path, face_path: Path, voice_path: Path, classes
         from affectpipe.features.store import open_features
 
         with open_features(path) as r:
-            provenance[f"{name}_features"] = {k: r.attrs[k] for k in sorted(r.attrs)
-                                              if k in ("backbone", "spec", "config_hash")}
+            provenance[f"{name}_features"] = {
+                k: r.attrs[k] for k in sorted(r.attrs) if k in ("backbone", "spec", "config_hash")
+            }
     return AVData(splits, list(classes), dims, fold, dropped, provenance)
 
 
@@ -411,16 +476,18 @@ def validation_score(m: dict, modality: str) -> float:
     return m["uar"]
 
 
-def step_fn(model: AVEmotionModel, batch: Tensors, loss_cfg: LossConfig,
-            weights: dict) -> dict[str, torch.Tensor]:
+def step_fn(
+    model: AVEmotionModel, batch: Tensors, loss_cfg: LossConfig, weights: dict
+) -> dict[str, torch.Tensor]:
     """One forward pass for `loop.fit`: {"loss": total, "loss_<term>": each weighted term}."""
     out = model(**model_inputs(model, batch))
     loss, parts = av_loss(out, batch, loss_cfg, weights)
     return {"loss": loss, **{f"loss_{k}": v for k, v in parts.items()}}
 
 
-def eval_fn(model: AVEmotionModel, loader: DataLoader, accelerator, dataset: PairDataset,
-            classes: list[int]) -> dict[str, float]:
+def eval_fn(
+    model: AVEmotionModel, loader: DataLoader, accelerator, dataset: PairDataset, classes: list[int]
+) -> dict[str, float]:
     """Validation metrics for `loop.fit` over the whole set (gathered across processes)."""
     parts: dict[str, list[torch.Tensor]] = {}
     for batch in loader:
@@ -428,16 +495,30 @@ def eval_fn(model: AVEmotionModel, loader: DataLoader, accelerator, dataset: Pai
             parts.setdefault(k, []).append(accelerator.gather_for_metrics(v))
     outputs = {k: torch.cat(v).float().cpu().numpy() for k, v in parts.items()}
     m = av_test_metrics(pair_frame(dataset, outputs), classes)
-    keep = ("accuracy", "uar", "macro_f1", "face_accuracy", "voice_accuracy", "congruence_auc",
-            "congruence_accuracy")
+    keep = (
+        "accuracy",
+        "uar",
+        "macro_f1",
+        "face_accuracy",
+        "voice_accuracy",
+        "congruence_auc",
+        "congruence_accuracy",
+    )
     out = {k: float(m[k]) for k in keep if m.get(k) is not None}
     out["score"] = validation_score(m, accelerator.unwrap_model(model).cfg.modality)
     return out
 
 
-def fit_av(model: AVEmotionModel, data: AVData, loss_cfg: LossConfig, loop_cfg,
-           batch_size: int, ckpt_dir: Path, live_dir: Path | None = None,
-           provenance: dict | None = None):
+def fit_av(
+    model: AVEmotionModel,
+    data: AVData,
+    loss_cfg: LossConfig,
+    loop_cfg,
+    batch_size: int,
+    ckpt_dir: Path,
+    live_dir: Path | None = None,
+    provenance: dict | None = None,
+):
     """Train with the shared loop (`affectpipe.train.loop.fit`); select on `val/score`."""
     from affectpipe.train.loop import fit
 
@@ -445,8 +526,12 @@ def fit_av(model: AVEmotionModel, data: AVData, loss_cfg: LossConfig, loop_cfg,
     clips = data.splits["train"]  # statistics over clips, each once: congruent pairs
     own = clips.congruent > 0
     model.set_feature_stats(clips.face[own], clips.voice[own])
-    train = DataLoader(data.splits["train"], batch_size=batch_size, shuffle=True,
-                       generator=torch.Generator().manual_seed(loop_cfg.seed))
+    train = DataLoader(
+        data.splits["train"],
+        batch_size=batch_size,
+        shuffle=True,
+        generator=torch.Generator().manual_seed(loop_cfg.seed),
+    )
     val = DataLoader(data.splits["val"], batch_size=256, shuffle=False)
 
     def step(m, batch):
@@ -456,18 +541,37 @@ def fit_av(model: AVEmotionModel, data: AVData, loss_cfg: LossConfig, loop_cfg,
     def evaluate_val(m, loader, acc):
         return eval_fn(m, loader, acc, data.splits["val"], data.classes)
 
-    return fit(model, train, val, step, evaluate_val, loop_cfg, live_dir, ckpt_dir,
-               config=asdict(model.cfg), provenance=provenance)
+    return fit(
+        model,
+        train,
+        val,
+        step,
+        evaluate_val,
+        loop_cfg,
+        live_dir,
+        ckpt_dir,
+        config=asdict(model.cfg),
+        provenance=provenance,
+    )
 
 
 # --- the stage's entry: one model on one dataset, one fold or all -------------------------------
 
-DATASET_CLASSES: dict[str, tuple[int, ...]] = {"ravdess": RAVDESS_CLASSES,
-                                               "cremad": CREMAD_CLASSES}
+DATASET_CLASSES: dict[str, tuple[int, ...]] = {"ravdess": RAVDESS_CLASSES, "cremad": CREMAD_CLASSES}
 FOLD_MODES: tuple[str, ...] = ("configured", "all")
-CV_KEYS = ("accuracy", "uar", "macro_f1", "weighted_f1", "face_accuracy", "voice_accuracy",
-           "congruence_accuracy", "congruence_f1", "congruence_auc", "congruence_auc_easy",
-           "congruence_auc_hard")
+CV_KEYS = (
+    "accuracy",
+    "uar",
+    "macro_f1",
+    "weighted_f1",
+    "face_accuracy",
+    "voice_accuracy",
+    "congruence_accuracy",
+    "congruence_f1",
+    "congruence_auc",
+    "congruence_auc_easy",
+    "congruence_auc_hard",
+)
 
 
 @dataclass
@@ -495,8 +599,9 @@ def multimodal_config(values: dict, name: str = "multimodal") -> MultimodalConfi
     model_keys = {"hidden", "fusion", "projector", "congruence", "dropout", "attention_heads"}
     unknown = sorted(set(cfg.model) - model_keys)
     if unknown:
-        raise ConfigError(f"params '{name}.model': unknown key(s) {unknown}; "
-                          f"valid keys: {sorted(model_keys)}")
+        raise ConfigError(
+            f"params '{name}.model': unknown key(s) {unknown}; valid keys: {sorted(model_keys)}"
+        )
     loop_config(cfg.train, 0, f"{name}.train")  # validate now, not after loading data
     return cfg
 
@@ -523,51 +628,104 @@ def feature_paths(features_dir: Path, dataset: str, face: str, voice: str) -> tu
     return features_dir / f"{face}_{dataset}.h5", features_dir / f"{voice}_{dataset}.h5"
 
 
-def train_one(modality: str, dataset: str, cfg: MultimodalConfig, processed_dir: Path,
-              features_dir: Path, ckpt_dir: Path, live_dir: Path | None, seed: int,
-              test_fold: int | None = None, pair_cfg: PairConfig | None = None) -> dict:
+def train_one(
+    modality: str,
+    dataset: str,
+    cfg: MultimodalConfig,
+    processed_dir: Path,
+    features_dir: Path,
+    ckpt_dir: Path,
+    live_dir: Path | None,
+    seed: int,
+    test_fold: int | None = None,
+    pair_cfg: PairConfig | None = None,
+) -> dict:
     """Train one model for one test fold; returns its report (validation metrics, counts)."""
     classes = dataset_classes(dataset)
     log = ProblemLog(cfg.bad_input)
-    face_path, voice_path = feature_paths(features_dir, dataset, cfg.face_features,
-                                          cfg.voice_features)
-    data = load_av_data(processed_dir, face_path, voice_path, classes, log, test_fold,
-                        pair_cfg, seed)
+    face_path, voice_path = feature_paths(
+        features_dir, dataset, cfg.face_features, cfg.voice_features
+    )
+    data = load_av_data(
+        processed_dir, face_path, voice_path, classes, log, test_fold, pair_cfg, seed
+    )
     seed_everything(seed)  # torch's start-up seed is random: seed before the weights exist
     model = AVEmotionModel(model_config(modality, *data.dims, classes, cfg.model))
     loop_cfg, batch_size = loop_config(cfg.train, seed)
-    provenance = {"dataset": dataset, "modality": modality, "test_fold": data.test_fold,
-                  "face_file": face_path.name, "voice_file": voice_path.name,
-                  "pairs": asdict(pair_cfg) if pair_cfg else None, "seed": seed,
-                  **data.provenance}
-    result = fit_av(model, data, loss_cfg=cfg.loss, loop_cfg=loop_cfg, batch_size=batch_size,
-                    ckpt_dir=ckpt_dir, live_dir=live_dir, provenance=provenance)
+    provenance = {
+        "dataset": dataset,
+        "modality": modality,
+        "test_fold": data.test_fold,
+        "face_file": face_path.name,
+        "voice_file": voice_path.name,
+        "pairs": asdict(pair_cfg) if pair_cfg else None,
+        "seed": seed,
+        **data.provenance,
+    }
+    result = fit_av(
+        model,
+        data,
+        loss_cfg=cfg.loss,
+        loop_cfg=loop_cfg,
+        batch_size=batch_size,
+        ckpt_dir=ckpt_dir,
+        live_dir=live_dir,
+        provenance=provenance,
+    )
     n_params = sum(p.numel() for p in model.parameters())
-    return {"test_fold": data.test_fold, "best_epoch": result.best_epoch,
-            "stopped_early": result.stopped_early, "parameters": n_params,
-            "val": {k.removeprefix("val/"): v for k, v in result.best_metrics.items()
-                    if k.startswith("val/")},
-            "pairs": {s: len(d) for s, d in data.splits.items()},
-            "dropped_pairs": data.dropped_pairs, "skipped": log.to_json()}
+    return {
+        "test_fold": data.test_fold,
+        "best_epoch": result.best_epoch,
+        "stopped_early": result.stopped_early,
+        "parameters": n_params,
+        "val": {
+            k.removeprefix("val/"): v
+            for k, v in result.best_metrics.items()
+            if k.startswith("val/")
+        },
+        "pairs": {s: len(d) for s, d in data.splits.items()},
+        "dropped_pairs": data.dropped_pairs,
+        "skipped": log.to_json(),
+    }
 
 
-def train_multimodal(modality: str, dataset: str, cfg: MultimodalConfig, processed_dir: Path,
-                     features_dir: Path, ckpt_dir: Path, live_dir: Path | None, seed: int,
-                     pair_cfg: PairConfig | None = None) -> dict:
+def train_multimodal(
+    modality: str,
+    dataset: str,
+    cfg: MultimodalConfig,
+    processed_dir: Path,
+    features_dir: Path,
+    ckpt_dir: Path,
+    live_dir: Path | None,
+    seed: int,
+    pair_cfg: PairConfig | None = None,
+) -> dict:
     """The configured test fold into `ckpt_dir`; with `folds: all` also every other fold into
     `ckpt_dir/fold<k>`, each scored on its own test split, and `cv.json` with mean and std."""
-    report = train_one(modality, dataset, cfg, processed_dir, features_dir, ckpt_dir, live_dir,
-                       seed)
+    report = train_one(
+        modality, dataset, cfg, processed_dir, features_dir, ckpt_dir, live_dir, seed
+    )
     if cfg.folds == "all":
         clips = read_table(processed_dir / "clips.csv", CLIP_COLUMNS)
         per_fold = {}
         for k in sorted(int(f) for f in clips.fold.unique()):
             folder = ckpt_dir if k == report["test_fold"] else ckpt_dir / f"fold{k}"
             if folder != ckpt_dir:
-                train_one(modality, dataset, cfg, processed_dir, features_dir, folder, None,
-                          seed, k, pair_cfg)
-            per_fold[k] = av_test_metrics(predict_av(folder, features_dir, processed_dir),
-                                          dataset_classes(dataset))
+                train_one(
+                    modality,
+                    dataset,
+                    cfg,
+                    processed_dir,
+                    features_dir,
+                    folder,
+                    None,
+                    seed,
+                    k,
+                    pair_cfg,
+                )
+            per_fold[k] = av_test_metrics(
+                predict_av(folder, features_dir, processed_dir), dataset_classes(dataset)
+            )
         report["cv"] = fold_summary(per_fold)
     if os.environ.get("RANK", "0") == "0":  # several processes: the main one writes
         if "cv" in report:
@@ -584,8 +742,9 @@ def fold_summary(per_fold: dict[int, dict]) -> dict:
         if values:
             out[f"{key}_mean"] = float(np.mean(values))
             out[f"{key}_std"] = float(np.std(values))
-    out["per_fold"] = {f"fold{k}": {key: m.get(key) for key in CV_KEYS if key in m}
-                       for k, m in per_fold.items()}
+    out["per_fold"] = {
+        f"fold{k}": {key: m.get(key) for key in CV_KEYS if key in m} for k, m in per_fold.items()
+    }
     return out
 
 
@@ -601,8 +760,9 @@ def load_av_model(ckpt_dir: Path) -> tuple[AVEmotionModel, dict]:
     return model.eval(), payload
 
 
-def predict_av(ckpt_dir: Path, features_dir: Path, processed_dir: Path,
-               split: str = "test") -> pd.DataFrame:
+def predict_av(
+    ckpt_dir: Path, features_dir: Path, processed_dir: Path, split: str = "test"
+) -> pd.DataFrame:
     """One row per pair of `split` with true/predicted emotions, per-modality predictions,
     class probabilities (`prob_<emotion>`), congruence probability/label and kind.
 
@@ -612,10 +772,17 @@ def predict_av(ckpt_dir: Path, features_dir: Path, processed_dir: Path,
     model, payload = load_av_model(Path(ckpt_dir))
     prov = payload["provenance"]
     pair_cfg = PairConfig(**prov["pairs"]) if prov.get("pairs") else None
-    data = load_av_data(Path(processed_dir), Path(features_dir) / prov["face_file"],
-                        Path(features_dir) / prov["voice_file"], model.cfg.classes,
-                        ProblemLog("skip"), prov["test_fold"], pair_cfg, prov.get("seed", 0),
-                        expect={k: prov[k] for k in ("face_features", "voice_features")})
+    data = load_av_data(
+        Path(processed_dir),
+        Path(features_dir) / prov["face_file"],
+        Path(features_dir) / prov["voice_file"],
+        model.cfg.classes,
+        ProblemLog("skip"),
+        prov["test_fold"],
+        pair_cfg,
+        prov.get("seed", 0),
+        expect={k: prov[k] for k in ("face_features", "voice_features")},
+    )
     if split not in data.splits:
         raise ValueError(f"unknown split '{split}'; valid: {sorted(data.splits)}")
     loader = DataLoader(data.splits[split], batch_size=256, shuffle=False)

@@ -70,8 +70,15 @@ def generate(cfg: SyntheticCremadConfig, out_dir: Path) -> list[Path]:
         emotion = CREMAD_EMOTION[code]
         rng = np.random.default_rng([seed, a, SENTENCES.index(s), emotion, LEVELS.index(level)])
         frames, voice = make_clip(
-            actors[a], emotion, LEVEL_STRENGTH[level], SENTENCES.index(s) + 100, cfg.duration_s,
-            cfg.sample_rate, cfg.fps, (cfg.width, cfg.height), rng,
+            actors[a],
+            emotion,
+            LEVEL_STRENGTH[level],
+            SENTENCES.index(s) + 100,
+            cfg.duration_s,
+            cfg.sample_rate,
+            cfg.fps,
+            (cfg.width, cfg.height),
+            rng,
         )
         stem = f"{a}_{s}_{code}_{level}"
         wav, flv = out_dir / "AudioWAV" / f"{stem}.wav", out_dir / "VideoFlash" / f"{stem}.flv"

@@ -79,8 +79,16 @@ def generate(cfg: SyntheticRavdessConfig, out_dir: Path) -> list[Path]:
     for a, e, i, s, r in tqdm(list(performances(cfg)), desc="synthetic ravdess", unit="clip"):
         rng = np.random.default_rng([seed, a, e, i, s, r])
         frames, voice = make_clip(
-            actors[a], e, INTENSITY_STRENGTH[i], s, cfg.duration_s, cfg.sample_rate, cfg.fps,
-            (cfg.width, cfg.height), rng, video=video,
+            actors[a],
+            e,
+            INTENSITY_STRENGTH[i],
+            s,
+            cfg.duration_s,
+            cfg.sample_rate,
+            cfg.fps,
+            (cfg.width, cfg.height),
+            rng,
+            video=video,
         )
         folder = out_dir / f"Actor_{a:02d}"
         for m in sorted(cfg.modalities):

@@ -146,7 +146,7 @@ def synthesize(
         # resonance gain of the vowel's formants at this harmonic's frequency, per sample
         gain = sum(1 / (1 + ((fk - formants[:, i]) / bw) ** 2) for i, bw in enumerate(FORMANT_BW))
         gain = gain * (fk < 0.45 * sample_rate)
-        voiced += (k ** -style.tilt) * (0.15 + gain) * np.sin(k * phase)
+        voiced += (k**-style.tilt) * (0.15 + gain) * np.sin(k * phase)
     voiced /= np.abs(voiced).max() + 1e-9
 
     breath = 1.5 * rng.normal(size=n)  # aspiration: breathy voices (sadness, calm) carry more
