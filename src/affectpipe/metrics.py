@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
+from sklearn import metrics as sk
 
 ArrayLike = Sequence[float] | np.ndarray
 
@@ -88,35 +89,38 @@ def va_report(
 
 
 # --- classification: emotion (multi-class) and congruence (binary) -----------------------------
-# Pure NumPy so the numbers do not depend on a library version; `classes` is always explicit so a
-# dataset's absent classes (CREMA-D: calm, surprised) are neither predicted nor averaged over.
+# scikit-learn computes; these wrappers fix the conventions. `classes` is always explicit, so a
+# dataset's absent classes (CREMA-D: calm, surprised) are neither predicted nor averaged over, a
+# label outside them is an error (scikit-learn would drop it silently), and a metric that is
+# undefined (no samples, one class for AUC) is NaN rather than an exception or a warning.
+
+
+def _labels(y_true, y_pred, classes) -> tuple[np.ndarray, np.ndarray, list[int]]:
+    t, p = np.asarray(y_true, dtype=np.int64), np.asarray(y_pred, dtype=np.int64)
+    if t.shape != p.shape:
+        raise ValueError(f"y_true and y_pred differ in shape: {t.shape} vs {p.shape}")
+    labels = [int(c) for c in classes]
+    outside = sorted(set(np.concatenate([t, p]).tolist()) - set(labels))
+    if outside:
+        raise ValueError(f"labels {outside} are not among the classes {labels}")
+    return t, p, labels
 
 
 def confusion_matrix(y_true, y_pred, classes) -> np.ndarray:
     """(C, C) counts, rows = true class, columns = predicted class, in the order of `classes`."""
-    t, p = np.asarray(y_true, dtype=np.int64), np.asarray(y_pred, dtype=np.int64)
-    if t.shape != p.shape:
-        raise ValueError(f"y_true and y_pred differ in shape: {t.shape} vs {p.shape}")
-    index = {int(c): i for i, c in enumerate(classes)}
-    outside = sorted({int(x) for x in np.concatenate([t, p]) if int(x) not in index})
-    if outside:
-        raise ValueError(f"labels {outside} are not among the classes {list(classes)}")
-    cm = np.zeros((len(index), len(index)), dtype=np.int64)
-    np.add.at(cm, ([index[int(x)] for x in t], [index[int(x)] for x in p]), 1)
-    return cm
+    t, p, labels = _labels(y_true, y_pred, classes)
+    return sk.confusion_matrix(t, p, labels=labels)
 
 
 def accuracy(y_true, y_pred) -> float:
     t, p = np.asarray(y_true), np.asarray(y_pred)
-    return float(np.mean(t == p)) if t.size else float("nan")
+    return float(sk.accuracy_score(t, p)) if t.size else float("nan")
 
 
 def per_class_f1(y_true, y_pred, classes) -> np.ndarray:
-    """F1 per class (0 where a class has neither support nor predictions, as scikit-learn)."""
-    cm = confusion_matrix(y_true, y_pred, classes)
-    tp = np.diag(cm).astype(np.float64)
-    denom = cm.sum(0) + cm.sum(1)  # 2TP + FP + FN = predicted + true
-    return np.divide(2 * tp, denom, out=np.zeros_like(tp), where=denom > 0)
+    """F1 per class (0 where a class has neither support nor predictions)."""
+    t, p, labels = _labels(y_true, y_pred, classes)
+    return sk.f1_score(t, p, labels=labels, average=None, zero_division=0.0)
 
 
 def macro_f1(y_true, y_pred, classes) -> float:
@@ -125,29 +129,23 @@ def macro_f1(y_true, y_pred, classes) -> float:
 
 def weighted_f1(y_true, y_pred, classes) -> float:
     """F1 averaged with each class weighted by its support in `y_true`."""
-    support = confusion_matrix(y_true, y_pred, classes).sum(1)
-    return float(np.average(per_class_f1(y_true, y_pred, classes), weights=support))
+    t, p, labels = _labels(y_true, y_pred, classes)
+    return float(sk.f1_score(t, p, labels=labels, average="weighted", zero_division=0.0))
 
 
 def balanced_accuracy(y_true, y_pred, classes) -> float:
     """Unweighted average recall (UAR) over the classes that occur in `y_true`."""
-    cm = confusion_matrix(y_true, y_pred, classes)
-    support = cm.sum(1)
-    present = support > 0
-    return float(np.mean(np.diag(cm)[present] / support[present]))
+    t, p, labels = _labels(y_true, y_pred, classes)
+    present = [c for c in labels if np.any(t == c)]
+    return float(sk.recall_score(t, p, labels=present, average="macro", zero_division=0.0))
 
 
 def roc_auc(y_true, scores) -> float:
-    """Binary ROC-AUC as the Mann-Whitney U statistic (ties count 1/2); NaN with one class."""
+    """Binary ROC-AUC (ties count 1/2); NaN when `y_true` holds one class only."""
     y = np.asarray(y_true).astype(bool)
-    s = np.asarray(scores, dtype=np.float64)
-    n_pos, n_neg = int(y.sum()), int((~y).sum())
-    if n_pos == 0 or n_neg == 0:
+    if y.all() or not y.any():
         return float("nan")
-    _, inverse, counts = np.unique(s, return_inverse=True, return_counts=True)
-    ends = np.cumsum(counts)
-    ranks = (ends - (counts - 1) / 2)[inverse]  # 1-based ranks, ties get their average rank
-    return float((ranks[y].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+    return float(sk.roc_auc_score(y, np.asarray(scores, dtype=np.float64)))
 
 
 def binary_f1(y_true, y_pred) -> float:
