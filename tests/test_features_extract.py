@@ -365,6 +365,15 @@ def test_stage_script_writes_features_and_report(tmp_path, monkeypatch):
         assert len(r) == 2
 
 
+def test_features_record_the_preprocessing_settings_of_their_folder(tmp_path):
+    folder = write_afewva(tmp_path / "afewva")
+    (folder / "report.json").write_text(json.dumps({"settings": {"margin": 0.5, "crop_size": 20}}))
+    out = tmp_path / "clip.h5"
+    extract_features("clip", "afewva", folder, out, ExtractConfig(batch_size=3), CPU)
+    with open_features(out) as r:
+        assert json.loads(r.attrs["source_settings"]) == {"crop_size": 20, "margin": 0.5}
+
+
 def test_predict_embeds_frames_as_the_extract_stage_stored_them(tmp_path):
     from affectpipe.inference import embed_images, load_checked_backbone, load_embedder
 

@@ -34,15 +34,28 @@ def _entry(kind: str) -> tuple[dict, int]:
     return {"backbone": kind, "spec": "tiny", "config_hash": b.config_hash, "dim": b.dim}, b.dim
 
 
-def build_tiny_models(root: Path, av_models=("fusion",), va: bool = True,
-                      clip_hash: str | None = None) -> Path:  # fmt: skip
-    """Checkpoints in the layout the training stages write, from randomly initialised models."""
+def build_tiny_models(
+    root: Path,
+    av_models=("fusion",),
+    va: bool = True,
+    clip_hash: str | None = None,
+    recorded: dict | None = None,
+) -> Path:
+    """Checkpoints in the layout the training stages write, from randomly initialised models.
+
+    `recorded`: {"afewva": ..., "ravdess": ..., "layer": n}, the preprocessing settings and
+    wav2vec2 layer the features (and so the checkpoints) record; none by default.
+    """
     torch.manual_seed(0)
     clip, d_clip = _entry("clip")
     if clip_hash:
         clip["config_hash"] = clip_hash
     face, d_face = _entry("videomae")
     voice, d_voice = _entry("wav2vec2")
+    if recorded:
+        clip["source_settings"] = json.dumps(recorded["afewva"])
+        face["source_settings"] = voice["source_settings"] = json.dumps(recorded["ravdess"])
+        voice["preprocessing"] = json.dumps({"layer": recorded["layer"]})
     if va:
         cfg = VAModelConfig(pipeline="cached", in_dim=d_clip, proj_hidden=32, embed_dim=16,
                             reg_hidden=8, tf_ff=32)  # fmt: skip
@@ -305,3 +318,30 @@ def test_lora_variant_runs_the_adapted_encoder(tmp_path):
         assert rec["models"]["va"].endswith("finetune/lora")
         traces.append([(f["valence"], f["arousal"]) for f in rec["frames"]])
     assert traces[0] != traces[1]  # the saved adapter weights reach the encoder
+
+
+def test_engines_prepare_videos_as_the_checkpoints_record(tmp_path):
+    from affectpipe.inference import AVEngine, AVSettings, VAEngine, VASettings
+
+    recorded = {
+        "afewva": {"crop_size": 48, "margin": 0.5},
+        "ravdess": {"n_frames": 8, "frame_size": 96, "crop": "center", "sample_rate": 8000},
+        "layer": 1,
+    }
+    root = build_tiny_models(tmp_path / "models", recorded=recorded)
+    cpu = torch.device("cpu")
+    # what params.yaml says now differs: the checkpoint wins, params fill the rest
+    va = VAEngine(root / "finetune" / "cached", cpu, VASettings(crop_size=99, margin=0.1))
+    assert (va.settings.crop_size, va.settings.margin) == (48, 0.5)
+    av = AVEngine(
+        root / "multimodal" / "fusion_ravdess", cpu, AVSettings(frame_size=200, margin=0.3)
+    )
+    s = av.settings
+    assert (s.n_frames, s.frame_size, s.crop, s.sample_rate) == (8, 96, "center", 8000)
+    assert s.margin == 0.3 and av.layer == 1
+    # a checkpoint that records nothing keeps the given settings
+    old = build_tiny_models(tmp_path / "old")
+    assert (
+        VAEngine(old / "finetune" / "cached", cpu, VASettings(crop_size=99)).settings.crop_size
+        == 99
+    )

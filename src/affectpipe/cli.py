@@ -13,7 +13,8 @@ app = typer.Typer(add_completion=False, no_args_is_help=True,
 
 def _predictor(models_dir: Path, device: str, va_variant: str, dataset: str, rate: float,
                params_file: Path):  # fmt: skip
-    """Load the models once; preprocessing settings come from params.yaml when it exists."""
+    """Load the models once. Preprocessing settings come from the checkpoints (what the models
+    were trained on); params.yaml, when it exists, fills in for checkpoints that lack them."""
     from transformers.utils import logging as hf_logging
 
     from affectpipe.config import load_params
@@ -48,7 +49,9 @@ def predict(
     dataset: str = typer.Option("ravdess", help="emotion model trained on: ravdess | cremad"),
     rate: float = typer.Option(4.0, help="valence/arousal samples per second of video"),
     params_file: Path = typer.Option(
-        Path("params.yaml"), "--params", help="preprocessing settings (if the file exists)"
+        Path("params.yaml"),
+        "--params",
+        help="preprocessing settings for checkpoints that do not record them (if the file exists)",
     ),
 ) -> None:
     """Predict valence/arousal over time, emotions and congruence; one JSON per video."""

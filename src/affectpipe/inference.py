@@ -8,6 +8,7 @@ preprocessing (`data.framecrop`, `data.media`) and embedding functions (`feature
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -142,6 +143,19 @@ def window_settings(settings: VASettings, window: dict[str, Any]) -> VASettings:
     )
 
 
+def recorded_settings(entry: dict[str, Any], base: Any) -> Any:
+    """`base` (VASettings or AVSettings) with what the checkpoint's inputs record in place.
+
+    Features and checkpoints carry the dataset's preprocessing (`source_settings`: crop size,
+    margin, frames, sample rate...), so a video is prepared as the training data was, whatever
+    params.yaml says now; `base` (params.yaml or the defaults) fills what older checkpoints lack.
+    """
+    import dataclasses
+
+    recorded = json.loads(entry.get("source_settings") or "{}")
+    return dataclasses.replace(base, **_dataclass_kwargs(type(base), recorded))
+
+
 class VAEngine:
     """Per-frame valence/arousal from a `models/finetune/<variant>/` checkpoint."""
 
@@ -154,8 +168,9 @@ class VAEngine:
         self.provenance = payload["provenance"]
         config = payload["config"]  # {"model": ..., "window": ..., ...} as `train.va` saves it
         cfg = VAModelConfig(**config.get("model", config))
-        self.settings = window_settings(settings or VASettings(), config.get("window", {}))
         entry = backbone_provenance(self.provenance, "clip", self.source)
+        settings = recorded_settings(entry, settings or VASettings())
+        self.settings = window_settings(settings, config.get("window", {}))
         if cfg.pipeline == "cached":  # CLIP only embeds frames, as in `extract`
             self.backbone, self.dtype = load_embedder(entry, device, self.source)
         else:  # the adapted encoder is part of the trained model
@@ -212,10 +227,13 @@ class AVEngine:
         if self.model.uses_face:
             entry = backbone_provenance(self.provenance, "videomae", self.source)
             self.face, self.face_dtype = load_embedder(entry, device, self.source)
+            self.settings = recorded_settings(entry, self.settings)
         if self.model.uses_voice:
             entry = backbone_provenance(self.provenance, "wav2vec2", self.source)
             self.voice, self.voice_dtype = load_embedder(entry, device, self.source)
-            self.layer = int(entry.get("layer", self.settings.layer))
+            self.settings = recorded_settings(entry, self.settings)
+            extracted = json.loads(entry.get("preprocessing") or "{}")
+            self.layer = int(extracted.get("layer", self.settings.layer))
 
     @property
     def modality(self) -> str:

@@ -308,6 +308,8 @@ def preprocess(cfg: dict[str, Any], raw_dir: Path, out_dir: Path, seed: int) -> 
         "frames_used": len(table),
         "skipped": log.to_json(),
         "bad_input_policy": pp.bad_input,
+        # what `predict` must repeat on a new video; travels into features and checkpoints
+        "settings": {"crop_size": pp.crop_size, "margin": pp.margin},
     }
     write_json(out_dir / "report.json", report)
     return report

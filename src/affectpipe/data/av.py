@@ -228,10 +228,15 @@ def build(
             for f in range(cfg.folds.folds)
         },
         "splits": _split_summary(clips, pairs),
+        # what `predict` must repeat on a new video; travels into features and checkpoints
         "settings": {
             "n_frames": cfg.n_frames,
             "frame_size": cfg.frame_size,
+            "crop": cfg.crop,
+            "margin": cfg.margin,
+            "decode_max_side": cfg.decode_max_side,
             "sample_rate": cfg.sample_rate,
+            "silence_db": cfg.silence_db,
         },
     }
     write_json(out_dir / "report.json", report)

@@ -25,7 +25,7 @@ from tqdm import tqdm
 
 from affectpipe.features import embed as E
 from affectpipe.features.backbones import Backbone, load_backbone, resolve_device
-from affectpipe.features.sources import Plan, afewva_frames_plan, av_plan
+from affectpipe.features.sources import Plan, afewva_frames_plan, av_plan, source_settings
 from affectpipe.features.store import FeatureWriter
 from affectpipe.problems import ProblemLog
 
@@ -276,7 +276,9 @@ def versions() -> dict[str, str]:
     }
 
 
-def provenance(backbone: Backbone, cfg: ExtractConfig, dataset: str) -> dict[str, Any]:
+def provenance(
+    backbone: Backbone, cfg: ExtractConfig, dataset: str, settings: str = "{}"
+) -> dict[str, Any]:
     """File attributes: what a reader must match for the cache to be trusted."""
     kind, config = backbone.kind, backbone.model.config
     prep: dict[str, Any] = {"processor": backbone.processor.to_dict()}
@@ -299,6 +301,7 @@ def provenance(backbone: Backbone, cfg: ExtractConfig, dataset: str) -> dict[str
         "precision": "float32" if dtype == torch.float32 else "autocast, weights stored in dtype",
         "preprocessing": json.dumps(prep, sort_keys=True, default=str),
         "versions": json.dumps(versions(), sort_keys=True),
+        "source_settings": settings,  # the dataset's preprocessing (`sources.source_settings`)
     }
 
 
@@ -398,7 +401,8 @@ def extract_features(
         )
     parts = [part_path(out, r, world) for r in range(world)]
     if rank == 0:
-        merge_parts(parts, plan, out, provenance(backbone, cfg, dataset))
+        attrs = provenance(backbone, cfg, dataset, source_settings(folder))
+        merge_parts(parts, plan, out, attrs)
         for p in parts:
             p.unlink()
     seconds = time.perf_counter() - start

@@ -8,6 +8,7 @@ wav2vec2), listed in clip order so that each clip owns a contiguous range `[star
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -80,6 +81,14 @@ def read_csv(path: Path, required: set[str], id_column: str) -> pd.DataFrame:
     if missing:
         raise InputProblem(path, f"missing column(s) {missing}; has {sorted(table.columns)}")
     return table
+
+
+def source_settings(folder: Path) -> str:
+    """The preprocessing settings a processed folder's `report.json` records, as sorted JSON
+    ("{}" when it records none): file attributes of every cache made from the folder."""
+    report = folder / "report.json"
+    settings = json.loads(report.read_text()).get("settings", {}) if report.is_file() else {}
+    return json.dumps(settings, sort_keys=True)
 
 
 def afewva_frames_plan(folder: Path, log: ProblemLog) -> Plan:

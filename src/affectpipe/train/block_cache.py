@@ -23,13 +23,15 @@ from tqdm.auto import tqdm
 
 from affectpipe.features.backbones import Backbone
 from affectpipe.features.embed import prepare
-from affectpipe.features.sources import afewva_frames_plan
+from affectpipe.features.sources import afewva_frames_plan, source_settings
 from affectpipe.features.store import FeatureWriter, open_features
 from affectpipe.models.va import clip_layers, hidden_before, resolve_blocks
 from affectpipe.problems import ProblemLog
 
 
-def cache_attrs(backbone: Backbone, block: int, tokens: int) -> dict[str, Any]:
+def cache_attrs(
+    backbone: Backbone, block: int, tokens: int, settings: str = "{}"
+) -> dict[str, Any]:
     """What a reader of the cache must match."""
     return {
         "backbone": backbone.kind,
@@ -44,6 +46,7 @@ def cache_attrs(backbone: Backbone, block: int, tokens: int) -> dict[str, Any]:
             {"processor": backbone.processor.to_dict(), "pixels": backbone.pixels.describe()},
             sort_keys=True,
         ),
+        "source_settings": settings,  # AFEW-VA's preprocessing (`sources.source_settings`)
     }
 
 
@@ -63,7 +66,8 @@ def build_block_cache(
     side = int(clip.config.image_size) // int(clip.config.patch_size)
     tokens = side * side + 1
     n_frames = 0
-    with FeatureWriter(out, cache_attrs(backbone, block, tokens)) as writer:
+    attrs = cache_attrs(backbone, block, tokens, source_settings(processed))
+    with FeatureWriter(out, attrs) as writer:
         for entry in tqdm(plan.clips, desc="block cache", leave=False):
             rows, items = [], plan.items[entry.start : entry.stop]
             for i in range(0, len(items), batch_size):

@@ -463,9 +463,8 @@ def load_av_data(
         from affectpipe.features.store import open_features
 
         with open_features(path) as r:
-            provenance[f"{name}_features"] = {
-                k: r.attrs[k] for k in sorted(r.attrs) if k in ("backbone", "spec", "config_hash")
-            }
+            keys = ("backbone", "spec", "config_hash", "preprocessing", "source_settings")
+            provenance[f"{name}_features"] = {k: r.attrs[k] for k in keys if k in r.attrs}
     return AVData(splits, list(classes), dims, fold, dropped, provenance)
 
 

@@ -130,7 +130,7 @@ def build_model(cfg: VAModelConfig, provenance: dict[str, Any]) -> VAModel:
 
 def input_provenance(reader: FeatureReader) -> dict[str, Any]:
     """Where the inputs came from: travels into every checkpoint."""
-    keys = ("backbone", "spec", "config_hash", "content", "block", "dim")
+    keys = ("backbone", "spec", "config_hash", "content", "block", "dim", "source_settings")
     return {k: reader.attrs[k] for k in keys if k in reader.attrs}
 
 
