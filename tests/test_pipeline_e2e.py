@@ -10,6 +10,7 @@ import json
 import re
 
 import pytest
+import torch
 import yaml
 
 from tests.pipeline_repo import REPO, PipelineRepo
@@ -65,6 +66,23 @@ def test_repro_builds_every_stage_output(repo: PipelineRepo):
     assert {(m, d) for m in av for d in av[m]} == {
         (m, d) for m in ("fusion", "audio", "video") for d in ("ravdess", "cremad")
     }
+
+
+def test_checkpoints_record_the_preprocessing_their_data_had(repo: PipelineRepo):
+    from affectpipe.inference import AVEngine, VAEngine, VASettings
+    from affectpipe.train.checkpoint import load_checkpoint
+
+    params = yaml.safe_load((repo.root / "params.yaml").read_text())["preprocess"]
+    inputs = load_checkpoint(repo.root / "models/finetune/lora")["provenance"]["inputs"]
+    assert json.loads(inputs["source_settings"]) == {
+        k: params["afewva"][k] for k in ("crop_size", "margin")
+    }
+    cpu = torch.device("cpu")
+    va = VAEngine(repo.root / "models/finetune/cached", cpu, VASettings(crop_size=7))
+    assert va.settings.crop_size == params["afewva"]["crop_size"]  # the record, not the default
+    av = AVEngine(repo.root / "models/multimodal/fusion_cremad", cpu)
+    assert av.settings.frame_size == params["cremad"]["frame_size"]
+    assert av.settings.n_frames == params["cremad"]["n_frames"]
 
 
 def test_status_is_clean_and_a_second_repro_runs_nothing(repo: PipelineRepo):

@@ -109,6 +109,8 @@ def _labels(y_true, y_pred, classes) -> tuple[np.ndarray, np.ndarray, list[int]]
 def confusion_matrix(y_true, y_pred, classes) -> np.ndarray:
     """(C, C) counts, rows = true class, columns = predicted class, in the order of `classes`."""
     t, p, labels = _labels(y_true, y_pred, classes)
+    if not t.size:
+        return np.zeros((len(labels), len(labels)), dtype=np.int64)
     return sk.confusion_matrix(t, p, labels=labels)
 
 
@@ -118,8 +120,10 @@ def accuracy(y_true, y_pred) -> float:
 
 
 def per_class_f1(y_true, y_pred, classes) -> np.ndarray:
-    """F1 per class (0 where a class has neither support nor predictions)."""
+    """F1 per class (0 where a class has neither support nor predictions; NaN with no samples)."""
     t, p, labels = _labels(y_true, y_pred, classes)
+    if not t.size:
+        return np.full(len(labels), np.nan)
     return sk.f1_score(t, p, labels=labels, average=None, zero_division=0.0)
 
 
@@ -130,12 +134,16 @@ def macro_f1(y_true, y_pred, classes) -> float:
 def weighted_f1(y_true, y_pred, classes) -> float:
     """F1 averaged with each class weighted by its support in `y_true`."""
     t, p, labels = _labels(y_true, y_pred, classes)
+    if not t.size:
+        return float("nan")
     return float(sk.f1_score(t, p, labels=labels, average="weighted", zero_division=0.0))
 
 
 def balanced_accuracy(y_true, y_pred, classes) -> float:
     """Unweighted average recall (UAR) over the classes that occur in `y_true`."""
     t, p, labels = _labels(y_true, y_pred, classes)
+    if not t.size:
+        return float("nan")
     present = [c for c in labels if np.any(t == c)]
     return float(sk.recall_score(t, p, labels=present, average="macro", zero_division=0.0))
 

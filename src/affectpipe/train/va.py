@@ -136,7 +136,10 @@ def input_provenance(reader: FeatureReader) -> dict[str, Any]:
 
 def _check_same_inputs(ckpt: dict[str, Any], reader: FeatureReader) -> None:
     made, now = ckpt["provenance"].get("inputs", {}), input_provenance(reader)
-    diff = sorted(k for k in set(made) | set(now) if made.get(k) != now.get(k))
+    keys = set(made) | set(now)
+    if not ("source_settings" in made and "source_settings" in now):
+        keys.discard("source_settings")  # older checkpoints and caches do not record it
+    diff = sorted(k for k in keys if made.get(k) != now.get(k))
     if diff:
         raise InputProblem(
             reader.path, f"inputs differ from those the checkpoint was trained on in {diff}"
