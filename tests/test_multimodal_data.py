@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from affectpipe.data.labels import CREMAD_CLASSES, EMOTIONS
-from affectpipe.data.pairs import PairConfig
+from affectpipe.data.pairs import PAIR_COLUMNS, PairConfig
 from affectpipe.features.store import FeatureWriter
 from affectpipe.problems import InputProblem, ProblemLog
 from affectpipe.train.multimodal import (
@@ -63,18 +63,7 @@ def write_fixture(
             easy = group[(group.actor != r.actor) & (group.emotion != r.emotion)]
             x = easy.iloc[rng.integers(len(easy))]
             pairs.append((split, r.clip_id, x.clip_id, "easy", 0, r.emotion, x.emotion))
-    pd.DataFrame(
-        pairs,
-        columns=[
-            "split",
-            "face_clip",
-            "voice_clip",
-            "kind",
-            "congruent",
-            "face_emotion",
-            "voice_emotion",
-        ],
-    ).to_csv(proc / "pairs.csv", index=False)
+    pd.DataFrame(pairs, columns=PAIR_COLUMNS).to_csv(proc / "pairs.csv", index=False)
     feats = root / "features"
     for name, dim, snr in (("videomae", 32, face_snr), ("wav2vec2", 24, voice_snr)):
         proto = rng.normal(size=(8, dim))

@@ -13,6 +13,7 @@ No backbone runs here: the embeddings are read once from the HDF5 feature store.
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -25,22 +26,13 @@ from torch.utils.data import DataLoader, Dataset
 from affectpipe import metrics
 from affectpipe.config import ConfigError, from_section
 from affectpipe.data.labels import CREMAD_CLASSES, EMOTIONS, N_EMOTIONS, RAVDESS_CLASSES
-from affectpipe.data.pairs import PairConfig, make_pairs
+from affectpipe.data.pairs import PAIR_COLUMNS, PairConfig, make_pairs
 from affectpipe.models.multimodal import AVEmotionModel, AVModelConfig
 from affectpipe.problems import InputProblem, ProblemLog, write_json
 from affectpipe.seeding import seed_everything
 
 IGNORE = -100  # F.cross_entropy's ignore_index: the fused target of incongruent pairs
 KINDS: tuple[str, ...] = ("congruent", "easy", "hard")
-PAIR_COLUMNS = (
-    "split",
-    "face_clip",
-    "voice_clip",
-    "kind",
-    "congruent",
-    "face_emotion",
-    "voice_emotion",
-)
 CLIP_COLUMNS = ("clip_id", "actor", "emotion", "fold", "split")
 
 
@@ -61,7 +53,7 @@ class LossConfig:
 # --- data --------------------------------------------------------------------------------------
 
 
-def read_table(path: Path, columns: tuple[str, ...]) -> pd.DataFrame:
+def read_table(path: Path, columns: Sequence[str]) -> pd.DataFrame:
     """Read a processed CSV, naming the file and the missing columns if it is not one."""
     if not path.is_file():
         raise InputProblem(path, "file not found (run the preprocess stage first)")
