@@ -1,5 +1,7 @@
 # Two commands do everything: `make repro` (the pipeline) and `make test` (the test suite).
 # Both create .venv from requirements.lock when it is missing or older than the lock.
+# `make test-fast` is the edit loop (no full `dvc repro`); `make results` regenerates the
+# committed dvc.lock, metrics/, plots/ and their platform record on this machine.
 PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
@@ -10,7 +12,7 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 # dvc.yaml commands call `python`: make it the venv's.
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: venv repro test lint bench results clean-venv
+.PHONY: venv repro test test-fast lint bench results clean-venv
 
 venv: $(VENV)/.installed
 
@@ -26,6 +28,15 @@ repro: venv
 test: venv
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .
 	$(BIN)/python -m pytest -q
+
+test-fast: venv
+	$(BIN)/ruff check . && $(BIN)/ruff format --check .
+	$(BIN)/python -m pytest -q -m "not slow"
+
+results: venv
+	$(BIN)/dvc repro --force
+	$(BIN)/python -m affectpipe.reproducibility record
+	$(BIN)/python -m affectpipe.results README.md
 
 lint: venv
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .

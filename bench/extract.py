@@ -28,9 +28,10 @@ import torch
 import typer
 from PIL import Image
 
+from affectpipe.compute import ComputeConfig
 from affectpipe.features import embed as E
 from affectpipe.features.backbones import load_backbone, real_size, resolve_device
-from affectpipe.features.extract import ComputeConfig, ExtractConfig, extract_features
+from affectpipe.features.extract import ExtractConfig, extract_features
 
 app = typer.Typer(add_completion=False)
 CLIP_GFLOP = 8.8  # ViT-B/32 image tower, per 224x224 image (2 x MACs)
@@ -145,7 +146,7 @@ def run_child(model_dir: Path, data: Path, workers: str, batch: int) -> dict:
 def child(data: Path, model_dir: Path, workers: str, batch: int) -> None:
     cfg = ExtractConfig(spec=str(model_dir), batch_size=batch, dtype="auto")
     out = data.parent / f"{data.name}.h5"
-    compute = ComputeConfig("auto", 1, workers if workers == "auto" else int(workers))
+    compute = ComputeConfig("auto", 1, "accelerate", workers if workers == "auto" else int(workers))
     report, seconds = extract_features("clip", "afewva", data, out, cfg, compute)
     result = {
         "items": report["items"],

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import dataclasses
 import os
 from pathlib import Path
 
 import typer
 
+from affectpipe.compute import compute_config
 from affectpipe.config import from_section, load_params, section
-from affectpipe.features.extract import ComputeConfig, ExtractConfig, extract_features
+from affectpipe.features.extract import ExtractConfig, extract_features
 from affectpipe.problems import write_json
 from affectpipe.stage import run_stage
 
@@ -30,9 +30,7 @@ def main(
             ExtractConfig, section(params, f"extract.{backbone}"), f"extract.{backbone}"
         )
     )
-    # `compute` is shared with other stages: read only the keys extraction uses.
-    keys = [f.name for f in dataclasses.fields(ComputeConfig)]
-    compute = ComputeConfig(**{k: v for k, v in section(params, "compute").items() if k in keys})
+    compute = run_stage(lambda: compute_config(params))
     out = out_dir / f"{backbone}_{dataset}.h5"
     report, seconds = run_stage(
         lambda: extract_features(

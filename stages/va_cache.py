@@ -9,6 +9,7 @@ from pathlib import Path
 
 import typer
 
+from affectpipe.compute import compute_config
 from affectpipe.config import load_params, section
 from affectpipe.features.backbones import load_backbone, resolve_device
 from affectpipe.problems import ProblemLog
@@ -27,7 +28,7 @@ def main(
     params = load_params(params_file)
     spec = section(params, "extract.clip.spec")
     blocks = section(params, "pretrain.model.lora_blocks")
-    device = resolve_device(section(params, "compute.device"))
+    device = run_stage(lambda: resolve_device(compute_config(params).device))
     log = ProblemLog(section(params, "extract.bad_input"))
     n = run_stage(
         lambda: build_block_cache(in_dir, load_backbone("clip", spec, device), blocks, out, 32, log)

@@ -13,11 +13,11 @@ import soundfile as sf
 import torch
 from PIL import Image
 
+from affectpipe.compute import ComputeConfig
 from affectpipe.features import backbones
 from affectpipe.features import embed as E
 from affectpipe.features.backbones import load_backbone
 from affectpipe.features.extract import (
-    ComputeConfig,
     ExtractConfig,
     build_plan,
     extract_features,
@@ -32,7 +32,7 @@ from affectpipe.features.sources import Item, Plan, afewva_frames_plan
 from affectpipe.features.store import open_features
 from affectpipe.problems import InputProblem, ProblemLog
 
-CPU = ComputeConfig(device="cpu", processes=1, dataloader_workers=0)
+CPU = ComputeConfig(device="cpu", processes=1, launcher="accelerate", dataloader_workers=0)
 
 
 @pytest.fixture(autouse=True)
@@ -251,7 +251,9 @@ def test_same_inputs_give_identical_bytes_whether_decoded_in_process_or_in_a_wor
     digests = []
     for workers in (0, 0, 1):  # twice on this process's threads, then in a worker process
         out = tmp_path / f"{workers}-{len(digests)}.h5"
-        compute = ComputeConfig(device="cpu", processes=1, dataloader_workers=workers)
+        compute = ComputeConfig(
+            device="cpu", processes=1, launcher="accelerate", dataloader_workers=workers
+        )
         extract_features(kind, dataset, folder, out, ExtractConfig(batch_size=2), compute)
         digests.append(sha(out))
     assert digests[0] == digests[1] == digests[2]
@@ -343,7 +345,7 @@ def test_stage_script_writes_features_and_report(tmp_path, monkeypatch):
     folder = write_afewva(tmp_path / "afewva")
     params = tmp_path / "params.yaml"
     params.write_text(
-        "compute: {device: cpu, processes: 1, dataloader_workers: 0, other_key: 1}\n"
+        "compute: {device: cpu, processes: 1, launcher: accelerate, dataloader_workers: 0}\n"
         "extract:\n  bad_input: skip\n  clip: {spec: tiny, batch_size: 4, dtype: float32}\n"
     )
     args = [

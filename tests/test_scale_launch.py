@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -73,8 +74,24 @@ def test_bad_settings_fail_by_name(kw, match):
 
 def test_options_before_the_separator_script_after_it():
     args, script = parse(["--processes", "3", "--", *SCRIPT, "--processes", "9"])
-    assert args.processes == 3 and args.launcher == "accelerate"
+    assert args.processes == 3 and args.launcher is None  # unset: params.yaml's compute
     assert script == [*SCRIPT, "--processes", "9"]
+
+
+def test_without_options_the_launcher_reads_compute_and_the_environment_wins(tmp_path):
+    """Machine knobs are not part of the stage command: params.yaml or AFFECTPIPE_* say."""
+    params = tmp_path / "params.yaml"
+    params.write_text(
+        "compute: {device: cpu, processes: 1, launcher: torchrun, dataloader_workers: 0}\n"
+    )
+    script = tmp_path / "s.py"
+    script.write_text("import os\nprint(os.environ.get('WORLD_SIZE', 'single'))\n")
+    cmd = [sys.executable, "-m", "affectpipe.launch", "--params", str(params), "--", str(script)]
+    run = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+    assert run.returncode == 0 and run.stdout == "single\n"  # 1 process: the script itself
+    env = {**os.environ, "AFFECTPIPE_PROCESSES": "0"}
+    run = subprocess.run(cmd, capture_output=True, text=True, timeout=60, env=env)
+    assert run.returncode == 1 and "compute.processes must be >= 1, got 0" in run.stderr
 
 
 def test_the_module_runs_one_process_and_passes_its_exit_status_on(tmp_path):

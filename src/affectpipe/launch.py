@@ -1,6 +1,10 @@
-"""Run a stage script in `compute.processes` processes, so scaling out is one params change.
+"""Run a stage script in `compute.processes` processes, so scaling out changes no stage.
 
-    python -m affectpipe.launch --processes N [--launcher accelerate|torchrun] -- stages/x.py ARGS
+    python -m affectpipe.launch [--processes N] [--launcher accelerate|torchrun] -- stages/x.py ARGS
+
+Without options, the process count and launcher come from params.yaml's `compute` section, or
+the `AFFECTPIPE_PROCESSES` / `AFFECTPIPE_LAUNCHER` environment variables (`affectpipe.compute`):
+they are not part of the stage's command, so changing them reruns nothing.
 
 N == 1 replaces this process with `python stages/x.py ARGS` (nothing distributed, no launcher
 start-up cost). N > 1 starts the script through `accelerate launch` (its torchrun-based
@@ -23,7 +27,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-LAUNCHERS: tuple[str, ...] = ("accelerate", "torchrun")
+from affectpipe.compute import LAUNCHERS, load_compute
+from affectpipe.config import ConfigError
+
 EXTRA_ARGS_ENV = "AFFECTPIPE_LAUNCH_ARGS"
 
 
@@ -112,8 +118,9 @@ def parse(argv: Sequence[str]) -> tuple[argparse.Namespace, list[str]]:
         raise SystemExit("usage: python -m affectpipe.launch [options] -- SCRIPT [ARGS...]")
     cut = argv.index("--")
     parser = argparse.ArgumentParser(prog="python -m affectpipe.launch")
-    parser.add_argument("--processes", type=int, default=1, help="compute.processes (total)")
-    parser.add_argument("--launcher", default="accelerate", choices=LAUNCHERS)
+    parser.add_argument("--processes", type=int, help="default: compute.processes (total)")
+    parser.add_argument("--launcher", choices=LAUNCHERS, help="default: compute.launcher")
+    parser.add_argument("--params", default="params.yaml", help="where `compute` is read")
     args = parser.parse_args(argv[:cut])
     if cut + 1 >= len(argv):
         parser.error("no script after '--'")
@@ -123,8 +130,12 @@ def parse(argv: Sequence[str]) -> tuple[argparse.Namespace, list[str]]:
 def main(argv: Sequence[str] | None = None) -> int:
     args, script = parse(sys.argv[1:] if argv is None else argv)
     try:
+        if args.processes is None or args.launcher is None:
+            compute = load_compute(args.params)
+            args.processes = args.processes or compute.processes
+            args.launcher = args.launcher or compute.launcher
         cfg = machine_config(args.processes, args.launcher)
-    except ValueError as err:
+    except (ValueError, ConfigError, OSError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
     cmd = launch_argv(cfg, script)

@@ -18,11 +18,11 @@ from affectpipe.features.store import (
 )
 
 _LAZY = {
-    "Backbone": "backbones",
-    "BackboneUnavailable": "backbones",
-    "load_backbone": "backbones",
-    "real_size": "backbones",
-    "resolve_device": "backbones",
+    "Backbone": "affectpipe.features.backbones",
+    "BackboneUnavailable": "affectpipe.features.backbones",
+    "load_backbone": "affectpipe.features.backbones",
+    "real_size": "affectpipe.features.backbones",
+    "resolve_device": "affectpipe.features.backbones",
 }
 
 __all__ = [
@@ -37,5 +37,5 @@ __all__ = [
 
 def __getattr__(name: str) -> Any:
     if name in _LAZY:
-        return getattr(importlib.import_module(f"affectpipe.features.{_LAZY[name]}"), name)
+        return getattr(importlib.import_module(_LAZY[name]), name)
     raise AttributeError(f"module 'affectpipe.features' has no attribute {name!r}")

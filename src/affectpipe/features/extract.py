@@ -23,6 +23,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
+from affectpipe.compute import ComputeConfig
 from affectpipe.features import embed as E
 from affectpipe.features.backbones import Backbone, load_backbone, resolve_device
 from affectpipe.features.sources import Plan, afewva_frames_plan, av_plan, source_settings
@@ -50,18 +51,6 @@ class ExtractConfig:
     def __post_init__(self) -> None:
         if self.batch_size < 1:
             raise ValueError(f"extract: batch_size must be >= 1, got {self.batch_size}")
-
-
-@dataclass
-class ComputeConfig:
-    """The `compute` keys extraction reads."""
-
-    device: str = "auto"  # auto (CUDA when present) | cpu | cuda | cuda:N
-    processes: int = 1  # shards run in this many processes (ignored under torchrun/accelerate)
-    # decoding processes per extraction process; `auto`: none on a CPU, where the model uses
-    # every core and is better served by decoding each batch on all of them between forward
-    # passes (see `resolve_workers`), a few beside a GPU
-    dataloader_workers: int | str = "auto"
 
 
 def resolve_workers(workers: int | str, device: torch.device) -> int:
