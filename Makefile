@@ -1,7 +1,7 @@
 # Two commands do everything: `make repro` (the pipeline) and `make test` (the test suite).
 # Both create .venv from requirements.lock when it is missing or older than the lock.
-# `make test-fast` is the edit loop (no full `dvc repro`); `make results` regenerates the
-# committed dvc.lock, metrics/, plots/ and their platform record on this machine.
+# `make test-fast` is the edit loop (no full `dvc repro`, no multi-process runs: `-m "not slow"`);
+# `make results` regenerates the committed dvc.lock, metrics/, plots/ and their platform record.
 PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
@@ -9,6 +9,7 @@ export HF_HUB_OFFLINE ?= 1
 export TRANSFORMERS_OFFLINE ?= 1
 export GRADIO_ANALYTICS_ENABLED ?= False
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
+export PYTHONDONTWRITEBYTECODE ?= 1
 # dvc.yaml commands call `python`: make it the venv's.
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 

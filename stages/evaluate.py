@@ -8,7 +8,7 @@ import typer
 
 from affectpipe.config import from_section, load_params, section
 from affectpipe.evaluate import EvaluateConfig, evaluate_all
-from affectpipe.results import update_readme
+from affectpipe.results import fmt, update_readme
 from affectpipe.stage import run_stage
 
 app = typer.Typer(add_completion=False)
@@ -31,13 +31,13 @@ def main(
     )
     for variant, scores in results["va"].items():
         test = scores["test"]
-        typer.echo(f"va {variant}: test CCC valence {test['ccc_valence']:.3f} "
-                   f"arousal {test['ccc_arousal']:.3f} mean {test['ccc_mean']:.3f}")  # fmt: skip
+        typer.echo(f"va {variant}: test CCC valence {fmt(test['ccc_valence'])} "
+                   f"arousal {fmt(test['ccc_arousal'])} mean {fmt(test['ccc_mean'])}")  # fmt: skip
     for model, per_dataset in results["av"].items():
         for dataset, scores in per_dataset.items():
             test = scores["test"]
-            typer.echo(f"av {model} {dataset}: accuracy {test['accuracy']:.3f} "
-                       f"macro-F1 {test['macro_f1']:.3f}")  # fmt: skip
+            typer.echo(f"av {model} {dataset}: accuracy {fmt(test['accuracy'])} "
+                       f"macro-F1 {fmt(test['macro_f1'])}")  # fmt: skip
     if readme is not None:
         update_readme(readme, metrics_dir)
 

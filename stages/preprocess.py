@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import typer
@@ -12,6 +11,16 @@ from affectpipe.data.registry import dataset_module
 from affectpipe.stage import run_stage
 
 app = typer.Typer(add_completion=False)
+NOTED = ("notes", "center_fallback", "resampled")  # lists worth a count on the console
+
+
+def summary(report: dict) -> str:
+    """One line from the report: its counts and each split's clips (the rest stays in the file)."""
+    counts = [f"{v} {k.replace('_', ' ')}" for k, v in report.items() if type(v) is int]
+    splits = report.get("splits", {})
+    counts += [f"{name} {part.get('clips', '?')} clips" for name, part in splits.items()]
+    notes = [f"{len(v)} {k.replace('_', ' ')}" for k, v in report.items() if k in NOTED and v]
+    return ", ".join(counts + notes)
 
 
 @app.command()
@@ -30,9 +39,8 @@ def main(
         )
     )
     skipped = report.get("skipped", [])
-    summary = {k: v for k, v in report.items() if k != "skipped"}
-    typer.echo(json.dumps(summary, indent=1, sort_keys=True))
-    typer.echo(f"preprocess {dataset}: {len(skipped)} input(s) skipped, see {out}/report.json")
+    typer.echo(f"preprocess {dataset}: {summary(report)}; {len(skipped)} input(s) skipped")
+    typer.echo(f"  full report: {out}/report.json")
     for item in skipped[:20]:
         typer.echo(f"  skipped {item['path']}: {item['reason']}", err=True)
 

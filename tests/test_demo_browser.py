@@ -21,7 +21,7 @@ CHROMIUM_ARGS = [
     "--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1",
     "--disable-background-networking", "--disable-component-update", "--disable-sync",
 ]  # fmt: skip
-# Where to keep the screenshot (the README's is `plots/demo.png`); unset, the test leaves the
+# Where to keep the screenshot (docs/predict.md shows `plots/demo.png`); unset, the test leaves the
 # tracked file alone.
 SCREENSHOT = os.environ.get("AFFECTPIPE_DEMO_SCREENSHOT")
 
@@ -68,10 +68,10 @@ def test_demo_without_gradio_says_how_to_install_it(monkeypatch):
     from affectpipe.demo import require_gradio
 
     monkeypatch.setitem(sys.modules, "gradio", None)  # import gradio -> ImportError
-    with pytest.raises(ImportError, match=r"pip install 'affectpipe\[demo\]'"):
+    with pytest.raises(ImportError, match=r"pip install -e '\.\[demo\]'"):
         require_gradio()
     result = CliRunner().invoke(app, ["demo"])
-    assert result.exit_code == 1 and "affectpipe[demo]" in result.stderr
+    assert result.exit_code == 1 and "pip install -e '.[demo]'" in result.stderr
 
 
 @pytest.mark.browser

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import hashlib
+import os
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -82,3 +85,29 @@ def test_auto_device_is_cuda_only_when_available():
     expected = "cuda" if torch.cuda.is_available() else "cpu"
     assert resolve_device("auto").type == expected
     assert resolve_device("cpu").type == "cpu"
+
+
+def test_the_package_is_offline_by_default_and_a_hub_id_fails_in_one_line_naming_the_switch():
+    """Run where nothing set HF_HUB_OFFLINE: importing affectpipe makes the hub offline."""
+    code = (
+        "import os, affectpipe\n"
+        "from affectpipe.features.backbones import BackboneUnavailable, load_backbone\n"
+        "print(os.environ['HF_HUB_OFFLINE'])\n"
+        "try:\n"
+        "    load_backbone('clip', 'no-such-org/no-such-model')\n"
+        "except BackboneUnavailable as e:\n"
+        "    print(str(e).count(chr(10)), 'HF_HUB_OFFLINE=1, the default' in str(e))\n"
+    )
+    env = {
+        k: v for k, v in os.environ.items() if k not in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")
+    }
+    run = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120
+    )
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.split() == ["1", "0", "True"]  # offline, one line, the switch named
+
+
+def test_loading_a_backbone_prints_no_progress_bar(capfd):
+    load_backbone("clip", "tiny")
+    assert "Loading weights" not in capfd.readouterr().err

@@ -95,7 +95,7 @@ def test_status_is_clean_and_a_second_repro_runs_nothing(repo: PipelineRepo):
 
 def test_committed_lock_and_metrics_are_what_a_fresh_repro_produces(repo: PipelineRepo):
     """Byte for byte on the platform that made them; on another, download and preprocess byte
-    for byte and every metric within its family's tolerance (README, "Reproducibility")."""
+    for byte and every metric within its family's tolerance (docs/reproducibility.md)."""
     result = compare(repo.root, REPO, platform_record())
     assert result.ok, result.summary()
 

@@ -76,7 +76,8 @@ def test_fit_learns_logs_every_metric_and_checkpoints_best(tmp_path):
     assert (tmp_path / "live" / "plots" / "metrics" / "val" / "mse.tsv").is_file()
     ckpt = load_checkpoint(tmp_path / "ckpt")
     assert ckpt["epoch"] == result.best_epoch and ckpt["config"] == {"kind": "linear"}
-    assert ckpt["provenance"] == {"spec": "none"}
+    machine = {"processes": 1, "device": "cpu", "mixed_precision": "no"}  # how it ran, recorded
+    assert ckpt["provenance"] == {"spec": "none", "machine": machine}
     torch.testing.assert_close(ckpt["state_dict"]["fc.weight"], model.fc.weight.detach())
 
 

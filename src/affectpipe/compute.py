@@ -6,8 +6,12 @@ reruns nothing. Each key can be overridden for one shell or one CI job by an env
 variable (`AFFECTPIPE_DEVICE`, `AFFECTPIPE_PROCESSES`, `AFFECTPIPE_LAUNCHER`,
 `AFFECTPIPE_DATALOADER_WORKERS`), which wins over params.yaml.
 
-The outputs do not depend on them beyond floating-point rounding (another device or another
-number of threads sums in another order): README, "Reproducibility".
+What they do change: the device decides which float kernels run (and, with
+`mixed_precision: auto`, bf16 on CUDA), and several processes split each batch, so statistics
+taken per process (the batch CCC term, in-batch negatives, class-weight normalisation) differ
+from one process's (docs/scale.md). Extraction and `lora`/`probe` stay equal to float rounding.
+Every checkpoint records the processes, device and precision it was trained with
+(`provenance.machine`), so a result made another way is never mistaken for the default.
 """
 
 from __future__ import annotations

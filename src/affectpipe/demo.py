@@ -15,7 +15,7 @@ import numpy as np
 
 from affectpipe.data.labels import EMOTION_ID, EMOTIONS
 
-DEMO_EXTRA = "pip install 'affectpipe[demo]'"
+DEMO_EXTRA = "pip install -e '.[demo]' (from the repository root)"
 SAMPLE_FPS, SAMPLE_SIZE, SAMPLE_RATE, SAMPLE_SECONDS = 15, (160, 128), 48000, 2.0
 # name -> (face emotion, voice emotion or None for a silent video)
 SAMPLES: dict[str, tuple[str, str | None]] = {

@@ -132,8 +132,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.processes is None or args.launcher is None:
             compute = load_compute(args.params)
-            args.processes = args.processes or compute.processes
-            args.launcher = args.launcher or compute.launcher
+            if args.processes is None:
+                args.processes = compute.processes
+            if args.launcher is None:
+                args.launcher = compute.launcher
         cfg = machine_config(args.processes, args.launcher)
     except (ValueError, ConfigError, OSError) as err:
         print(f"error: {err}", file=sys.stderr)

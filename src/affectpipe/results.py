@@ -42,9 +42,10 @@ CV_COLUMNS = {
 }
 
 
-def _fmt(value: Any) -> str:
+def fmt(value: Any) -> str:
+    """3 decimals for people: NaN -> n/a, never -0.000, a dash for no value."""
     if isinstance(value, int | float):
-        return "n/a" if value != value else f"{round(value, 3) + 0.0:.3f}"  # NaN -> n/a, no -0.000
+        return "n/a" if value != value else f"{round(value, 3) + 0.0:.3f}"
     return "–"
 
 
@@ -59,7 +60,7 @@ def render(metrics_dir: Path) -> str:
     va_path, av_path = metrics_dir / "va.json", metrics_dir / "av.json"
     if va_path.exists():
         va = json.loads(va_path.read_text())["va"]
-        rows = [[name] + [_fmt(va[name].get("test", {}).get(k)) for k in VA_COLUMNS] for name in va]
+        rows = [[name] + [fmt(va[name].get("test", {}).get(k)) for k in VA_COLUMNS] for name in va]
         parts.append(
             "Valence/arousal on the AFEW-VA test split (frames pooled, AVEC/ABAW style):\n\n"
             + _table(["model"] + list(VA_COLUMNS.values()), rows)
@@ -67,7 +68,7 @@ def render(metrics_dir: Path) -> str:
     if av_path.exists():
         av = json.loads(av_path.read_text())["av"]
         rows = [
-            [f"{model} / {ds}"] + [_fmt(scores.get("test", {}).get(k)) for k in AV_COLUMNS]
+            [f"{model} / {ds}"] + [fmt(scores.get("test", {}).get(k)) for k in AV_COLUMNS]
             for model, per_ds in av.items()
             for ds, scores in per_ds.items()
         ]
@@ -93,7 +94,7 @@ def render(metrics_dir: Path) -> str:
 
 def _mean_std(cv: dict[str, Any], key: str) -> str:
     mean, std = cv.get(f"{key}_mean"), cv.get(f"{key}_std")
-    return "–" if mean is None else f"{_fmt(mean)} ± {_fmt(std)}"
+    return "–" if mean is None else f"{fmt(mean)} ± {fmt(std)}"
 
 
 def update_readme(readme: Path, metrics_dir: Path) -> bool:

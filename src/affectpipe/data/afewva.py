@@ -1,7 +1,7 @@
 """AFEW-VA: materialise the raw folder, read its annotations, crop faces, split by actor.
 
-Layout (see DATASETS.md): one folder per clip, `NNN/NNNNN.png` frames and `NNN/NNN.json` with
-`actor`, `video_id` and `frames -> {valence, arousal, landmarks}` on the -10..10 scale. Every
+Layout of the official release: one folder per clip, `NNN/NNNNN.png` frames and `NNN/NNN.json`
+with `actor`, `video_id` and `frames -> {valence, arousal, landmarks}` on the -10..10 scale. Every
 problem is either raised (`strict`) or recorded with its reason (`skip`): a frame without a PNG,
 a PNG without a label, a malformed or out-of-range label, a broken image, an empty clip.
 """

@@ -203,11 +203,20 @@ def _load_processor(kind: str, source: str) -> Any:
     return tf.AutoImageProcessor.from_pretrained(source, backend="pil")
 
 
+def _offline() -> bool:
+    return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
+
+
 def _offline_hint(kind: str, spec: str, error: Exception) -> BackboneUnavailable:
+    hub = (
+        " (offline: HF_HUB_OFFLINE=1, the default; HF_HUB_OFFLINE=0 downloads)"
+        if _offline()
+        else ""
+    )
     return BackboneUnavailable(
         f"cannot load {kind} backbone '{spec}' ({type(error).__name__}: "
         f"{str(error).splitlines()[0] if str(error) else 'no detail'}). "
-        f"It is neither a local folder nor reachable on the Hugging Face hub. To run offline, "
+        f"It is neither a local folder nor reachable on the Hugging Face hub{hub}. To run offline, "
         f"set the spec to 'tiny' (a small random model of the same architecture), or download "
         f"'{spec}' on a machine with network access (e.g. `hf download {spec} --local-dir DIR`) "
         f"and set the spec to that folder."
@@ -218,6 +227,7 @@ def load_backbone(kind: str, spec: str, device: str | torch.device = "cpu") -> B
     """Load `spec` ('tiny', a hub id or a local folder) as a frozen `kind` encoder on `device`."""
     _check_kind(kind)
     source = str(tiny_folder(kind)) if spec == "tiny" else spec
+    tf.logging.disable_progress_bar()  # a "Loading weights" bar per load buries the stage logs
     try:
         model = _MODEL_CLASS[kind].from_pretrained(source)
         processor = _load_processor(kind, source)

@@ -22,6 +22,7 @@ small encoder are, so that the heads do not depend on which directions happen to
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 
 import torch
@@ -115,7 +116,9 @@ def add_lora(clip: nn.Module, cfg: VAModelConfig) -> nn.Module:
         layers_to_transform=blocks,
         layers_pattern="layers",
     )
-    return get_peft_model(clip, lora)
+    with warnings.catch_warnings():  # peft calls a transformers API that 5.x deprecates
+        warnings.filterwarnings("ignore", "`is_gradient_checkpointing`", FutureWarning)
+        return get_peft_model(clip, lora)
 
 
 def hidden_before(clip: nn.Module, pixel_values: Tensor, block: int) -> Tensor:

@@ -145,6 +145,7 @@ def fit(
     ckpt_dir: Path,
     config: dict[str, Any] | None = None,
     provenance: dict[str, Any] | None = None,
+    label: str = "",
 ) -> FitResult:
     """Train `model`, keep the best epoch by `cfg.monitor`; see the module docstring."""
     from accelerate import Accelerator
@@ -179,7 +180,7 @@ def fit(
     best_state: dict[str, torch.Tensor] | None = None
     bad_epochs = 0
     for epoch in range(cfg.epochs):
-        desc = f"epoch {epoch + 1}/{cfg.epochs}"
+        desc = f"{label} epoch {epoch + 1}/{cfg.epochs}".lstrip()  # label: what trains
         row = _train_epoch(model, train_loader, step_fn, acc, opt, sched, cfg, params, desc)
         model.eval()
         with torch.no_grad():
@@ -197,9 +198,11 @@ def fit(
             result.best_epoch, result.best_value, result.best_metrics = epoch, best, dict(row)
             best_state = _state(acc.unwrap_model(model))
             if acc.is_main_process:
-                save_checkpoint(
-                    ckpt_dir, best_state, config or {}, provenance or {}, epoch, dict(row)
-                )
+                # how it ran: processes and device change per-process statistics and precision
+                ran = {"processes": acc.num_processes, "device": acc.device.type,
+                       "mixed_precision": str(acc.mixed_precision)}  # fmt: skip
+                prov = {**(provenance or {}), "machine": ran}
+                save_checkpoint(ckpt_dir, best_state, config or {}, prov, epoch, dict(row))
         else:
             bad_epochs += 1
             if cfg.patience and bad_epochs >= cfg.patience:

@@ -509,6 +509,7 @@ def fit_av(
     ckpt_dir: Path,
     live_dir: Path | None = None,
     provenance: dict | None = None,
+    label: str = "",
 ):
     """Train with the shared loop (`affectpipe.train.loop.fit`); select on `val/score`."""
     from affectpipe.train.loop import fit
@@ -543,6 +544,7 @@ def fit_av(
         ckpt_dir,
         config=asdict(model.cfg),
         provenance=provenance,
+        label=label,
     )
 
 
@@ -662,6 +664,7 @@ def train_one(
         ckpt_dir=ckpt_dir,
         live_dir=live_dir,
         provenance=provenance,
+        label=f"{modality} {dataset} fold {data.test_fold}",
     )
     n_params = sum(p.numel() for p in model.parameters())
     return {

@@ -221,7 +221,7 @@ def pretrain_va(
         wrapper, train_loader(train, window, loop.seed), eval_loader(val, window),
         lambda m, b: m(b), _loss_eval, loop, live_dir, ckpt_dir,
         config={"model": asdict(cfg), "contrastive": asdict(contrastive), "window": asdict(window)},
-        provenance=prov,
+        provenance=prov, label=f"pretrain {pipeline}",
     )  # fmt: skip
 
 
@@ -295,6 +295,7 @@ def finetune_va(
     return fit(
         model, train_loader(train, window, loop.seed), eval_loader(val, window), step, evaluate,
         loop, live_dir, ckpt_dir, config=config, provenance=prov,
+        label=f"finetune {model.cfg.pipeline}",
     )  # fmt: skip
 
 
