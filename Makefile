@@ -35,8 +35,8 @@ test-fast: venv
 	$(BIN)/python -m pytest -q -m "not slow"
 
 results: venv
-	$(BIN)/dvc repro --force
-	$(BIN)/python -m affectpipe.reproducibility record
+	AFFECTPIPE_PROCESSES=1 $(BIN)/dvc repro --force
+	AFFECTPIPE_PROCESSES=1 $(BIN)/python -m affectpipe.reproducibility record
 	$(BIN)/python -m affectpipe.results README.md
 
 lint: venv

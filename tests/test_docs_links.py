@@ -5,9 +5,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-import pytest
+from tests.pipeline_repo import REPO, project_files
 
-REPO = Path(__file__).resolve().parents[1]
 PAGES = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
 
 # [text](target) and ![alt](target); the target ends at whitespace (before an optional
@@ -16,8 +15,7 @@ LINK = re.compile(r"!?\[[^\]]*\]\(\s*<?([^)\s>]+)>?(?:\s+[\"'][^)]*)?\)")
 FENCE = re.compile(r"^(```|~~~).*?^\1[^\n]*$", re.MULTILINE | re.DOTALL)
 INLINE_CODE = re.compile(r"`[^`\n]*`")
 EXTERNAL = ("http://", "https://", "mailto:")
-# Files that are not part of the repository; a reader has no way to open them.
-ABSENT = ("DATASETS.md", "NOTES.md", "ARCHITECTURE.md", "STYLE.md", "../shared")
+MD_NAME = re.compile(r"[\w./-]*\w\.md\b")  # any Markdown file a page names, link or not
 
 
 def _prose(text: str) -> str:
@@ -51,15 +49,17 @@ def test_every_relative_link_in_the_readme_and_docs_resolves_to_a_file():
     assert not broken, "broken links:\n" + "\n".join(broken)
 
 
-@pytest.mark.parametrize("name", ABSENT)
-def test_no_page_mentions_a_file_outside_the_repository(name):
-    mentions = [
-        f"{page.relative_to(REPO)}:{n}"
+def test_every_markdown_file_a_page_names_is_in_the_repository():
+    """A reader cannot open a page that only exists elsewhere, linked or merely mentioned."""
+    names = {Path(f).name for f in project_files() if f.endswith(".md")}
+    missing = [
+        f"{page.relative_to(REPO)}:{n}: {name}"
         for page in PAGES
         for n, line in enumerate(page.read_text(encoding="utf-8").splitlines(), 1)
-        if name in line
+        for name in MD_NAME.findall(line)
+        if Path(name).name not in names
     ]
-    assert not mentions, f"{name} is mentioned in " + ", ".join(mentions)
+    assert not missing, "pages name Markdown files the repository lacks:\n" + "\n".join(missing)
 
 
 def test_a_missing_target_is_reported_with_its_page_and_a_fragment_is_ignored(tmp_path):

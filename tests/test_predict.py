@@ -345,3 +345,46 @@ def test_engines_prepare_videos_as_the_checkpoints_record(tmp_path):
         VAEngine(old / "finetune" / "cached", cpu, VASettings(crop_size=99)).settings.crop_size
         == 99
     )
+
+
+def _va_checkpoint_meta(root: Path, variant: str, meta) -> None:
+    folder = root / "finetune" / variant
+    folder.mkdir(parents=True)
+    (folder / "model.pt").write_bytes(b"")
+    (folder / "checkpoint.json").write_text(meta if isinstance(meta, str) else json.dumps(meta))
+
+
+def test_the_default_va_model_is_the_best_by_the_validation_ccc_its_checkpoint_recorded(
+    tmp_path,
+):
+    from affectpipe.predict import best_va_variant
+
+    assert best_va_variant(tmp_path) == "lora"  # nothing trained: the first variant
+    _va_checkpoint_meta(tmp_path, "cached", {"metrics": {"val/ccc_mean": 0.4}})
+    assert best_va_variant(tmp_path) == "cached"  # the only one trained
+    _va_checkpoint_meta(tmp_path, "lora", "{not json")  # unreadable: ranks below any score
+    _va_checkpoint_meta(tmp_path, "probe", {"metrics": {"val/ccc_mean": 0.6, "test/x": 0.9}})
+    assert best_va_variant(tmp_path) == "probe"
+    (tmp_path / "finetune" / "probe" / "model.pt").unlink()  # a record without its weights
+    assert best_va_variant(tmp_path) == "cached"
+
+
+@pytest.mark.parametrize("score", [True, float("inf"), float("nan"), "0.9"])
+def test_a_recorded_score_that_is_not_a_finite_number_never_wins(tmp_path, score):
+    from affectpipe.predict import best_va_variant
+
+    _va_checkpoint_meta(tmp_path, "cached", {"metrics": {"val/ccc_mean": 0.1}})
+    _va_checkpoint_meta(tmp_path, "lora", json.dumps({"metrics": {"val/ccc_mean": score}}))
+    assert best_va_variant(tmp_path) == "cached"
+
+
+def test_the_cli_finds_the_checkout_from_any_directory(tmp_path, monkeypatch):
+    from affectpipe.predict import PROJECT_ROOT, project_root
+
+    monkeypatch.chdir(tmp_path)
+    assert project_root() == PROJECT_ROOT  # the checkout this package runs from
+    (tmp_path / "models").mkdir()  # a stray folder called models does not make a checkout
+    assert project_root() == PROJECT_ROOT
+    (tmp_path / "dvc.yaml").write_text("stages: {}\n")
+    (tmp_path / "params.yaml").write_text("{}\n")
+    assert project_root() == tmp_path  # another checkout, where the command runs

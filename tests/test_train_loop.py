@@ -9,7 +9,7 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from affectpipe.train.checkpoint import load_checkpoint
-from affectpipe.train.loop import LoopConfig, fit, warmup_cosine
+from affectpipe.train.loop import LoopConfig, fit, resolve_precision, warmup_cosine
 
 
 class Linear(nn.Module):
@@ -76,7 +76,9 @@ def test_fit_learns_logs_every_metric_and_checkpoints_best(tmp_path):
     assert (tmp_path / "live" / "plots" / "metrics" / "val" / "mse.tsv").is_file()
     ckpt = load_checkpoint(tmp_path / "ckpt")
     assert ckpt["epoch"] == result.best_epoch and ckpt["config"] == {"kind": "linear"}
-    machine = {"processes": 1, "device": "cpu", "mixed_precision": "no"}  # how it ran, recorded
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    precision = resolve_precision(LoopConfig().mixed_precision)  # what Accelerate ran with
+    machine = {"processes": 1, "device": device, "mixed_precision": precision}  # recorded
     assert ckpt["provenance"] == {"spec": "none", "machine": machine}
     torch.testing.assert_close(ckpt["state_dict"]["fc.weight"], model.fc.weight.detach())
 

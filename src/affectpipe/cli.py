@@ -18,7 +18,10 @@ def _predictor(models_dir: Path, device: str, va_variant: str, dataset: str, rat
     from transformers.utils import logging as hf_logging
 
     from affectpipe.config import load_params
-    from affectpipe.predict import PredictConfig, Predictor, settings_from_params
+    from affectpipe.predict import PredictConfig, Predictor, project_root, settings_from_params
+
+    models_dir = models_dir or project_root() / "models"
+    params_file = params_file or project_root() / "params.yaml"
 
     hf_logging.disable_progress_bar()  # one "Loading weights" bar per backbone is noise here
     params = load_params(params_file) if params_file.is_file() else {}
@@ -36,7 +39,9 @@ def _fail(err: Exception) -> typer.Exit:
 @app.command()
 def predict(
     path: Path = typer.Argument(..., help="a video file, or a folder searched for videos"),
-    models_dir: Path = typer.Option(Path("models"), help="checkpoints written by the pipeline"),
+    models_dir: Path = typer.Option(
+        None, help="checkpoints written by the pipeline; default: the checkout's models/"
+    ),
     output: Path = typer.Option(
         None,
         "--output",
@@ -45,13 +50,16 @@ def predict(
         "video); default: JSON on stdout",
     ),  # fmt: skip
     device: str = typer.Option("auto", help="auto | cpu | cuda | cuda:N"),
-    va_variant: str = typer.Option("cached", help="VA model: models/finetune/<variant>"),
+    va_variant: str = typer.Option(
+        "best", help="VA model models/finetune/<variant>: best (by validation CCC) | lora | ..."
+    ),
     dataset: str = typer.Option("ravdess", help="emotion model trained on: ravdess | cremad"),
     rate: float = typer.Option(4.0, help="valence/arousal samples per second of video"),
     params_file: Path = typer.Option(
-        Path("params.yaml"),
+        None,
         "--params",
-        help="preprocessing settings for checkpoints that do not record them (if the file exists)",
+        help="preprocessing settings for checkpoints that do not record them (if the file "
+        "exists); default: the checkout's params.yaml",
     ),
 ) -> None:
     """Predict valence/arousal over time, emotions and congruence; one JSON per video."""
@@ -77,11 +85,15 @@ def predict(
 def demo(
     port: int = typer.Option(7860, help="port on 127.0.0.1"),
     share: bool = typer.Option(False, help="also create a public Gradio link"),
-    models_dir: Path = typer.Option(Path("models"), help="checkpoints written by the pipeline"),
+    models_dir: Path = typer.Option(
+        None, help="checkpoints written by the pipeline; default: the checkout's models/"
+    ),
     device: str = typer.Option("auto", help="auto | cpu | cuda | cuda:N"),
     dataset: str = typer.Option("ravdess", help="emotion model trained on: ravdess | cremad"),
-    va_variant: str = typer.Option("cached", help="VA model: models/finetune/<variant>"),
-    params_file: Path = typer.Option(Path("params.yaml"), "--params"),
+    va_variant: str = typer.Option(
+        "best", help="VA model models/finetune/<variant>: best (by validation CCC) | lora | ..."
+    ),
+    params_file: Path = typer.Option(None, "--params", help="default: the checkout's params.yaml"),
 ) -> None:
     """Interactive demo: upload a video or pick a sample; see emotions, congruence and VA."""
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")

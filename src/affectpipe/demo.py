@@ -193,6 +193,8 @@ def launch(predictor, port: int = 7860, share: bool = False, samples_dir: Path |
     folder = samples_dir or Path(tempfile.gettempdir()) / "affectpipe-demo-samples"
     app = build_app(predictor, make_samples(folder))
     app.queue()
+    if not share:  # Gradio's own hint names its Python argument, not this CLI's --share
+        print(f"affectpipe demo on http://127.0.0.1:{port} (--share adds a public link)")
     app.launch(
         server_name="127.0.0.1",
         server_port=port,
@@ -200,5 +202,6 @@ def launch(predictor, port: int = 7860, share: bool = False, samples_dir: Path |
         prevent_thread_lock=not block,
         allowed_paths=[str(folder)],
         show_error=True,
+        quiet=not share,  # with --share, Gradio prints the public link itself
     )
     return app

@@ -10,6 +10,7 @@ the pipeline trained them (see `affectpipe.inference`).
 from __future__ import annotations
 
 import json
+import math
 import sys
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -21,6 +22,7 @@ from tqdm import tqdm
 
 from affectpipe.data.labels import EMOTIONS
 from affectpipe.problems import InputProblem
+from affectpipe.train.checkpoint import META_FILE
 from affectpipe.video import VideoInfo, is_video, list_videos, probe
 
 VERDICTS: tuple[str, str] = ("incongruent", "congruent")
@@ -172,7 +174,7 @@ class PredictConfig:
     """What `affectpipe predict` loads and how densely it samples a video."""
 
     models_dir: Path = Path("models")
-    va_variant: str = "cached"  # models/finetune/<variant>: cached | lora | probe
+    va_variant: str = "best"  # models/finetune/<variant>: best (by validation) | lora | probe...
     av_dataset: str = "ravdess"  # models/multimodal/<model>_<dataset>: ravdess | cremad
     device: str = "auto"  # auto (CUDA when present) | cpu | cuda | cuda:N
     va_rate: float = 4.0  # valence/arousal samples per second of video
@@ -186,6 +188,39 @@ class PredictConfig:
 
 
 AV_MODELS: tuple[str, ...] = ("fusion", "video", "audio")
+VA_VARIANTS: tuple[str, ...] = ("lora", "probe", "cached")
+PROJECT_ROOT = Path(__file__).resolve().parents[2]  # the checkout, for an editable install
+
+
+def project_root() -> Path:
+    """Where the pipeline's `models/` and `params.yaml` are: the working directory when it is a
+    checkout of this project (it has dvc.yaml), else the checkout this package runs from, so
+    `affectpipe predict` works from any directory; `--models-dir` and `--params` override."""
+    for root in (Path.cwd(), PROJECT_ROOT):
+        if (root / "dvc.yaml").is_file() and (root / "params.yaml").is_file():
+            return root
+    return Path.cwd()
+
+
+def best_va_variant(models_dir: Path) -> str:
+    """The fine-tuned VA variant whose checkpoint recorded the highest validation CCC (finetune
+    keeps each variant's best epoch by `val/ccc_mean`, never looking at test data). Only trained
+    finetune checkpoints compete; one without a finite recorded score ranks last; ties and no
+    checkpoint at all go to the first in `VA_VARIANTS`."""
+
+    def score(variant: str) -> float:
+        folder = models_dir / "finetune" / variant
+        if not (folder / "model.pt").is_file():
+            return -math.inf
+        try:
+            meta = json.loads((folder / META_FILE).read_text())
+        except (OSError, ValueError):
+            return -1e9
+        value = meta.get("metrics", {}).get("val/ccc_mean") if isinstance(meta, dict) else None
+        ok = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+        return float(value) if ok else -1e9
+
+    return max(VA_VARIANTS, key=score)  # max keeps the first of equal scores
 
 
 class Predictor:
@@ -198,7 +233,8 @@ class Predictor:
         self.cfg = cfg
         self.device = resolve_device(cfg.device)
         self.missing: dict[str, str] = {}
-        va_dir = cfg.models_dir / "finetune" / cfg.va_variant
+        variant = best_va_variant(cfg.models_dir) if cfg.va_variant == "best" else cfg.va_variant
+        va_dir = cfg.models_dir / "finetune" / variant
         self.va = VAEngine(va_dir, self.device, va_settings) if self._has(va_dir, "va") else None
         self.av: dict[str, AVEngine] = {}
         for name in AV_MODELS:  # the baselines only stand in for a missing fusion model

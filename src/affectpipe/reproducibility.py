@@ -134,7 +134,7 @@ def _cpu_info() -> tuple[str, set[str]]:
     )
 
 
-def platform_record(device: str = "cpu") -> dict[str, Any]:
+def platform_record() -> dict[str, Any]:
     """What decides the float kernels this machine runs: CPU, ISA, libraries, threads."""
     import torch
 
@@ -143,7 +143,8 @@ def platform_record(device: str = "cpu") -> dict[str, Any]:
     mkl = re.search(r"Math Kernel Library Version ([\w.-]+)", config)
     model, flags = _cpu_info()
     return {
-        "device": device,  # cuda: the GPU's kernels made the float outputs, not this CPU's
+        # cuda: training (Accelerate) and auto-device extraction ran on the GPU's kernels
+        "device": "cuda" if torch.cuda.is_available() else "cpu",
         "cpu": model,
         "machine": platform.machine(),
         "isa": sorted(f for f in KERNEL_FLAGS if f in flags),
@@ -292,16 +293,12 @@ def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     if args[:1] == ["record"]:
         path = Path(args[1]) if len(args) > 1 else PLATFORM_FILE
-        from affectpipe.features.backbones import resolve_device
-
-        compute = load_compute()
-        processes = compute.processes
+        processes = load_compute().processes
         if processes != 1:  # the record's thread count and kernels describe one process
             print(f"error: compute.processes is {processes}; the committed results are made by one "
                   "process (AFFECTPIPE_PROCESSES=1 make results)", file=sys.stderr)  # fmt: skip
             return 1
-        record = platform_record(resolve_device(compute.device).type)
-        path.write_text(json.dumps(record, indent=2) + "\n")
+        path.write_text(json.dumps(platform_record(), indent=2) + "\n")
         print(f"platform record -> {path}")
         return 0
     if args[:1] == ["check"] and len(args) == 2:

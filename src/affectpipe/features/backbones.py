@@ -204,7 +204,10 @@ def _load_processor(kind: str, source: str) -> Any:
 
 
 def _offline() -> bool:
-    return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
+    """Whether the hub is offline as huggingface_hub sees it (read when it was imported)."""
+    from huggingface_hub import constants
+
+    return bool(constants.HF_HUB_OFFLINE)
 
 
 def _offline_hint(kind: str, spec: str, error: Exception) -> BackboneUnavailable:
@@ -227,12 +230,17 @@ def load_backbone(kind: str, spec: str, device: str | torch.device = "cpu") -> B
     """Load `spec` ('tiny', a hub id or a local folder) as a frozen `kind` encoder on `device`."""
     _check_kind(kind)
     source = str(tiny_folder(kind)) if spec == "tiny" else spec
-    tf.logging.disable_progress_bar()  # a "Loading weights" bar per load buries the stage logs
+    quiet = Path(source).is_dir() and tf.logging.is_progress_bar_enabled()
+    if quiet:  # a "Loading weights" bar per local load buries the logs; downloads keep theirs
+        tf.logging.disable_progress_bar()
     try:
         model = _MODEL_CLASS[kind].from_pretrained(source)
         processor = _load_processor(kind, source)
     except (OSError, ValueError) as e:
         raise _offline_hint(kind, spec, e) from None
+    finally:
+        if quiet:
+            tf.logging.enable_progress_bar()
     return Backbone(
         kind=kind,
         spec=spec,
