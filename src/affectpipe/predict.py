@@ -21,6 +21,7 @@ import numpy as np
 from tqdm import tqdm
 
 from affectpipe.data.labels import EMOTIONS
+from affectpipe.models.va import PIPELINES
 from affectpipe.problems import InputProblem
 from affectpipe.train.checkpoint import META_FILE
 from affectpipe.video import VideoInfo, is_video, list_videos, probe
@@ -188,7 +189,6 @@ class PredictConfig:
 
 
 AV_MODELS: tuple[str, ...] = ("fusion", "video", "audio")
-VA_VARIANTS: tuple[str, ...] = ("lora", "probe", "cached")
 PROJECT_ROOT = Path(__file__).resolve().parents[2]  # the checkout, for an editable install
 
 
@@ -206,7 +206,7 @@ def best_va_variant(models_dir: Path) -> str:
     """The fine-tuned VA variant whose checkpoint recorded the highest validation CCC (finetune
     keeps each variant's best epoch by `val/ccc_mean`, never looking at test data). Only trained
     finetune checkpoints compete; one without a finite recorded score ranks last; ties and no
-    checkpoint at all go to the first in `VA_VARIANTS`."""
+    checkpoint at all go to the first in `PIPELINES`."""
 
     def score(variant: str) -> float:
         folder = models_dir / "finetune" / variant
@@ -220,7 +220,7 @@ def best_va_variant(models_dir: Path) -> str:
         ok = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
         return float(value) if ok else -1e9
 
-    return max(VA_VARIANTS, key=score)  # max keeps the first of equal scores
+    return max(PIPELINES, key=score)  # max keeps the first of equal scores
 
 
 class Predictor:
