@@ -1,23 +1,48 @@
 """Typed views of `params.yaml` sections.
 
-Stage scripts read `params.yaml` once, pick their section and turn it into a small dataclass
-with `from_section`, so a misspelt or missing key fails loudly and by name (nanoGPT's habit)
-instead of silently falling back to a default.
+Every params section a stage reads is a `@params_section` dataclass with no code defaults:
+`params.yaml` is the one home of a default, so deleting a line there is an error naming the key,
+never a silent change of experiment. Stage scripts read `params.yaml` once and build their config
+with `from_section` at the script boundary; library functions take the typed config, never a dict.
+Validation (types, `Literal` choices, nested sections, unknown keys) is pydantic's.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import typing
 from pathlib import Path
 from typing import Any, TypeVar
 
+import pydantic
 import yaml
 
 T = TypeVar("T")
 
+_MARK = "__affectpipe_params_section__"
+
 
 class ConfigError(ValueError):
     """A params section does not match the dataclass that consumes it."""
+
+
+def params_section(cls: type[T]) -> type[T]:
+    """Make `cls` a validated, frozen params section; refuse code defaults at import time."""
+    own = cls.__dict__.get("__annotations__", {})
+    defaults = [name for name in own if name in cls.__dict__]
+    if defaults:
+        raise TypeError(
+            f"{cls.__name__}: params sections take no code defaults {defaults}: "
+            "params.yaml is the one home of a default"
+        )
+    config = pydantic.ConfigDict(extra="forbid", arbitrary_types_allowed=True)
+    built = pydantic.dataclasses.dataclass(frozen=True, config=config)(cls)
+    setattr(built, _MARK, True)
+    return built
+
+
+def is_params_section(cls: Any) -> bool:
+    return isinstance(cls, type) and cls.__dict__.get(_MARK, False)
 
 
 def load_params(path: Path | str = "params.yaml") -> dict[str, Any]:
@@ -42,8 +67,43 @@ def section(params: dict[str, Any], dotted: str) -> dict[str, Any]:
     return node
 
 
-def from_section(cls: type[T], values: dict[str, Any], name: str) -> T:
-    """Build dataclass `cls` from a params mapping; unknown or missing keys are errors."""
+def _field_names(cls: Any, loc: tuple[Any, ...]) -> list[str]:
+    """The keys valid at `loc` inside `cls`, for the error of an unknown key."""
+    for part in loc:
+        hints = typing.get_type_hints(cls) if dataclasses.is_dataclass(cls) else {}
+        if part not in hints:
+            return []
+        cls = hints[part]
+    return sorted(f.name for f in dataclasses.fields(cls)) if dataclasses.is_dataclass(cls) else []
+
+
+def _describe(error: dict[str, Any], cls: Any, name: str) -> str:
+    loc = tuple(error["loc"])
+    key = ".".join([name, *map(str, loc)])
+    if error["type"] == "missing":
+        return f"missing key '{key}'"
+    if error["type"] in ("unexpected_keyword_argument", "extra_forbidden"):
+        valid = _field_names(cls, loc[:-1])
+        return f"unknown key '{key}'" + (f"; valid keys: {valid}" if valid else "")
+    return f"'{key}': {error['msg']} (got {error.get('input')!r})"
+
+
+def from_section(cls: type[T], values: Any, name: str) -> T:
+    """Build params section `cls` from its mapping; a missing, unknown or mistyped key is a
+    `ConfigError` of one line naming every offending key."""
+    if not is_params_section(cls):
+        return _legacy_from_section(cls, values, name)
+    if not isinstance(values, dict):
+        raise ConfigError(f"params '{name}': expected a mapping, got {values!r}")
+    try:
+        return pydantic.TypeAdapter(cls).validate_python(values)
+    except pydantic.ValidationError as e:
+        problems = "; ".join(_describe(err, cls, name) for err in e.errors())
+        raise ConfigError(f"params '{name}': {problems}") from None
+
+
+def _legacy_from_section(cls: type[T], values: dict[str, Any], name: str) -> T:
+    """Plain dataclasses, until every section is a `@params_section`."""
     fields = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
     unknown = sorted(set(values) - set(fields))
     if unknown:
