@@ -91,7 +91,7 @@ def test_without_options_the_launcher_reads_compute_and_the_environment_wins(tmp
     assert run.returncode == 0 and run.stdout == "single\n"  # 1 process: the script itself
     env = {**os.environ, "AFFECTPIPE_PROCESSES": "0"}
     run = subprocess.run(cmd, capture_output=True, text=True, timeout=60, env=env)
-    assert run.returncode == 1 and "compute.processes must be >= 1, got 0" in run.stderr
+    assert run.returncode == 1 and "greater than or equal to 1, got 0" in run.stderr
 
 
 def test_the_module_runs_one_process_and_passes_its_exit_status_on(tmp_path):

@@ -18,35 +18,27 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal, get_args
 
-from affectpipe.config import ConfigError, from_section, load_params, section
+from pydantic import Field
 
-LAUNCHERS: tuple[str, ...] = ("accelerate", "torchrun")
+from affectpipe.config import from_section, load_params, params_section, section
+
+Launcher = Literal["accelerate", "torchrun"]
+LAUNCHERS: tuple[str, ...] = get_args(Launcher)
 ENV_PREFIX = "AFFECTPIPE_"
 
 
-@dataclass(frozen=True)
+@params_section
 class ComputeConfig:
     """params.yaml `compute`, after the environment's overrides."""
 
     device: str  # auto (CUDA when present) | cpu | cuda | cuda:N
-    processes: int  # total processes of extraction and training
-    launcher: str  # accelerate | torchrun: starts them when processes > 1
+    processes: Annotated[int, Field(ge=1, strict=True)]  # total processes of extraction/training
+    launcher: Launcher  # starts them when processes > 1
     # decoding processes beside each model process; auto: 0 on a CPU, up to 4 beside a GPU
-    dataloader_workers: int | str
-
-    def __post_init__(self) -> None:
-        if isinstance(self.processes, bool) or not isinstance(self.processes, int):
-            raise ConfigError(f"compute.processes must be an integer, got {self.processes!r}")
-        if self.processes < 1:
-            raise ConfigError(f"compute.processes must be >= 1, got {self.processes}")
-        if self.launcher not in LAUNCHERS:
-            raise ConfigError(
-                f"compute.launcher: unknown launcher '{self.launcher}'; valid: {list(LAUNCHERS)}"
-            )
+    dataloader_workers: Annotated[int, Field(ge=0, strict=True)] | Literal["auto"]
 
 
 def _from_env(key: str, text: str) -> Any:

@@ -10,6 +10,7 @@ Validation (types, `Literal` choices, nested sections, unknown keys) is pydantic
 from __future__ import annotations
 
 import dataclasses
+import re
 import typing
 from pathlib import Path
 from typing import Any, TypeVar
@@ -77,15 +78,31 @@ def _field_names(cls: Any, loc: tuple[Any, ...]) -> list[str]:
     return sorted(f.name for f in dataclasses.fields(cls)) if dataclasses.is_dataclass(cls) else []
 
 
-def _describe(error: dict[str, Any], cls: Any, name: str) -> str:
-    loc = tuple(error["loc"])
-    key = ".".join([name, *map(str, loc)])
-    if error["type"] == "missing":
-        return f"missing key '{key}'"
-    if error["type"] in ("unexpected_keyword_argument", "extra_forbidden"):
-        valid = _field_names(cls, loc[:-1])
-        return f"unknown key '{key}'" + (f"; valid keys: {valid}" if valid else "")
-    return f"'{key}': {error['msg']} (got {error.get('input')!r})"
+def _key_path(loc: tuple[Any, ...]) -> tuple[Any, ...]:
+    """Field names and indices of a pydantic error location, without its union-member tags."""
+    return tuple(p for p in loc if isinstance(p, int) or re.fullmatch(r"\w+", str(p)))
+
+
+def _problems(errors: list[Any], cls: Any, name: str) -> list[str]:
+    """One phrase per offending key; the alternatives of a union are joined with 'or'."""
+    by_key: dict[tuple[Any, ...], list[Any]] = {}
+    for error in errors:
+        by_key.setdefault(_key_path(tuple(error["loc"])), []).append(error)
+    problems = []
+    for loc, errs in by_key.items():
+        key = ".".join([name, *map(str, loc)])
+        kind = errs[0]["type"]
+        if kind == "missing":
+            problems.append(f"missing key '{key}'")
+        elif kind in ("unexpected_keyword_argument", "extra_forbidden"):
+            valid = _field_names(cls, loc[:-1])
+            problems.append(
+                f"unknown key '{key}'" + (f" (valid: {', '.join(valid)})" if valid else "")
+            )
+        else:
+            wanted = " or ".join(dict.fromkeys(e["msg"] for e in errs))
+            problems.append(f"'{key}': {wanted}, got {errs[0].get('input')!r}")
+    return problems
 
 
 def from_section(cls: type[T], values: Any, name: str) -> T:
@@ -94,12 +111,11 @@ def from_section(cls: type[T], values: Any, name: str) -> T:
     if not is_params_section(cls):
         return _legacy_from_section(cls, values, name)
     if not isinstance(values, dict):
-        raise ConfigError(f"params '{name}': expected a mapping, got {values!r}")
+        raise ConfigError(f"params.yaml: '{name}' must be a mapping, got {values!r}")
     try:
         return pydantic.TypeAdapter(cls).validate_python(values)
     except pydantic.ValidationError as e:
-        problems = "; ".join(_describe(err, cls, name) for err in e.errors())
-        raise ConfigError(f"params '{name}': {problems}") from None
+        raise ConfigError("params.yaml: " + "; ".join(_problems(e.errors(), cls, name))) from None
 
 
 def _legacy_from_section(cls: type[T], values: dict[str, Any], name: str) -> T:
