@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from affectpipe.config import load_params, section
+from affectpipe.config import from_section, load_params, section
 from affectpipe.data.registry import dataset_module
 from affectpipe.stage import run_stage
 
@@ -21,11 +21,13 @@ def main(
 ) -> None:
     params = load_params(params_file)
     out = out_dir or Path("data/raw") / dataset
-    run_stage(
-        lambda: dataset_module(dataset).download(
-            section(params, f"download.{dataset}"), out, seed=params["seed"]
-        )
-    )
+
+    def work() -> None:
+        module, name = dataset_module(dataset), f"download.{dataset}"
+        cfg = from_section(module.DownloadConfig, section(params, name), name)
+        module.download(cfg, out)
+
+    run_stage(work)
     typer.echo(f"download {dataset}: wrote {out}")
 
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from affectpipe.config import load_params, section
+from affectpipe.config import from_section, load_params, section
 from affectpipe.data.registry import dataset_module
 from affectpipe.stage import run_stage
 
@@ -33,11 +33,13 @@ def main(
     params = load_params(params_file)
     raw = raw_dir or Path("data/raw") / dataset
     out = out_dir or Path("data/processed") / dataset
-    report = run_stage(
-        lambda: dataset_module(dataset).preprocess(
-            section(params, f"preprocess.{dataset}"), raw, out, seed=params["seed"]
-        )
-    )
+
+    def work() -> dict:
+        module, name = dataset_module(dataset), f"preprocess.{dataset}"
+        cfg = from_section(module.PreprocessConfig, section(params, name), name)
+        return module.preprocess(cfg, raw, out, seed=params["seed"])
+
+    report = run_stage(work)
     skipped = report.get("skipped", [])
     typer.echo(f"preprocess {dataset}: {summary(report)}; {len(skipped)} input(s) skipped")
     typer.echo(f"  full report: {out}/report.json")

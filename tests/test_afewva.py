@@ -9,25 +9,41 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from affectpipe.config import ConfigError
 from affectpipe.data import afewva
-from affectpipe.data.splits import SplitConfig, assign_actor_splits
 from affectpipe.data.synthetic.afewva import SyntheticAfewvaConfig, write_synthetic_afewva
 from affectpipe.problems import InputProblem, ProblemLog
+from tests.data_configs import config
 
 TINY = {"actors": 4, "clips_per_actor": 1, "frames_per_clip": 3, "width": 48, "height": 40}
-PP = {"crop_size": 16, "margin": 0.25, "bad_input": "skip", "workers": 1, "split": {}}
+PP = {"crop_size": 16, "margin": 0.25, "bad_input": "skip", "workers": 1}
+
+
+def synthetic_config(**changes) -> SyntheticAfewvaConfig:
+    return config(SyntheticAfewvaConfig, "download.afewva.synthetic", **{**TINY, **changes})
+
+
+def download_config(**changes) -> afewva.DownloadConfig:
+    return config(afewva.DownloadConfig, "download.afewva", **changes)
+
+
 LANDMARKS = [[181.4 + i, 170.1 + i] for i in range(68)]
 
 
 @pytest.fixture
 def raw(tmp_path: Path) -> Path:
     root = tmp_path / "raw"
-    write_synthetic_afewva(SyntheticAfewvaConfig(**TINY), root)
+    write_synthetic_afewva(synthetic_config(), root)
     return root
 
 
 def run_preprocess(raw: Path, tmp_path: Path, policy: str = "skip") -> dict:
-    return afewva.preprocess({**PP, "bad_input": policy}, raw, tmp_path / "out", seed=0)
+    return afewva.preprocess(
+        config(afewva.PreprocessConfig, "preprocess.afewva", **{**PP, "bad_input": policy}),
+        raw,
+        tmp_path / "out",
+        seed=0,
+    )
 
 
 def edit_json(path: Path, edit) -> None:
@@ -58,13 +74,13 @@ def test_reader_accepts_the_published_format_with_float_and_int_labels(tmp_path:
 
 def test_synthetic_generator_is_byte_deterministic(tmp_path: Path):
     a, b = tmp_path / "a", tmp_path / "b"
-    write_synthetic_afewva(SyntheticAfewvaConfig(**TINY), a)
-    write_synthetic_afewva(SyntheticAfewvaConfig(**TINY), b)
+    write_synthetic_afewva(synthetic_config(), a)
+    write_synthetic_afewva(synthetic_config(), b)
     files = sorted(p.relative_to(a) for p in a.rglob("*") if p.is_file())
     assert files == sorted(p.relative_to(b) for p in b.rglob("*") if p.is_file())
     assert all((a / f).read_bytes() == (b / f).read_bytes() for f in files)
     c = tmp_path / "c"
-    write_synthetic_afewva(SyntheticAfewvaConfig(**TINY, seed=1), c)
+    write_synthetic_afewva(synthetic_config(seed=1), c)
     assert (a / "001" / "00000.png").read_bytes() != (c / "001" / "00000.png").read_bytes()
 
 
@@ -76,17 +92,6 @@ def test_synthetic_files_follow_the_afewva_layout(raw: Path):
     frame = doc["frames"]["00000"]
     assert -10 <= frame["valence"] <= 10 and len(frame["landmarks"]) == 68
     assert (raw / "001" / "00000.png").exists()
-
-
-@pytest.mark.parametrize("method", ["holdout", "kfold"])
-def test_splits_are_actor_disjoint_and_cover_everyone(method: str):
-    actors = [f"actor {i}" for i in range(10)] * 3
-    split = assign_actor_splits(actors, SplitConfig(method=method, folds=5, fold=2, seed=3))
-    assert set(split) == set(actors)
-    assert set(split.values()) == {"train", "val", "test"}
-    assert split == assign_actor_splits(
-        reversed(actors), SplitConfig(method=method, fold=2, seed=3)
-    )
 
 
 def test_preprocess_writes_crops_table_and_actor_disjoint_splits(raw: Path, tmp_path: Path):
@@ -191,7 +196,7 @@ def test_a_folder_that_is_not_afewva_is_refused(tmp_path: Path):
 def test_download_from_a_folder_copies_without_modifying_and_writes_a_manifest(raw, tmp_path):
     before = {p: p.read_bytes() for p in raw.rglob("*") if p.is_file()}
     out = tmp_path / "copy"
-    afewva.download({"source": "folder", "path": str(raw)}, out, seed=0)
+    afewva.download(download_config(source="folder", path=str(raw)), out)
     manifest = pd.read_csv(out / "manifest.csv")
     assert len(manifest) == len(before)
     assert {p: p.read_bytes() for p in raw.rglob("*") if p.is_file()} == before
@@ -202,11 +207,13 @@ def test_download_from_the_official_zips(raw, tmp_path):
     zips.mkdir()
     shutil.make_archive(str(zips / "part1"), "zip", root_dir=raw.parent, base_dir=raw.name)
     out = tmp_path / "unzipped"
-    afewva.download({"source": "zips", "path": str(zips)}, out, seed=0)
+    afewva.download(download_config(source="zips", path=str(zips)), out)
     assert sorted(p.name for p in out.iterdir() if p.is_dir()) == ["001", "002", "003", "004"]
     assert (out / "002" / "002.json").exists()
 
 
-def test_unknown_source_lists_the_valid_ones(tmp_path):
-    with pytest.raises(ValueError, match="valid: \\['synthetic', 'folder', 'zips'\\]"):
-        afewva.download({"source": "ftp"}, tmp_path / "x", seed=0)
+def test_unknown_source_lists_the_valid_ones():
+    with pytest.raises(
+        ConfigError, match="source': Input should be 'synthetic', 'folder' or 'zips'"
+    ):
+        download_config(source="ftp")

@@ -1,13 +1,13 @@
-"""Actor-disjoint folds and congruence pairs: the properties the multimodal models rely on."""
+"""Congruence pairs: the properties the multimodal models rely on."""
 
 from __future__ import annotations
 
 import itertools
 
 import pandas as pd
-import pytest
 
-from affectpipe.data.pairs import FoldConfig, PairConfig, assign_folds, make_pairs, split_of
+from affectpipe.data.pairs import PairConfig, make_pairs
+from affectpipe.data.splits import FoldConfig, assign_folds, split_of
 
 
 def clip_table(actors=range(1, 7), statements=(1, 2), emotions=range(8)) -> pd.DataFrame:
@@ -30,38 +30,8 @@ def clip_table(actors=range(1, 7), statements=(1, 2), emotions=range(8)) -> pd.D
     return clips
 
 
-def test_folds_are_contiguous_actor_blocks():
-    folds = assign_folds(list(range(1, 25)), FoldConfig(folds=6))
-    assert [a for a, f in folds.items() if f == 0] == [1, 2, 3, 4]
-    assert [a for a, f in folds.items() if f == 5] == [21, 22, 23, 24]
-
-
-def test_every_actor_is_in_exactly_one_split():
-    clips = clip_table()
-    assert (clips.groupby("actor").split.nunique() == 1).all()
-    assert set(clips.split) == {"train", "val", "test"}
-
-
-def test_too_few_actors_for_the_folds_is_an_error():
-    with pytest.raises(ValueError, match="3 actors cannot fill 5 actor-disjoint folds"):
-        assign_folds([1, 2, 3], FoldConfig(folds=5))
-
-
-@pytest.mark.parametrize(
-    ("kwargs", "message"),
-    [
-        ({"folds": 5, "test_fold": 5}, "test_fold=5 not in 0..4"),
-        ({"folds": 5, "test_fold": 1, "val_fold": 1}, "val_fold and test_fold are both 1"),
-        ({"folds": 1}, "need at least 2"),
-    ],
-)
-def test_bad_fold_settings_are_named(kwargs, message):
-    with pytest.raises(ValueError, match=message):
-        FoldConfig(**kwargs)
-
-
 def test_pair_kinds_are_balanced_per_split():
-    pairs = make_pairs(clip_table(), PairConfig(1.0, 0.5), seed=0)
+    pairs = make_pairs(clip_table(), PairConfig(incongruent_ratio=1.0, hard_fraction=0.5), seed=0)
     counts = pairs.groupby(["split", "kind"]).size().unstack()
     assert (counts.congruent == counts.easy + counts.hard).all()
     assert (counts.easy == counts.hard).all()
@@ -69,7 +39,9 @@ def test_pair_kinds_are_balanced_per_split():
 
 def test_hard_negatives_share_actor_and_statement_and_differ_in_emotion():
     clips = clip_table().set_index("clip_id")
-    pairs = make_pairs(clips.reset_index(), PairConfig(1.0, 0.5), seed=0)
+    pairs = make_pairs(
+        clips.reset_index(), PairConfig(incongruent_ratio=1.0, hard_fraction=0.5), seed=0
+    )
     hard = pairs[pairs.kind == "hard"]
     face, voice = clips.loc[hard.face_clip], clips.loc[hard.voice_clip]
     assert len(hard) > 0
@@ -80,7 +52,9 @@ def test_hard_negatives_share_actor_and_statement_and_differ_in_emotion():
 
 def test_easy_negatives_differ_in_emotion_and_are_not_hard():
     clips = clip_table().set_index("clip_id")
-    pairs = make_pairs(clips.reset_index(), PairConfig(1.0, 0.5), seed=0)
+    pairs = make_pairs(
+        clips.reset_index(), PairConfig(incongruent_ratio=1.0, hard_fraction=0.5), seed=0
+    )
     easy = pairs[pairs.kind == "easy"]
     face, voice = clips.loc[easy.face_clip], clips.loc[easy.voice_clip]
     assert (face.emotion.values != voice.emotion.values).all()
@@ -92,7 +66,7 @@ def test_easy_negatives_differ_in_emotion_and_are_not_hard():
 
 def test_pairs_never_cross_splits_and_labels_match_clips():
     clips = clip_table()
-    pairs = make_pairs(clips, PairConfig(1.0, 0.5), seed=0)
+    pairs = make_pairs(clips, PairConfig(incongruent_ratio=1.0, hard_fraction=0.5), seed=0)
     split = dict(zip(clips.clip_id, clips.split, strict=True))
     emotion = dict(zip(clips.clip_id, clips.emotion, strict=True))
     assert (pairs.face_clip.map(split) == pairs.split).all()
@@ -106,8 +80,11 @@ def test_pairs_never_cross_splits_and_labels_match_clips():
 
 def test_pairs_are_seeded():
     clips = clip_table()
-    a, b = (make_pairs(clips, PairConfig(1.0, 0.5), seed=s) for s in (0, 0))
-    c = make_pairs(clips, PairConfig(1.0, 0.5), seed=1)
+    a, b = (
+        make_pairs(clips, PairConfig(incongruent_ratio=1.0, hard_fraction=0.5), seed=s)
+        for s in (0, 0)
+    )
+    c = make_pairs(clips, PairConfig(incongruent_ratio=1.0, hard_fraction=0.5), seed=1)
     pd.testing.assert_frame_equal(a, b)
     assert not a.equals(c)
 
@@ -115,7 +92,7 @@ def test_pairs_are_seeded():
 def test_clips_without_both_modalities_are_not_paired():
     clips = clip_table()
     clips.loc[clips.clip_id.str.endswith("-0"), "has_audio"] = 0
-    pairs = make_pairs(clips, PairConfig(1.0, 0.5), seed=0)
+    pairs = make_pairs(clips, PairConfig(incongruent_ratio=1.0, hard_fraction=0.5), seed=0)
     assert not (pairs.face_clip.str.endswith("-0") | pairs.voice_clip.str.endswith("-0")).any()
 
 

@@ -11,9 +11,11 @@ import pandas as pd
 import pytest
 import soundfile as sf
 
+from affectpipe.config import ConfigError
 from affectpipe.data import cremad, fetch, media
 from affectpipe.data.labels import EMOTIONS
 from affectpipe.problems import InputProblem
+from tests.data_configs import config
 from tests.test_fetch import serve
 
 TINY = {
@@ -28,13 +30,23 @@ TINY = {
     "sample_rate": 16000,
 }
 PRE = {"n_frames": 8, "frame_size": 32, "folds": {"folds": 2, "test_fold": 0, "val_fold": -1}}
+
+
+def download_config(**changes) -> cremad.DownloadConfig:
+    return config(cremad.DownloadConfig, "download.cremad", **changes)
+
+
+def preprocess_config(**changes) -> cremad.PreprocessConfig:
+    return config(cremad.PreprocessConfig, "preprocess.cremad", **{**PRE, **changes})
+
+
 N_CLIPS = 2 * (6 + 1 + 5 * 2)  # per actor: DFA 6 x XX; IEO neutral XX + 5 emotions x 2 levels
 
 
 @pytest.fixture(scope="module")
 def raw(tmp_path_factory):
     out = tmp_path_factory.mktemp("cremad") / "raw"
-    cremad.download({"synthetic": TINY}, out, seed=0)
+    cremad.download(download_config(synthetic=TINY), out)
     return out
 
 
@@ -79,7 +91,7 @@ def test_synthetic_layout_rates_and_manifest(raw):
 
 
 def test_preprocess_pairs_flv_and_wav_by_name(raw, tmp_path):
-    report = cremad.preprocess(PRE, raw, tmp_path, seed=0)
+    report = cremad.preprocess(preprocess_config(), raw, tmp_path, seed=0)
     clips = pd.read_csv(tmp_path / "clips.csv")
     assert len(clips) == N_CLIPS and report["skipped"] == []
     assert (clips.has_video == 1).all() and (clips.has_audio == 1).all()
@@ -102,7 +114,9 @@ def test_known_broken_clips_are_skipped_with_that_reason(raw, tmp_path):
     for stem in ("1076_MTI_NEU_XX", "1064_TIE_SAD_XX"):
         shutil.copy(raw / "AudioWAV" / "1001_DFA_NEU_XX.wav", root / "AudioWAV" / f"{stem}.wav")
         shutil.copy(raw / "VideoFlash" / "1001_DFA_NEU_XX.flv", root / "VideoFlash" / f"{stem}.flv")
-    report = cremad.preprocess(dict(PRE, bad_input="strict"), root, tmp_path / "out", seed=0)
+    report = cremad.preprocess(
+        preprocess_config(bad_input="strict"), root, tmp_path / "out", seed=0
+    )
     skipped = {s["path"].split("/")[-1]: s["reason"] for s in report["skipped"]}
     assert len(skipped) == 4
     assert set(skipped.values()) == {"known broken CREMA-D clip"}
@@ -116,7 +130,7 @@ def test_unexpected_rate_and_a_missing_wav_are_recorded(raw, tmp_path):
     sf.write(root / "AudioWAV" / "1001_DFA_ANG_XX.wav", np.repeat(data, 3), 48000)
     (root / "AudioWAV" / "1001_DFA_HAP_XX.wav").unlink()
     (root / "AudioWAV" / "notes.wav").write_bytes(b"x")
-    report = cremad.preprocess(PRE, root, tmp_path / "out", seed=0)
+    report = cremad.preprocess(preprocess_config(), root, tmp_path / "out", seed=0)
     assert report["resampled"][0]["rate"] == 48000
     assert report["resampled"][0]["expected"] == 16000
     assert any("flv's own track" in n for n in report["notes"])
@@ -127,7 +141,7 @@ def test_unexpected_rate_and_a_missing_wav_are_recorded(raw, tmp_path):
 
 def test_preprocess_is_deterministic(raw, tmp_path):
     for name in ("a", "b"):
-        cremad.preprocess(PRE, raw, tmp_path / name, seed=0)
+        cremad.preprocess(preprocess_config(), raw, tmp_path / name, seed=0)
     for name in (
         "clips.csv",
         "pairs.csv",
@@ -169,7 +183,7 @@ def test_github_download_follows_lfs_pointers_and_verifies(raw, tmp_path):
             "media_url": f"{url}/media",
             "actors": [1001],
         }
-        cremad.download(cfg, tmp_path / "raw", seed=0)
+        cremad.download(download_config(**cfg), tmp_path / "raw")
         manifest = pd.read_csv(tmp_path / "raw" / "manifest.csv")
         assert sorted(manifest.path) == [
             "AudioWAV/1001_DFA_ANG_XX.wav",
@@ -177,7 +191,25 @@ def test_github_download_follows_lfs_pointers_and_verifies(raw, tmp_path):
         ]
         routes[f"/media/{repo}/{ref}/AudioWAV/1001_DFA_ANG_XX.wav"] = b"corrupted"
         with pytest.raises(fetch.DownloadError, match="1001_DFA_ANG_XX.wav.part: size 9 bytes"):
-            cremad.download(cfg, tmp_path / "raw2", seed=0)
+            cremad.download(download_config(**cfg), tmp_path / "raw2")
+
+
+def test_unknown_source_and_folders_fail_by_name():
+    with pytest.raises(ConfigError, match="source': Input should be 'synthetic', 'github' or"):
+        download_config(source="kaggle")
+    with pytest.raises(ConfigError, match="folders.1': Input should be 'AudioWAV' or 'VideoFlash'"):
+        download_config(folders=["AudioWAV", "Video"])
+
+
+def test_folder_source_takes_the_configured_folders(raw, tmp_path):
+    cremad.download(download_config(source="folder", path=str(raw), folders=["AudioWAV"]), tmp_path)
+    manifest = pd.read_csv(tmp_path / "manifest.csv")
+    assert len(manifest) == N_CLIPS and manifest.path.str.startswith("AudioWAV/").all()
+    with pytest.raises(InputProblem, match=r"no CREMA-D media \(VideoFlash/\) in this folder"):
+        cremad.download(
+            download_config(source="folder", path=str(tmp_path), folders=["VideoFlash"]),
+            tmp_path / "again",
+        )
 
 
 def test_lfs_pointer_is_parsed_and_plain_text_is_not():

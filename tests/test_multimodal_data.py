@@ -8,10 +8,10 @@ import pytest
 
 from affectpipe.data.labels import CREMAD_CLASSES, EMOTIONS
 from affectpipe.data.pairs import PAIR_COLUMNS, PairConfig
+from affectpipe.data.splits import fold_splits
 from affectpipe.features.store import FeatureWriter
 from affectpipe.problems import InputProblem, ProblemLog
 from affectpipe.train.multimodal import (
-    fold_splits,
     load_av_data,
     split_pairs,
     validate_pairs,
@@ -123,7 +123,9 @@ def test_other_folds_keep_all_congruent_and_hard_pairs(tmp_path):
 
 def test_other_folds_redraw_pairs_like_preprocessing(tmp_path):
     clips, pairs = tables(write_fixture(tmp_path, actors=8, folds=4))
-    splits, dropped = split_pairs(clips, pairs, 2, PairConfig(1.0, 0.5), seed=0)
+    splits, dropped = split_pairs(
+        clips, pairs, 2, PairConfig(incongruent_ratio=1.0, hard_fraction=0.5), seed=0
+    )
     assert dropped == 0
     for split, df in splits.items():
         n = (df.kind == "congruent").sum()

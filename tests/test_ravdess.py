@@ -10,9 +10,11 @@ import pandas as pd
 import pytest
 import soundfile as sf
 
+from affectpipe.config import ConfigError
 from affectpipe.data import media, ravdess
 from affectpipe.data.labels import EMOTIONS
 from affectpipe.problems import InputProblem
+from tests.data_configs import config
 from tests.test_fetch import make_zip, serve
 
 TINY = {
@@ -30,17 +32,25 @@ TINY = {
 PRE = {"n_frames": 8, "frame_size": 32, "folds": {"folds": 2, "test_fold": 0, "val_fold": -1}}
 
 
+def download_config(**changes) -> ravdess.DownloadConfig:
+    return config(ravdess.DownloadConfig, "download.ravdess", **changes)
+
+
+def preprocess_config(**changes) -> ravdess.PreprocessConfig:
+    return config(ravdess.PreprocessConfig, "preprocess.ravdess", **{**PRE, **changes})
+
+
 @pytest.fixture(scope="module")
 def raw(tmp_path_factory):
     out = tmp_path_factory.mktemp("ravdess") / "raw"
-    ravdess.download({"synthetic": TINY}, out, seed=0)
+    ravdess.download(download_config(synthetic=TINY), out)
     return out
 
 
 @pytest.fixture(scope="module")
 def processed(raw, tmp_path_factory):
     out = tmp_path_factory.mktemp("ravdess") / "processed"
-    report = ravdess.preprocess(PRE, raw, out, seed=0)
+    report = ravdess.preprocess(preprocess_config(), raw, out, seed=0)
     return out, report
 
 
@@ -101,8 +111,8 @@ def test_synthetic_layout_and_manifest(raw):
 
 def test_synthetic_download_is_byte_identical_across_runs(raw, tmp_path):
     tiny = dict(TINY, actors=1, statements=[1])
-    ravdess.download({"synthetic": tiny}, tmp_path / "a", seed=0)
-    ravdess.download({"synthetic": tiny}, tmp_path / "b", seed=0)
+    ravdess.download(download_config(synthetic=tiny), tmp_path / "a")
+    ravdess.download(download_config(synthetic=tiny), tmp_path / "b")
     assert (tmp_path / "a/manifest.csv").read_bytes() == (tmp_path / "b/manifest.csv").read_bytes()
     ours = pd.read_csv(tmp_path / "a/manifest.csv").set_index("path").sha256
     full = pd.read_csv(raw / "manifest.csv").set_index("path").sha256
@@ -170,7 +180,7 @@ def test_video_only_clips_are_never_paired(processed):
 
 def test_preprocess_is_deterministic(raw, processed, tmp_path):
     out, _ = processed
-    ravdess.preprocess(PRE, raw, tmp_path, seed=0)
+    ravdess.preprocess(preprocess_config(), raw, tmp_path, seed=0)
     for name in ("clips.csv", "pairs.csv", "report.json"):
         assert (tmp_path / name).read_bytes() == (out / name).read_bytes()
     for folder in ("frames", "audio"):
@@ -199,7 +209,7 @@ def broken_raw(raw, tmp_path):
 
 
 def test_every_bad_input_is_recorded_with_its_reason(broken_raw, tmp_path):
-    report = ravdess.preprocess(PRE, broken_raw, tmp_path, seed=0)
+    report = ravdess.preprocess(preprocess_config(), broken_raw, tmp_path, seed=0)
     reasons = {s["path"].split("/")[-1]: s["reason"] for s in report["skipped"]}
     assert reasons["01-01-03-02-01-01-01.mp4"] == "no audio track in the container"
     assert reasons["03-01-04-02-01-01-01.wav"] == "empty audio (0 samples)"
@@ -217,7 +227,7 @@ def test_every_bad_input_is_recorded_with_its_reason(broken_raw, tmp_path):
 
 def test_strict_policy_stops_at_the_first_bad_file(broken_raw, tmp_path):
     with pytest.raises(InputProblem, match=r"holiday.mp4: name is not RAVDESS"):
-        ravdess.preprocess(dict(PRE, bad_input="strict"), broken_raw, tmp_path, seed=0)
+        ravdess.preprocess(preprocess_config(bad_input="strict"), broken_raw, tmp_path, seed=0)
 
 
 def test_audio_only_folder_builds_the_audio_side(raw, tmp_path):
@@ -225,8 +235,8 @@ def test_audio_only_folder_builds_the_audio_side(raw, tmp_path):
     for wav in raw.rglob("03-*.wav"):
         (src / wav.parent.name).mkdir(parents=True, exist_ok=True)
         shutil.copy(wav, src / wav.parent.name / wav.name)
-    ravdess.download({"source": "folder", "path": str(src)}, tmp_path / "raw", seed=0)
-    report = ravdess.preprocess(PRE, tmp_path / "raw", tmp_path / "out", seed=0)
+    ravdess.download(download_config(source="folder", path=str(src)), tmp_path / "raw")
+    report = ravdess.preprocess(preprocess_config(), tmp_path / "raw", tmp_path / "out", seed=0)
     clips = pd.read_csv(tmp_path / "out" / "clips.csv")
     assert len(clips) == 2 * 2 * 8 and (clips.has_audio == 1).all() and (clips.has_video == 0).all()
     assert any(n.startswith("no video") for n in report["notes"])
@@ -235,7 +245,7 @@ def test_audio_only_folder_builds_the_audio_side(raw, tmp_path):
 
 def test_folder_source_copies_and_never_modifies_the_source(raw, tmp_path):
     before = {p: p.read_bytes() for p in raw.rglob("*.wav")}
-    ravdess.download({"source": "folder", "path": str(raw), "video": False}, tmp_path, seed=0)
+    ravdess.download(download_config(source="folder", path=str(raw), video=False), tmp_path)
     manifest = pd.read_csv(tmp_path / "manifest.csv")
     assert len(manifest) == 2 * 2 * 8 * 3
     assert before == {p: p.read_bytes() for p in raw.rglob("*.wav")}
@@ -244,14 +254,16 @@ def test_folder_source_copies_and_never_modifies_the_source(raw, tmp_path):
 def test_folder_without_ravdess_media_is_an_error(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(InputProblem, match="no RAVDESS media"):
-        ravdess.download({"source": "folder", "path": str(tmp_path / "empty")}, tmp_path, 0)
+        ravdess.download(download_config(source="folder", path=str(tmp_path / "empty")), tmp_path)
 
 
-def test_unknown_source_and_keys_fail_by_name(tmp_path):
-    with pytest.raises(ValueError, match="valid: \\['synthetic', 'zenodo', 'folder'\\]"):
-        ravdess.download({"source": "kaggle"}, tmp_path, 0)
-    with pytest.raises(ValueError, match="unknown key\\(s\\) \\['actor'\\]"):
-        ravdess.download({"synthetic": {"actor": 3}}, tmp_path, 0)
+def test_unknown_source_and_keys_fail_by_name():
+    with pytest.raises(ConfigError, match="source': Input should be 'synthetic', 'zenodo' or"):
+        download_config(source="kaggle")
+    with pytest.raises(ConfigError, match="unknown key 'download.ravdess.synthetic.actor'"):
+        download_config(synthetic={"actor": 3})
+    with pytest.raises(ConfigError, match="source=folder needs download.ravdess.path"):
+        download_config(source="folder")
 
 
 def test_zenodo_download_from_a_local_record(raw, tmp_path):
@@ -288,7 +300,7 @@ def test_zenodo_download_from_a_local_record(raw, tmp_path):
                 "actors": [1],
                 "archive_dir": str(tmp_path / "zips"),
             }
-            ravdess.download(cfg, tmp_path / "raw", seed=0)
+            ravdess.download(download_config(**cfg), tmp_path / "raw")
     manifest = pd.read_csv(tmp_path / "raw" / "manifest.csv")
     assert len(manifest) == 2 * 8 * 3  # actor 1 only: 01 + 02 mp4 and 03 wav
     assert all(p.startswith("Actor_01/") for p in manifest.path)

@@ -14,23 +14,22 @@ import os
 import shutil
 import zipfile
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
 from PIL import Image, UnidentifiedImageError
 from tqdm import tqdm
 
-from affectpipe.config import from_section
+from affectpipe.config import params_section
 from affectpipe.data.fetch import write_manifest
 from affectpipe.data.splits import SPLITS, SplitConfig, assign_actor_splits
 from affectpipe.data.synthetic.afewva import SyntheticAfewvaConfig, write_synthetic_afewva
 from affectpipe.data.synthetic.faces import N_LANDMARKS, face_box
 from affectpipe.problems import InputProblem, Policy, ProblemLog, write_json
 
-SOURCES: tuple[str, ...] = ("synthetic", "folder", "zips")
 MANIFEST = "manifest.csv"
 VA_SCALE = 10.0  # labels are -10..10; divided by 10 into [-1, 1] as is common practice
 FRAME_COLUMNS = [
@@ -43,15 +42,13 @@ FRAME_COLUMNS = [
 # download
 
 
-@dataclass(frozen=True)
+@params_section
 class DownloadConfig:
-    source: str = "synthetic"
-    path: str | None = None
-    synthetic: dict[str, Any] = field(default_factory=dict)
+    source: Literal["synthetic", "folder", "zips"]
+    path: str | None  # folder in the AFEW-VA layout, or folder holding the official zips
+    synthetic: SyntheticAfewvaConfig
 
     def __post_init__(self) -> None:
-        if self.source not in SOURCES:
-            raise ValueError(f"AFEW-VA source '{self.source}' unknown; valid: {list(SOURCES)}")
         if self.source != "synthetic" and not self.path:
             raise ValueError(f"AFEW-VA source '{self.source}' needs download.afewva.path")
 
@@ -104,20 +101,18 @@ def extract_zips(folder: Path, dst: Path) -> None:
     shutil.rmtree(staging)
 
 
-def download(cfg: dict[str, Any], out_dir: Path, seed: int) -> None:
+def download(cfg: DownloadConfig, out_dir: Path) -> None:
     """Materialise `out_dir` (data/raw/afewva) from the configured source, plus its manifest."""
-    dl = from_section(DownloadConfig, cfg, "download.afewva")
     if out_dir.exists():
         shutil.rmtree(out_dir)
     out_dir.mkdir(parents=True)
-    if dl.source == "synthetic":
-        synth = from_section(SyntheticAfewvaConfig, dl.synthetic, "download.afewva.synthetic")
-        write_synthetic_afewva(synth, out_dir)
+    if cfg.source == "synthetic":
+        write_synthetic_afewva(cfg.synthetic, out_dir)
     else:
-        src = Path(dl.path).expanduser()  # type: ignore[arg-type]
+        src = Path(cfg.path).expanduser()  # type: ignore[arg-type]
         if not src.is_dir():
-            raise InputProblem(src, f"download.afewva.path is not a folder (source '{dl.source}')")
-        if dl.source == "folder":
+            raise InputProblem(src, f"download.afewva.path is not a folder (source '{cfg.source}')")
+        if cfg.source == "folder":
             copy_tree(find_afewva_root(src), out_dir)
         else:
             extract_zips(src, out_dir)
@@ -189,13 +184,13 @@ def read_annotation(json_path: Path, log: ProblemLog) -> tuple[str, dict[str, Fr
 # preprocessing
 
 
-@dataclass(frozen=True)
+@params_section
 class PreprocessConfig:
-    crop_size: int = 64
-    margin: float = 0.25
-    bad_input: Policy = "skip"
-    workers: int = 2
-    split: dict[str, Any] = field(default_factory=dict)
+    crop_size: int  # face crops are square
+    margin: float  # grow the landmark box by this fraction of its side
+    bad_input: Policy
+    workers: int  # processes decoding and cropping frames
+    split: SplitConfig
 
     def __post_init__(self) -> None:
         if self.crop_size < 8:
@@ -256,11 +251,11 @@ def plan_clip(clip_dir: Path, out_dir: Path, cfg: PreprocessConfig, log: Problem
     return actor, jobs
 
 
-def preprocess(cfg: dict[str, Any], raw_dir: Path, out_dir: Path, seed: int) -> dict[str, Any]:
-    """Raw AFEW-VA folder -> face crops, `frames.csv` with actor-disjoint splits, `report.json`."""
-    pp = from_section(PreprocessConfig, cfg, "preprocess.afewva")
-    split_cfg = from_section(SplitConfig, pp.split, "preprocess.afewva.split")
-    log = ProblemLog(pp.bad_input)
+def preprocess(cfg: PreprocessConfig, raw_dir: Path, out_dir: Path, seed: int) -> dict[str, Any]:
+    """Raw AFEW-VA folder -> face crops, `frames.csv` with actor-disjoint splits, `report.json`.
+
+    `seed` is not used: the split has its own `split.seed`."""
+    log = ProblemLog(cfg.bad_input)
     root = find_afewva_root(raw_dir)
     others = sorted(p.name for p in root.iterdir() if not is_clip_dir(p) and p.name != MANIFEST)
     for name in others:
@@ -271,11 +266,11 @@ def preprocess(cfg: dict[str, Any], raw_dir: Path, out_dir: Path, seed: int) -> 
 
     planned: list[tuple[str, CropJob, FrameLabel]] = []
     for clip_dir in sorted(p for p in root.iterdir() if is_clip_dir(p)):
-        actor, jobs = plan_clip(clip_dir, out_dir, pp, log)
+        actor, jobs = plan_clip(clip_dir, out_dir, cfg, log)
         planned += [(actor, job, label) for job, label in jobs]
 
     rows = []
-    with ProcessPoolExecutor(max_workers=max(1, pp.workers)) as pool:
+    with ProcessPoolExecutor(max_workers=max(1, cfg.workers)) as pool:
         results = pool.map(crop_face, [job for _, job, _ in planned], chunksize=32)
         bar = tqdm(
             zip(planned, results, strict=True), total=len(planned), desc="crop faces", unit="frame"
@@ -298,7 +293,7 @@ def preprocess(cfg: dict[str, Any], raw_dir: Path, out_dir: Path, seed: int) -> 
     if not rows:
         raise InputProblem(raw_dir, "no usable frames at all (see the skipped inputs above)")
     table = pd.DataFrame(rows)
-    table["split"] = table["actor"].map(assign_actor_splits(table["actor"], split_cfg))
+    table["split"] = table["actor"].map(assign_actor_splits(table["actor"], cfg.split))
     table = table[FRAME_COLUMNS].sort_values(["clip", "frame"], ignore_index=True)
     table.round({c: 3 for c in ("box_x0", "box_y0", "box_x1", "box_y1")}).to_csv(
         out_dir / "frames.csv", index=False
@@ -307,9 +302,9 @@ def preprocess(cfg: dict[str, Any], raw_dir: Path, out_dir: Path, seed: int) -> 
         "splits": split_summary(table),
         "frames_used": len(table),
         "skipped": log.to_json(),
-        "bad_input_policy": pp.bad_input,
+        "bad_input_policy": cfg.bad_input,
         # what `predict` must repeat on a new video; travels into features and checkpoints
-        "settings": {"crop_size": pp.crop_size, "margin": pp.margin},
+        "settings": {"crop_size": cfg.crop_size, "margin": cfg.margin},
     }
     write_json(out_dir / "report.json", report)
     return report

@@ -10,6 +10,7 @@ reverse), and the problem is on record.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,12 +19,13 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from affectpipe.config import from_section
+from affectpipe.config import params_section
 from affectpipe.data import media
-from affectpipe.data.framecrop import CROPS, crop_clip
+from affectpipe.data.framecrop import Crop, crop_clip
 from affectpipe.data.labels import EMOTIONS
-from affectpipe.data.pairs import SPLITS, FoldConfig, PairConfig, assign_folds, make_pairs, split_of
-from affectpipe.problems import InputProblem, ProblemLog, write_json
+from affectpipe.data.pairs import PairConfig, make_pairs
+from affectpipe.data.splits import SPLITS, FoldConfig, assign_folds, split_of
+from affectpipe.problems import InputProblem, Policy, ProblemLog, write_json
 
 CLIP_COLUMNS = [
     "clip_id",
@@ -45,32 +47,36 @@ CLIP_COLUMNS = [
 ]
 
 
-@dataclass
-class AVPreprocessConfig:
-    n_frames: int = 16  # VideoMAE's clip length
-    frame_size: int = 112  # square crops; the backbone's processor resizes further
-    crop: str = "foreground"  # foreground (cheap face box, centre if none) | center
-    margin: float = 0.1  # grow the foreground box by this fraction of its side
-    decode_max_side: int = 480  # shrink frames at decode (1280x720 sources) to bound memory
-    sample_rate: int = 16000
-    silence_db: float = -60.0  # RMS below this is a silent recording
-    bad_input: str = "skip"  # strict: stop at the first bad file | skip: record it and go on
-    folds: FoldConfig = field(default_factory=FoldConfig)
-    pairs: PairConfig = field(default_factory=PairConfig)
+@params_section
+class ClipSettings:
+    """How a clip becomes model input: what `predict` must repeat on a new video, so the report
+    records it (`settings`) and it travels into features and checkpoints."""
+
+    n_frames: int  # frames sampled evenly over each video (VideoMAE's clip length)
+    frame_size: int  # square crops; the backbone's processor resizes further
+    crop: Crop  # foreground: cheap face box, centre if none
+    margin: float  # grow the foreground box by this fraction of its side
+    decode_max_side: int  # shrink frames at decode (1280x720 sources) to bound memory
+    sample_rate: int  # audio out: mono float32
+    silence_db: float  # RMS below this is a silent recording
 
     def __post_init__(self) -> None:
-        if self.crop not in CROPS:
-            raise ValueError(f"crop='{self.crop}'; valid: {list(CROPS)}")
         if self.n_frames < 1 or self.frame_size < 8:
             raise ValueError(f"n_frames={self.n_frames}, frame_size={self.frame_size} too small")
 
 
-def av_config(values: dict[str, Any], name: str) -> AVPreprocessConfig:
-    """Build the config from a params section, nested `folds` and `pairs` included."""
-    values = dict(values)
-    values["folds"] = from_section(FoldConfig, values.get("folds", {}), f"{name}.folds")
-    values["pairs"] = from_section(PairConfig, values.get("pairs", {}), f"{name}.pairs")
-    return from_section(AVPreprocessConfig, values, name)
+def settings_of(cfg: ClipSettings) -> dict[str, Any]:
+    """The clip settings as the report records them, in their declared order."""
+    return {f.name: getattr(cfg, f.name) for f in dataclasses.fields(ClipSettings)}
+
+
+@params_section
+class AVPreprocessConfig(ClipSettings):
+    """`preprocess.ravdess` and `preprocess.cremad`: the clip settings, then splits and pairs."""
+
+    bad_input: Policy  # strict: stop at the first bad file | skip: record it and go on
+    folds: FoldConfig
+    pairs: PairConfig
 
 
 @dataclass(frozen=True)
@@ -229,15 +235,7 @@ def build(
         },
         "splits": _split_summary(clips, pairs),
         # what `predict` must repeat on a new video; travels into features and checkpoints
-        "settings": {
-            "n_frames": cfg.n_frames,
-            "frame_size": cfg.frame_size,
-            "crop": cfg.crop,
-            "margin": cfg.margin,
-            "decode_max_side": cfg.decode_max_side,
-            "sample_rate": cfg.sample_rate,
-            "silence_db": cfg.silence_db,
-        },
+        "settings": settings_of(cfg),
     }
     write_json(out_dir / "report.json", report)
     return report

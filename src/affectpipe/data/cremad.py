@@ -9,18 +9,20 @@ broken and are skipped with that reason.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-from affectpipe.config import from_section
-from affectpipe.data import av, fetch
+from affectpipe.config import params_section
+from affectpipe.data import av, av_download, fetch
+from affectpipe.data.av import AVPreprocessConfig as PreprocessConfig
+from affectpipe.data.av_download import AVLayout, FolderMode, check_folder_source
 from affectpipe.data.labels import CREMAD_EMOTION
 from affectpipe.data.synthetic.cremad import LEVELS, SENTENCES, SyntheticCremadConfig, generate
 from affectpipe.problems import InputProblem, ProblemLog
 
-REPO = "CheyneyComputerScience/CREMA-D"
-FOLDERS = {"AudioWAV": ".wav", "VideoFlash": ".flv"}
+Folder = Literal["AudioWAV", "VideoFlash"]
+FOLDERS: dict[str, str] = {"AudioWAV": ".wav", "VideoFlash": ".flv"}  # folder -> extension
 WAV_RATE = 16000
 LEVEL_NAME = {"LO": "low", "MD": "medium", "HI": "high", "XX": "unspecified"}
 BROKEN = frozenset({"1076_MTI_NEU_XX", "1076_MTI_SAD_XX", "1064_TIE_SAD_XX", "1064_IEO_DIS_MD"})
@@ -57,33 +59,26 @@ def parse_name(path: Path | str) -> CremadName:
 # ----------------------------------------------------------------------------- download
 
 
-@dataclass
-class CremadDownloadConfig:
-    source: str = "synthetic"  # synthetic | github | folder
-    path: str | None = None  # folder source: holds AudioWAV/ and/or VideoFlash/
-    folder_mode: str = "copy"  # copy | symlink; the source folder is never modified
-    repo: str = REPO
-    ref: str = "master"
-    api_url: str = "https://api.github.com"  # the tree lists every file
-    raw_url: str = "https://raw.githubusercontent.com"  # serves the Git LFS pointers
-    media_url: str = "https://media.githubusercontent.com/media"  # serves the LFS objects
-    folders: list[str] = field(default_factory=lambda: ["AudioWAV", "VideoFlash"])
-    actors: list[int] | None = None  # null: all 91
-    synthetic: SyntheticCremadConfig = field(default_factory=SyntheticCremadConfig)
+@params_section
+class DownloadConfig:
+    source: Literal["synthetic", "github", "folder"]
+    path: str | None  # folder source: holds AudioWAV/ and/or VideoFlash/
+    folder_mode: FolderMode
+    repo: str
+    ref: str
+    api_url: str  # the tree lists every file
+    raw_url: str  # serves the Git LFS pointers
+    media_url: str  # serves the LFS objects
+    folders: list[Folder]
+    actors: list[int] | None  # null: all 91
+    synthetic: SyntheticCremadConfig
 
     def __post_init__(self) -> None:
-        if self.source not in ("synthetic", "github", "folder"):
-            raise ValueError(
-                f"download.cremad.source='{self.source}'; valid: ['synthetic', 'github', 'folder']"
-            )
-        bad = sorted(set(self.folders) - set(FOLDERS))
-        if bad:
-            raise ValueError(f"download.cremad.folders {bad} invalid; valid: {sorted(FOLDERS)}")
-        if self.source == "folder" and not self.path:
-            raise ValueError("download.cremad.source=folder needs download.cremad.path")
+        check_folder_source(self, "cremad")
 
 
-def _media(root: Path, folders: list[str] | None = None) -> list[Path]:
+def media(root: Path, folders: list[str] | None = None) -> list[Path]:
+    """The CREMA-D media files of `folders` (default: both) under `root`."""
     return sorted(
         p
         for folder in folders or list(FOLDERS)
@@ -102,7 +97,7 @@ def lfs_pointer(text: str) -> tuple[str, int] | None:
     return oid[1], int(size[1])
 
 
-def _github(cfg: CremadDownloadConfig, out_dir: Path) -> list[Path]:
+def _github(cfg: DownloadConfig, out_dir: Path) -> list[Path]:
     tree = fetch.fetch_json(f"{cfg.api_url}/repos/{cfg.repo}/git/trees/{cfg.ref}?recursive=1")
     if tree.get("truncated"):  # type: ignore[union-attr]
         raise fetch.DownloadError(f"{cfg.repo}: the repository tree listing came back truncated")
@@ -131,36 +126,19 @@ def _github(cfg: CremadDownloadConfig, out_dir: Path) -> list[Path]:
     return taken
 
 
-def _folder(cfg: CremadDownloadConfig, out_dir: Path) -> list[Path]:
-    src = Path(cfg.path)  # type: ignore[arg-type]
-    if not src.is_dir():
-        raise InputProblem(src, "download.cremad.path is not a folder")
-    files = _media(src, cfg.folders)
-    if not files:
-        raise InputProblem(src, f"no CREMA-D media in {[f + '/' for f in cfg.folders]}")
-    fetch.verify_against_manifest(src, files)
-    return fetch.take_folder(src, out_dir, files, cfg.folder_mode)
+LAYOUT = AVLayout(
+    dataset="cremad",
+    title="CREMA-D",
+    folder_media=lambda root, cfg: media(root, cfg.folders),
+    expected=lambda cfg: " and/or ".join(f"{f}/" for f in cfg.folders),
+    remote=_github,
+    synthetic=generate,
+)
 
 
-def download(cfg: dict, out_dir: Path, seed: int) -> None:
-    """Fill `out_dir` (data/raw/cremad) in the official layout, plus `manifest.csv`.
-
-    `seed` is not used: the synthetic set has its own `synthetic.seed`, which DVC tracks with
-    this stage's params section, so a new top-level seed does not regenerate the raw data.
-    """
-    values = dict(cfg)
-    values["synthetic"] = from_section(
-        SyntheticCremadConfig, values.get("synthetic", {}), "download.cremad.synthetic"
-    )
-    c = from_section(CremadDownloadConfig, values, "download.cremad")
-    out_dir.mkdir(parents=True, exist_ok=True)
-    if c.source == "synthetic":
-        files = generate(c.synthetic, out_dir)
-    elif c.source == "github":
-        files = _github(c, out_dir)
-    else:
-        files = _folder(c, out_dir)
-    fetch.write_manifest(out_dir, files)
+def download(cfg: DownloadConfig, out_dir: Path) -> None:
+    """Fill `out_dir` (data/raw/cremad) from `cfg.source` (`av_download.download`)."""
+    av_download.download(cfg, LAYOUT, out_dir)
 
 
 # -------------------------------------------------------------------------- preprocess
@@ -169,7 +147,7 @@ def download(cfg: dict, out_dir: Path, seed: int) -> None:
 def sources(raw_dir: Path, log: ProblemLog, notes: list[str]) -> list[av.ClipSource]:
     """Pair `.flv` and `.wav` by name into clips; bad and known-broken names go to the log."""
     by_stem: dict[str, dict[str, Path]] = {}
-    for path in _media(raw_dir):
+    for path in media(raw_dir):
         try:
             parse_name(path)
         except InputProblem as p:
@@ -205,8 +183,7 @@ def sources(raw_dir: Path, log: ProblemLog, notes: list[str]) -> list[av.ClipSou
     return out
 
 
-def preprocess(cfg: dict, raw_dir: Path, out_dir: Path, seed: int) -> dict[str, Any]:
+def preprocess(cfg: PreprocessConfig, raw_dir: Path, out_dir: Path, seed: int) -> dict[str, Any]:
     """Write data/processed/cremad per docs/design.md; returns the report."""
-    c = av.av_config(cfg, "preprocess.cremad")
-    log, notes = ProblemLog(c.bad_input), []
-    return av.build("cremad", sources(raw_dir, log, notes), c, out_dir, seed, log, notes)
+    log, notes = ProblemLog(cfg.bad_input), []
+    return av.build("cremad", sources(raw_dir, log, notes), cfg, out_dir, seed, log, notes)

@@ -9,11 +9,14 @@ foreground is found the crop falls back to the centre square, and the caller rec
 
 from __future__ import annotations
 
+from typing import Literal, get_args
+
 import numpy as np
 
 from affectpipe.data.media import resize_square
 
-CROPS = ("foreground", "center")
+Crop = Literal["foreground", "center"]
+CROPS: tuple[str, ...] = get_args(Crop)
 EDGE = 4  # columns on each side taken as background
 THRESHOLD = 40.0  # max channel difference (0..255) that counts as foreground
 MIN_AREA = 0.01  # foreground fraction below which detection is not trusted

@@ -1,22 +1,20 @@
-"""Speaker-independent folds and face/voice congruence pairs.
+"""Face/voice congruence pairs, drawn within each actor-disjoint split (`data/splits.py`).
 
-Folds group whole actors, so no speaker is both trained on and tested on (random file-level
-splits leak identity and inflate accuracy). Pairs are drawn within a split from clips that have
-both a face and a voice, so every face appears once congruent (with its own voice) and, at ratio
-1, once incongruent, and faces and voices come from the same kind of recording: nothing but the
-agreement of the two tells a pair's label. Incongruent pairs are *hard* (same actor and
-sentence, different emotion: only the emotion differs) or *easy* (any other clip with a
-different emotion), recorded separately.
+Pairs come from clips that have both a face and a voice, so every face appears once congruent
+(with its own voice) and, at ratio 1, once incongruent, and faces and voices come from the same
+kind of recording: nothing but the agreement of the two tells a pair's label. Incongruent pairs
+are *hard* (same actor and sentence, different emotion: only the emotion differs) or *easy* (any
+other clip with a different emotion), recorded separately.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 import pandas as pd
 
-SPLITS = ("train", "val", "test")
+from affectpipe.config import params_section
+from affectpipe.data.splits import SPLITS
+
 PAIR_COLUMNS = [
     "split",
     "face_clip",
@@ -28,46 +26,16 @@ PAIR_COLUMNS = [
 ]
 
 
-@dataclass
-class FoldConfig:
-    folds: int = 6  # contiguous blocks of sorted actor ids, as in the literature
-    test_fold: int = 0
-    val_fold: int = 1  # -1: no validation split
-
-    def __post_init__(self) -> None:
-        if self.folds < 2:
-            raise ValueError(f"folds={self.folds}: need at least 2 actor folds")
-        if not 0 <= self.test_fold < self.folds:
-            raise ValueError(f"test_fold={self.test_fold} not in 0..{self.folds - 1}")
-        if self.val_fold != -1 and not 0 <= self.val_fold < self.folds:
-            raise ValueError(f"val_fold={self.val_fold} not in -1..{self.folds - 1}")
-        if self.val_fold == self.test_fold:
-            raise ValueError(f"val_fold and test_fold are both {self.test_fold}")
-
-
-@dataclass
+@params_section
 class PairConfig:
-    incongruent_ratio: float = 1.0  # incongruent pairs per congruent pair
-    hard_fraction: float = 0.5  # share of incongruent pairs that are hard
+    incongruent_ratio: float  # incongruent pairs per congruent pair
+    hard_fraction: float  # share of incongruent pairs that are hard
 
     def __post_init__(self) -> None:
         if self.incongruent_ratio < 0:
             raise ValueError(f"incongruent_ratio={self.incongruent_ratio} must be >= 0")
         if not 0 <= self.hard_fraction <= 1:
             raise ValueError(f"hard_fraction={self.hard_fraction} not in [0, 1]")
-
-
-def assign_folds(actors: list[int], cfg: FoldConfig) -> dict[int, int]:
-    """Actor -> fold, contiguous blocks of the sorted ids (RAVDESS 1-4, 5-8, ...)."""
-    unique = sorted(set(actors))
-    if len(unique) < cfg.folds:
-        raise ValueError(f"{len(unique)} actors cannot fill {cfg.folds} actor-disjoint folds")
-    blocks = np.array_split(np.asarray(unique), cfg.folds)
-    return {int(a): f for f, block in enumerate(blocks) for a in block}
-
-
-def split_of(fold: int, cfg: FoldConfig) -> str:
-    return "test" if fold == cfg.test_fold else "val" if fold == cfg.val_fold else "train"
 
 
 def _draw(

@@ -9,16 +9,17 @@ video-only models and is never paired with silence; 03 (wav) is audio-only.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-from affectpipe.config import from_section
-from affectpipe.data import av, fetch
+from affectpipe.config import params_section
+from affectpipe.data import av, av_download, fetch
+from affectpipe.data.av import AVPreprocessConfig as PreprocessConfig
+from affectpipe.data.av_download import AVLayout, FolderMode, check_folder_source
 from affectpipe.data.synthetic.ravdess import SyntheticRavdessConfig, generate
 from affectpipe.problems import InputProblem, ProblemLog
 
-ZENODO_RECORD = "https://zenodo.org/api/records/1188976"
 AUDIO_ZIP = "Audio_Speech_Actors_01-24.zip"
 WAV_RATE = 48000
 MODALITY = {1: "audio-video", 2: "video-only", 3: "audio-only"}
@@ -68,32 +69,28 @@ def parse_name(path: Path | str) -> RavdessName:
 # ----------------------------------------------------------------------------- download
 
 
-@dataclass
-class RavdessDownloadConfig:
-    source: str = "synthetic"  # synthetic | zenodo | folder
-    path: str | None = None  # folder source: a folder in the official layout
-    folder_mode: str = "copy"  # copy | symlink; the source folder is never modified
-    url: str = ZENODO_RECORD  # Zenodo record API: file names, sizes and md5 checksums
-    actors: list[int] = field(default_factory=lambda: list(range(1, 25)))
-    video: bool = True  # Video_Speech_Actor_XX.zip (modalities 01 and 02)
-    audio: bool = True  # Audio_Speech_Actors_01-24.zip (modality 03)
-    archive_dir: str = "data/raw/.ravdess-archives"  # outside the DVC output, so resumable
-    synthetic: SyntheticRavdessConfig = field(default_factory=SyntheticRavdessConfig)
+@params_section
+class DownloadConfig:
+    source: Literal["synthetic", "zenodo", "folder"]
+    path: str | None  # folder source: a folder in the official layout
+    folder_mode: FolderMode
+    url: str  # Zenodo record API: file names, sizes and md5 checksums
+    actors: list[int]
+    video: bool  # Video_Speech_Actor_XX.zip (modalities 01 and 02)
+    audio: bool  # Audio_Speech_Actors_01-24.zip (modality 03)
+    archive_dir: str  # outside the DVC output, so resumable
+    synthetic: SyntheticRavdessConfig
 
     def __post_init__(self) -> None:
-        if self.source not in ("synthetic", "zenodo", "folder"):
-            raise ValueError(
-                f"download.ravdess.source='{self.source}'; valid: ['synthetic', 'zenodo', 'folder']"
-            )
-        if self.source == "folder" and not self.path:
-            raise ValueError("download.ravdess.source=folder needs download.ravdess.path")
+        check_folder_source(self, "ravdess")
 
 
-def _media(root: Path) -> list[Path]:
+def media(root: Path) -> list[Path]:
+    """Every RAVDESS media file under `root`."""
     return sorted(p for p in root.rglob("*") if p.suffix.lower() in (".mp4", ".wav"))
 
 
-def _zenodo(cfg: RavdessDownloadConfig, out_dir: Path) -> list[Path]:
+def _zenodo(cfg: DownloadConfig, out_dir: Path) -> list[Path]:
     record = fetch.fetch_json(cfg.url)
     files = {f["key"]: f for f in record.get("files", [])}  # type: ignore[union-attr]
     wanted = [f"Video_Speech_Actor_{a:02d}.zip" for a in cfg.actors] if cfg.video else []
@@ -107,39 +104,22 @@ def _zenodo(cfg: RavdessDownloadConfig, out_dir: Path) -> list[Path]:
         remote = fetch.Remote(meta["links"]["self"], name, meta.get("size"), meta.get("checksum"))
         archive = fetch.download(remote, Path(cfg.archive_dir))
         fetch.extract_zip(archive, out_dir, keep=lambda m: m.split("/")[0] in actor_dirs)
-    return _media(out_dir)
+    return media(out_dir)
 
 
-def _folder(cfg: RavdessDownloadConfig, out_dir: Path) -> list[Path]:
-    src = Path(cfg.path)  # type: ignore[arg-type]
-    if not src.is_dir():
-        raise InputProblem(src, "download.ravdess.path is not a folder")
-    files = [f for f in _media(src) if f.parent.name.startswith("Actor_")]
-    if not files:
-        raise InputProblem(src, "no RAVDESS media (Actor_XX/*.mp4|wav) in this folder")
-    fetch.verify_against_manifest(src, files)
-    return fetch.take_folder(src, out_dir, files, cfg.folder_mode)
+LAYOUT = AVLayout(
+    dataset="ravdess",
+    title="RAVDESS",
+    folder_media=lambda root, cfg: [f for f in media(root) if f.parent.name.startswith("Actor_")],
+    expected=lambda cfg: "Actor_XX/*.mp4|wav",
+    remote=_zenodo,
+    synthetic=generate,
+)
 
 
-def download(cfg: dict, out_dir: Path, seed: int) -> None:
-    """Fill `out_dir` (data/raw/ravdess) in the official layout, plus `manifest.csv`.
-
-    `seed` is not used: the synthetic set has its own `synthetic.seed`, which DVC tracks with
-    this stage's params section, so a new top-level seed does not regenerate the raw data.
-    """
-    values = dict(cfg)
-    values["synthetic"] = from_section(
-        SyntheticRavdessConfig, values.get("synthetic", {}), "download.ravdess.synthetic"
-    )
-    c = from_section(RavdessDownloadConfig, values, "download.ravdess")
-    out_dir.mkdir(parents=True, exist_ok=True)
-    if c.source == "synthetic":
-        files = generate(c.synthetic, out_dir)
-    elif c.source == "zenodo":
-        files = _zenodo(c, out_dir)
-    else:
-        files = _folder(c, out_dir)
-    fetch.write_manifest(out_dir, files)
+def download(cfg: DownloadConfig, out_dir: Path) -> None:
+    """Fill `out_dir` (data/raw/ravdess) from `cfg.source` (`av_download.download`)."""
+    av_download.download(cfg, LAYOUT, out_dir)
 
 
 # -------------------------------------------------------------------------- preprocess
@@ -148,7 +128,7 @@ def download(cfg: dict, out_dir: Path, seed: int) -> None:
 def sources(raw_dir: Path, log: ProblemLog, notes: list[str]) -> list[av.ClipSource]:
     """Parse every media file under `raw_dir` into clips; bad names go to the log."""
     out, songs = [], 0
-    for path in _media(raw_dir):
+    for path in media(raw_dir):
         try:
             n = parse_name(path)
             if path.parent.name.startswith("Actor_") and path.parent.name != f"Actor_{n.actor:02d}":
@@ -180,9 +160,8 @@ def sources(raw_dir: Path, log: ProblemLog, notes: list[str]) -> list[av.ClipSou
     return out
 
 
-def preprocess(cfg: dict, raw_dir: Path, out_dir: Path, seed: int) -> dict[str, Any]:
+def preprocess(cfg: PreprocessConfig, raw_dir: Path, out_dir: Path, seed: int) -> dict[str, Any]:
     """Write data/processed/ravdess per docs/design.md; returns the report."""
-    c = av.av_config(cfg, "preprocess.ravdess")
-    log, notes = ProblemLog(c.bad_input), []
+    log, notes = ProblemLog(cfg.bad_input), []
     clips = sources(raw_dir, log, notes)
-    return av.build("ravdess", clips, c, out_dir, seed, log, notes)
+    return av.build("ravdess", clips, cfg, out_dir, seed, log, notes)

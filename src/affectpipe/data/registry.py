@@ -1,4 +1,9 @@
-"""Dataset name -> the module that downloads and preprocesses it."""
+"""Dataset name -> the module that downloads and preprocesses it.
+
+Each module has the same face: `DownloadConfig` and `download(cfg, out_dir)`, `PreprocessConfig`
+and `preprocess(cfg, raw_dir, out_dir, seed)`; the configs are the `download.<dataset>` and
+`preprocess.<dataset>` params sections, built once by the stage scripts.
+"""
 
 from __future__ import annotations
 
@@ -13,7 +18,7 @@ DATASETS: dict[str, str] = {
 
 
 def dataset_module(name: str) -> ModuleType:
-    """The module with `download(cfg, out_dir, seed)` and `preprocess(cfg, raw, out, seed)`."""
+    """The module of dataset `name`; its configs are `module.DownloadConfig`/`PreprocessConfig`."""
     if name not in DATASETS:
         raise ValueError(f"unknown dataset '{name}'; valid: {sorted(DATASETS)}")
     return importlib.import_module(DATASETS[name])

@@ -27,6 +27,7 @@ from affectpipe import metrics
 from affectpipe.config import ConfigError, from_section
 from affectpipe.data.labels import CREMAD_CLASSES, EMOTIONS, N_EMOTIONS, RAVDESS_CLASSES
 from affectpipe.data.pairs import PAIR_COLUMNS, PairConfig, make_pairs
+from affectpipe.data.splits import configured_test_fold, fold_splits
 from affectpipe.models.multimodal import AVEmotionModel, AVModelConfig
 from affectpipe.problems import InputProblem, ProblemLog, write_json
 from affectpipe.seeding import seed_everything
@@ -122,27 +123,6 @@ def validate_pairs(clips: pd.DataFrame, pairs: pd.DataFrame, source: Path | str)
                 source,
                 f"{problem} ({int(bad.sum())} pair(s), e.g. {row.face_clip}+{row.voice_clip})",
             )
-
-
-def fold_splits(clips: pd.DataFrame, test_fold: int | None) -> dict[str, str]:
-    """clip_id -> split. None keeps preprocessing's split; fold k makes fold k the test set and
-    the next fold (cyclically) validation, as preprocessing does for its configured fold."""
-    if test_fold is None:
-        return dict(zip(clips.clip_id, clips.split, strict=True))
-    folds = sorted(int(f) for f in clips.fold.unique())
-    if test_fold not in folds:
-        raise ValueError(f"test fold {test_fold} not among the manifest's folds {folds}")
-    val_fold = folds[(folds.index(test_fold) + 1) % len(folds)]
-    role = {test_fold: "test", val_fold: "val"}
-    return {c: role.get(f, "train") for c, f in zip(clips.clip_id, clips.fold, strict=True)}
-
-
-def configured_test_fold(clips: pd.DataFrame) -> int:
-    """The fold preprocessing made the test split."""
-    folds = clips.loc[clips.split == "test", "fold"].unique()
-    if len(folds) != 1:
-        raise InputProblem("clips.csv", f"test split spans folds {sorted(folds)}, expected one")
-    return int(folds[0])
 
 
 def split_pairs(

@@ -10,24 +10,24 @@ actor-disjoint split tests generalisation to unseen faces.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
+from affectpipe.config import params_section
 from affectpipe.data.synthetic.faces import Identity, Nuisance, expression_from_va, render_face
 
 
-@dataclass(frozen=True)
+@params_section
 class SyntheticAfewvaConfig:
-    actors: int = 6
-    clips_per_actor: int = 3
-    frames_per_clip: int = 40
-    width: int = 160
-    height: int = 128
-    seed: int = 0
+    actors: int
+    clips_per_actor: int
+    frames_per_clip: int
+    width: int
+    height: int
+    seed: int
 
     def __post_init__(self) -> None:
         for name in ("actors", "clips_per_actor", "frames_per_clip", "width", "height"):

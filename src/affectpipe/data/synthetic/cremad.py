@@ -8,12 +8,12 @@ is `XX` (unspecified).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 from tqdm import tqdm
 
+from affectpipe.config import params_section
 from affectpipe.data.labels import CREMAD_EMOTION
 from affectpipe.data.media import write_video, write_wav
 from affectpipe.data.synthetic.talking import Actor, make_clip
@@ -23,18 +23,18 @@ LEVELS = ("LO", "MD", "HI", "XX")
 LEVEL_STRENGTH = {"LO": 0.5, "MD": 0.8, "HI": 1.1, "XX": 0.8}
 
 
-@dataclass
+@params_section
 class SyntheticCremadConfig:
-    actors: int = 10
-    first_actor: int = 1001
-    sentences: list[str] = field(default_factory=lambda: ["DFA", "IEO", "TIE"])
-    ieo_levels: list[str] = field(default_factory=lambda: ["MD"])  # the graded sentence
-    duration_s: float = 2.0
-    fps: int = 15
-    width: int = 160  # the real videos are 480x360
-    height: int = 120
-    sample_rate: int = 16000
-    seed: int = 0  # its own seed, tracked with this section's params
+    actors: int
+    first_actor: int
+    sentences: list[str]
+    ieo_levels: list[str]  # the graded sentence
+    duration_s: float
+    fps: int
+    width: int  # the real videos are 480x360
+    height: int
+    sample_rate: int
+    seed: int  # its own seed, tracked with this section's params
 
     def __post_init__(self) -> None:
         bad = sorted(set(self.sentences) - set(SENTENCES))

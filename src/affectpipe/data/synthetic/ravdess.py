@@ -7,12 +7,12 @@ real release. Odd actors are male, even female; neutral has no strong intensity.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 from tqdm import tqdm
 
+from affectpipe.config import params_section
 from affectpipe.data.labels import N_EMOTIONS
 from affectpipe.data.media import write_video, write_wav
 from affectpipe.data.synthetic.talking import Actor, make_clip
@@ -20,19 +20,19 @@ from affectpipe.data.synthetic.talking import Actor, make_clip
 INTENSITY_STRENGTH = {1: 0.7, 2: 1.0}
 
 
-@dataclass
+@params_section
 class SyntheticRavdessConfig:
-    actors: int = 6
-    statements: list[int] = field(default_factory=lambda: [1, 2])
-    repetitions: int = 1
-    intensities: list[int] = field(default_factory=lambda: [1, 2])
-    modalities: list[int] = field(default_factory=lambda: [1, 2, 3])  # 01 AV, 02 video, 03 audio
-    duration_s: float = 2.0
-    fps: int = 15
-    width: int = 160  # the real videos are 1280x720; small keeps the default run fast
-    height: int = 128
-    sample_rate: int = 48000
-    seed: int = 0  # its own seed, tracked with this section's params
+    actors: int
+    statements: list[int]
+    repetitions: int
+    intensities: list[int]
+    modalities: list[int]  # 01 AV, 02 video, 03 audio
+    duration_s: float
+    fps: int
+    width: int  # the real videos are 1280x720; small keeps the default run fast
+    height: int
+    sample_rate: int
+    seed: int  # its own seed, tracked with this section's params
 
     def __post_init__(self) -> None:
         for name, values, valid in (

@@ -1,0 +1,75 @@
+"""One downloader for the audio-visual datasets (RAVDESS, CREMA-D), parameterised by layout.
+
+Every source ends the same way: `data/raw/<dataset>` in the dataset's official layout plus a
+`manifest.csv` of every file taken (path, size, sha256). The synthetic look-alike and a local
+folder (copied or symlinked, never modified, checked against the folder's own manifest when it
+has one) are handled here for both; a dataset brings its `AVLayout`: which files of a folder are
+its media, its published source (Zenodo zips, a GitHub LFS tree) and its look-alike generator.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal, Protocol
+
+from affectpipe.data import fetch
+from affectpipe.problems import InputProblem
+
+FolderMode = Literal["copy", "symlink"]  # the source folder is never modified either way
+
+
+class AVDownloadConfig(Protocol):
+    """The keys every AV `download.<dataset>` section has; the rest are the layout's own."""
+
+    source: str  # synthetic | folder | the dataset's published source
+    path: str | None  # folder source
+    folder_mode: FolderMode
+    synthetic: Any  # the look-alike generator's config
+
+
+@dataclass(frozen=True)
+class AVLayout:
+    """What the shared downloader needs to know about one dataset."""
+
+    dataset: str  # as in params: download.<dataset>
+    title: str  # as in messages: RAVDESS, CREMA-D
+    folder_media: Callable[[Path, Any], list[Path]]  # (folder, cfg) -> its media in the layout
+    expected: Callable[[Any], str]  # (cfg) -> what a folder source must hold, for the error
+    remote: Callable[[Any, Path], list[Path]]  # (cfg, out_dir) -> the published source's files
+    synthetic: Callable[[Any, Path], list[Path]]  # (synthetic cfg, out_dir) -> the look-alike
+
+
+def check_folder_source(cfg: AVDownloadConfig, dataset: str) -> None:
+    """A config check: the folder source needs its folder."""
+    if cfg.source == "folder" and not cfg.path:
+        raise ValueError(f"download.{dataset}.source=folder needs download.{dataset}.path")
+
+
+def take_folder(cfg: AVDownloadConfig, layout: AVLayout, out_dir: Path) -> list[Path]:
+    """Copy or symlink the layout's media from the folder source into `out_dir`."""
+    src = Path(cfg.path)  # type: ignore[arg-type]
+    if not src.is_dir():
+        raise InputProblem(src, f"download.{layout.dataset}.path is not a folder")
+    files = layout.folder_media(src, cfg)
+    if not files:
+        raise InputProblem(src, f"no {layout.title} media ({layout.expected(cfg)}) in this folder")
+    fetch.verify_against_manifest(src, files)
+    return fetch.take_folder(src, out_dir, files, cfg.folder_mode)
+
+
+def download(cfg: AVDownloadConfig, layout: AVLayout, out_dir: Path) -> None:
+    """Fill `out_dir` (data/raw/<dataset>) in the official layout, plus `manifest.csv`.
+
+    The synthetic set has its own `synthetic.seed`, tracked with this stage's params section,
+    so a new top-level seed does not regenerate the raw data.
+    """
+    out_dir.mkdir(parents=True, exist_ok=True)
+    if cfg.source == "synthetic":
+        files = layout.synthetic(cfg.synthetic, out_dir)
+    elif cfg.source == "folder":
+        files = take_folder(cfg, layout, out_dir)
+    else:
+        files = layout.remote(cfg, out_dir)
+    fetch.write_manifest(out_dir, files)
