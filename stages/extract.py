@@ -9,7 +9,7 @@ import typer
 
 from affectpipe.compute import compute_config
 from affectpipe.config import from_section, load_params, section
-from affectpipe.features.extract import ExtractConfig, extract_features
+from affectpipe.features.extract import config_class, extract_features
 from affectpipe.problems import write_json
 from affectpipe.stage import run_stage
 
@@ -25,11 +25,8 @@ def main(
     params_file: Path = typer.Option(Path("params.yaml"), "--params"),
 ) -> None:
     params = load_params(params_file)
-    cfg = run_stage(
-        lambda: from_section(
-            ExtractConfig, section(params, f"extract.{backbone}"), f"extract.{backbone}"
-        )
-    )
+    name = f"extract.{backbone}"
+    cfg = run_stage(lambda: from_section(config_class(backbone), section(params, name), name))
     compute = run_stage(lambda: compute_config(params))
     out = out_dir / f"{backbone}_{dataset}.h5"
     report, seconds = run_stage(

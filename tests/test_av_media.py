@@ -81,7 +81,7 @@ def test_truncated_video_is_a_problem(tmp_path):
 
 
 def test_flv_round_trip_keeps_frames_and_audio(tmp_path):
-    media.write_video(tmp_path / "a.flv", frames(20), 15, tone(1.0, 16000), 16000, fmt="flv")
+    media.write_video(tmp_path / "a.flv", frames(20), 15, tone(1.0, 16000), 16000)
     assert media.read_frames(tmp_path / "a.flv").shape == (20, 48, 64, 3)
     assert media.read_track(tmp_path / "a.flv", 16000).source_rate == 16000
 
@@ -97,15 +97,41 @@ def test_decode_shrinks_large_frames(tmp_path):
         (16, 16, list(range(16))),
         (31, 4, [0, 10, 20, 30]),
         (5, 1, [0]),
+        (32, 4, [0, 10, 21, 31]),
     ],
 )
 def test_frame_indices_spread_evenly_first_to_last(available, wanted, expected):
     assert media.sample_indices(available, wanted).tolist() == expected
 
 
-def test_too_few_frames_is_an_error():
-    with pytest.raises(ValueError, match="5 frames, fewer than the 16 requested"):
-        media.sample_indices(5, 16)
+@pytest.mark.parametrize(
+    ("available", "wanted", "expected"),
+    [(2, 4, [0, 0, 1, 1]), (3, 7, [0, 0, 1, 1, 1, 2, 2]), (1, 3, [0, 0, 0])],
+)
+def test_short_clips_repeat_frames_evenly_in_order(available, wanted, expected):
+    assert media.sample_indices(available, wanted).tolist() == expected
+
+
+def test_no_frames_to_pick_from_is_an_error():
+    with pytest.raises(ValueError, match="cannot pick 16 frames from 0"):
+        media.sample_indices(0, 16)
+
+
+def test_every_writable_container_is_a_video_extension_and_reads_back(tmp_path):
+    assert set(media.CONTAINERS) <= set(media.VIDEO_EXTS)
+    for ext in media.CONTAINERS:
+        path = tmp_path / f"a{ext}"
+        media.write_video(path, frames(6), 15, tone(0.4, 16000), 16000)
+        info = media.probe(path)
+        assert (info.width, info.height, info.fps, info.has_audio) == (64, 48, 15.0, True), ext
+        assert media.read_frames(path).shape == (6, 48, 64, 3), ext
+        # AAC in FLV keeps the encoder's priming and padding (no edit list): a few frames more
+        assert 0.35 < media.read_track(path, 16000).duration_s < 0.6, ext
+
+
+def test_audio_without_its_rate_is_refused(tmp_path):
+    with pytest.raises(ValueError, match="without its audio_rate"):
+        media.write_video(tmp_path / "a.mp4", frames(2), 15, tone(0.1, 16000))
 
 
 def test_encoding_is_byte_stable(tmp_path):

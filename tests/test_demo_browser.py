@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
+from affectpipe.data.media import probe
 from affectpipe.demo import SAMPLES, analyse, make_samples, verdict_text
 from affectpipe.predict import PredictConfig, Predictor
-from affectpipe.video import probe
 from tests.test_predict import build_tiny_models, check_record
 
 CHROMIUM = Path("/usr/bin/chromium")

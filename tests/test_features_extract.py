@@ -14,18 +14,23 @@ import torch
 from PIL import Image
 
 from affectpipe.compute import ComputeConfig
+from affectpipe.config import ConfigError, from_section, load_params
 from affectpipe.features import backbones
 from affectpipe.features import embed as E
 from affectpipe.features.backbones import load_backbone
 from affectpipe.features.extract import (
     ExtractConfig,
     build_plan,
+    config_class,
+    embedding_rows,
     extract_features,
+    provenance,
+)
+from affectpipe.features.shards import (
     extract_shard,
     merge_parts,
     part_path,
     plan_batches,
-    provenance,
     resolve_workers,
 )
 from affectpipe.features.sources import Item, Plan, afewva_frames_plan
@@ -33,6 +38,13 @@ from affectpipe.features.store import open_features
 from affectpipe.problems import InputProblem, ProblemLog
 
 CPU = ComputeConfig(device="cpu", processes=1, launcher="accelerate", dataloader_workers=0)
+PARAMS = load_params(Path(__file__).resolve().parents[1] / "params.yaml")
+
+
+def config(kind: str, **changes) -> ExtractConfig:
+    """params.yaml's `extract.<kind>`, with `changes`."""
+    values = {**PARAMS["extract"][kind], **changes}
+    return from_section(config_class(kind), values, f"extract.{kind}")
 
 
 @pytest.fixture(autouse=True)
@@ -117,11 +129,6 @@ def test_videomae_embedding_is_the_mean_over_all_tokens_not_token_0():
     assert not torch.allclose(pooled, hidden[:, 0])
 
 
-@pytest.mark.parametrize(("total", "expected"), [(32, [0, 10, 21, 31]), (2, [0, 0, 1, 1])])
-def test_frame_sampling_spreads_evenly_and_repeats_short_clips(total, expected):
-    assert E.sample_indices(total, 4).tolist() == expected
-
-
 def test_wav2vec2_masked_mean_ignores_padding_of_a_batch():
     b = load_backbone("wav2vec2", "tiny")
     rng = np.random.default_rng(0)
@@ -157,6 +164,32 @@ def test_wav2vec2_masked_mean_ignores_padding_of_a_batch():
     assert not torch.allclose(hidden.last_hidden_state[0].mean(0), alone[0], atol=1e-3)
 
 
+def test_extract_sections_take_no_code_defaults_and_name_the_bad_key():
+    with pytest.raises(ConfigError, match=r"missing key 'extract.wav2vec2.layer'"):
+        from_section(config_class("wav2vec2"), PARAMS["extract"]["clip"], "extract.wav2vec2")
+    with pytest.raises(ConfigError, match=r"unknown key 'extract.clip.layer'"):
+        config("clip", layer=-1)
+    with pytest.raises(ConfigError, match=r"'extract.clip.batch_size': Input should be greater"):
+        config("clip", batch_size=0)
+    with pytest.raises(ConfigError, match=r"'extract.videomae.dtype'"):
+        config("videomae", dtype="fp8")
+    with pytest.raises(ValueError, match="unknown backbone 'resnet'"):
+        config_class("resnet")
+
+
+def test_wav2vec2_extraction_refuses_a_config_without_its_layer(tmp_path):
+    with pytest.raises(TypeError, match="needs a AudioExtractConfig"):
+        extract_features("wav2vec2", "ravdess", tmp_path, tmp_path / "x.h5", config("clip"), CPU)
+
+
+def test_batches_within_clips_start_at_each_clip():
+    plan = Plan("x")
+    plan.add("a", [Item("a", "")] * 5, {})
+    plan.add("b", [Item("b", "")] * 2, {})
+    assert plan_batches(plan, 2, False, False, within_clips=True) == [[0, 1], [2, 3], [4], [5, 6]]
+    assert plan_batches(plan, 2, False, False) == [[0, 1], [2, 3], [4, 5], [6]]
+
+
 def test_group_norm_wav2vec2_batches_never_mix_lengths():
     plan = Plan("x")
     plan.add("a", [Item("a", "", length=5)], {})
@@ -172,7 +205,7 @@ def test_group_norm_wav2vec2_batches_never_mix_lengths():
 def test_av_video_features_skip_clips_without_video_and_keep_labels(tmp_path, kind, rows):
     folder = write_av(tmp_path / "ravdess")
     out = tmp_path / f"{kind}.h5"
-    report, _ = extract_features(kind, "ravdess", folder, out, ExtractConfig(batch_size=3), CPU)
+    report, _ = extract_features(kind, "ravdess", folder, out, config(kind, batch_size=3), CPU)
     assert report["no_modality"] == ["01-01-02-01-01-01-02"] and report["skipped"] == []
     with open_features(out, expect={"backbone": kind, "spec": "tiny", "dataset": "ravdess"}) as r:
         assert [r[c].shape[0] for c in r.clip_ids] == rows
@@ -188,7 +221,7 @@ def test_wav2vec2_features_skip_clips_without_audio(tmp_path):
     folder = write_av(tmp_path / "ravdess")
     out = tmp_path / "w.h5"
     report, _ = extract_features(
-        "wav2vec2", "ravdess", folder, out, ExtractConfig(batch_size=2), CPU
+        "wav2vec2", "ravdess", folder, out, config("wav2vec2", batch_size=2), CPU
     )
     assert report["no_modality"] == ["01-01-03-01-01-01-01"] and report["clips"] == 3
     with open_features(out, expect={"backbone": "wav2vec2", "dim": 64}) as r:
@@ -198,7 +231,7 @@ def test_wav2vec2_features_skip_clips_without_audio(tmp_path):
 def test_afewva_rows_follow_frame_order_with_per_frame_labels(tmp_path):
     folder = write_afewva(tmp_path / "afewva")
     out = tmp_path / "clip_afewva.h5"
-    extract_features("clip", "afewva", folder, out, ExtractConfig(batch_size=4), CPU)
+    extract_features("clip", "afewva", folder, out, config("clip", batch_size=4), CPU)
     with open_features(out) as r:
         assert r.clip_ids == ["001", "002"]
         labels = r.labels("001")
@@ -211,7 +244,7 @@ def test_afewva_rows_follow_frame_order_with_per_frame_labels(tmp_path):
 @pytest.mark.parametrize("kind", ["clip", "wav2vec2"])
 def test_two_shards_merge_to_the_same_bytes_as_one(tmp_path, kind):
     folder = write_av(tmp_path / "ravdess")
-    cfg = ExtractConfig(batch_size=3, dtype="bfloat16")
+    cfg = config(kind, batch_size=3, dtype="bfloat16")
     b = load_backbone(kind, "tiny")
     plan = build_plan(kind, "ravdess", folder, b, ProblemLog())
     batches = plan_batches(plan, 3, by_length=kind == "wav2vec2", same_length=False)
@@ -221,7 +254,7 @@ def test_two_shards_merge_to_the_same_bytes_as_one(tmp_path, kind):
         out = tmp_path / f"w{world}.h5"
         parts = [part_path(out, r, world) for r in range(world)]
         for rank, part in enumerate(parts):
-            extract_shard(b, plan, batches, part, cfg, rank, world)
+            extract_shard(b, plan, batches, part, embedding_rows(b, cfg), rank, world)
         merge_parts(parts, plan, out, attrs)
         outs[world] = sha(out)
     assert outs[1] == outs[2]
@@ -233,7 +266,7 @@ def test_bf16_features_match_fp32_in_direction(tmp_path, kind):
     feats = {}
     for dtype in ("float32", "bfloat16"):
         out = tmp_path / f"{dtype}.h5"
-        cfg = ExtractConfig(batch_size=4, dtype=dtype)
+        cfg = config(kind, batch_size=4, dtype=dtype)
         extract_features(kind, "ravdess", folder, out, cfg, CPU)
         with open_features(out, expect={"dtype": dtype}) as r:
             feats[dtype] = np.concatenate([r[c] for c in r.clip_ids])
@@ -254,7 +287,7 @@ def test_same_inputs_give_identical_bytes_whether_decoded_in_process_or_in_a_wor
         compute = ComputeConfig(
             device="cpu", processes=1, launcher="accelerate", dataloader_workers=workers
         )
-        extract_features(kind, dataset, folder, out, ExtractConfig(batch_size=2), compute)
+        extract_features(kind, dataset, folder, out, config(kind, batch_size=2), compute)
         digests.append(sha(out))
     assert digests[0] == digests[1] == digests[2]
 
@@ -296,7 +329,7 @@ def test_interrupted_extraction_leaves_no_file_a_reader_accepts(tmp_path, monkey
     real = E.embed
     monkeypatch.setattr(E, "embed", dies_on_second_batch)
     with pytest.raises(KeyboardInterrupt):
-        extract_features("clip", "ravdess", folder, out, ExtractConfig(batch_size=2), CPU)
+        extract_features("clip", "ravdess", folder, out, config("clip", batch_size=2), CPU)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ravdess"]
     with pytest.raises(FileNotFoundError, match="run the extract stage"):
         open_features(out)
@@ -305,7 +338,7 @@ def test_interrupted_extraction_leaves_no_file_a_reader_accepts(tmp_path, monkey
 def test_bad_frames_file_is_recorded_under_skip_and_raised_under_strict(tmp_path):
     folder = write_av(tmp_path / "ravdess", bad="frames")
     out = tmp_path / "v.h5"
-    cfg = ExtractConfig(batch_size=2)
+    cfg = config("videomae", batch_size=2)
     report, _ = extract_features("videomae", "ravdess", folder, out, cfg, CPU, policy="skip")
     assert [s["path"].endswith("01-01-01-01-01-01-01.npy") for s in report["skipped"]] == [True]
     assert "unreadable frames file" in report["skipped"][0]["reason"] and report["clips"] == 2
@@ -316,7 +349,7 @@ def test_bad_frames_file_is_recorded_under_skip_and_raised_under_strict(tmp_path
 def test_cache_from_another_spec_is_refused(tmp_path):
     folder = write_afewva(tmp_path / "afewva")
     out = tmp_path / "clip_afewva.h5"
-    extract_features("clip", "afewva", folder, out, ExtractConfig(batch_size=4), CPU)
+    extract_features("clip", "afewva", folder, out, config("clip", batch_size=4), CPU)
     with pytest.raises(Exception, match=r"'spec' is 'tiny', expected 'openai/clip-vit-base"):
         open_features(out, expect={"spec": "openai/clip-vit-base-patch32"})
 
@@ -330,7 +363,7 @@ def test_cache_from_another_spec_is_refused(tmp_path):
 )
 def test_unknown_pairs_are_refused_naming_the_choices(tmp_path, kind, dataset, match):
     with pytest.raises(ValueError, match=match):
-        extract_features(kind, dataset, tmp_path, tmp_path / "x.h5", ExtractConfig(), CPU)
+        extract_features(kind, dataset, tmp_path, tmp_path / "x.h5", config("clip"), CPU)
 
 
 def test_stage_script_writes_features_and_report(tmp_path, monkeypatch):
@@ -371,7 +404,7 @@ def test_features_record_the_preprocessing_settings_of_their_folder(tmp_path):
     folder = write_afewva(tmp_path / "afewva")
     (folder / "report.json").write_text(json.dumps({"settings": {"margin": 0.5, "crop_size": 20}}))
     out = tmp_path / "clip.h5"
-    extract_features("clip", "afewva", folder, out, ExtractConfig(batch_size=3), CPU)
+    extract_features("clip", "afewva", folder, out, config("clip", batch_size=3), CPU)
     with open_features(out) as r:
         assert json.loads(r.attrs["source_settings"]) == {"crop_size": 20, "margin": 0.5}
 
@@ -382,7 +415,7 @@ def test_predict_embeds_frames_as_the_extract_stage_stored_them(tmp_path):
     folder = write_afewva(tmp_path / "afewva")
     out = tmp_path / "clip.h5"
     # a batch per clip (3 frames each), as `embed_images` batches one video
-    extract_features("clip", "afewva", folder, out, ExtractConfig(batch_size=3), CPU)
+    extract_features("clip", "afewva", folder, out, config("clip", batch_size=3), CPU)
     with open_features(out) as r:
         entry, stored = dict(r.attrs), {c: r[c] for c in r.clip_ids}
     assert entry["dtype"] == "bfloat16"

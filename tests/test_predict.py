@@ -13,6 +13,7 @@ from typer.testing import CliRunner
 
 from affectpipe.cli import app
 from affectpipe.data.labels import EMOTIONS
+from affectpipe.data.media import write_video
 from affectpipe.features.backbones import load_backbone
 from affectpipe.inference import ProvenanceMismatch
 from affectpipe.models.multimodal import AVEmotionModel, AVModelConfig
@@ -20,7 +21,6 @@ from affectpipe.models.va import VAModel, VAModelConfig
 from affectpipe.predict import PredictConfig, Predictor, predict_paths
 from affectpipe.train.checkpoint import save_checkpoint
 from affectpipe.train.windows import WindowConfig
-from affectpipe.video import write_video
 
 TOP_KEYS = {
     "file", "duration_s", "fps", "width", "height", "has_audio", "frames", "valence_mean",

@@ -9,12 +9,12 @@ from PIL import Image
 
 from affectpipe.data import media
 from affectpipe.data.framecrop import crop_clip
+from affectpipe.data.media import frames_at, list_videos, probe, sample_frames, write_video
 from affectpipe.features import embed as E
 from affectpipe.features.backbones import load_backbone
 from affectpipe.features.sources import Item
 from affectpipe.inference import embed_clip_video, embed_images, embed_voice
 from affectpipe.problems import InputProblem
-from affectpipe.video import frames_at, list_videos, probe, sample_frames, write_video
 
 
 def ramp_video(path, n, fps, size=(64, 48), audio=None):
@@ -33,7 +33,7 @@ def frame_number(img: np.ndarray) -> int:
 def test_sampling_picks_the_frame_nearest_each_time(tmp_path, ext, fps):
     path = ramp_video(tmp_path / f"r{ext}", n=25, fps=fps, size=(97, 71) if ext != ".mp4"
                       else (64, 48))  # fmt: skip
-    s = sample_frames(path, rate=4.0)
+    s = sample_frames(path, rate=4.0, max_side=256)
     assert s.n_decoded == 25
     assert np.allclose(s.times, np.arange(len(s.times)) * 0.25)
     assert s.times[-1] <= 24 / fps < s.times[-1] + 0.25
@@ -63,9 +63,9 @@ def test_corrupt_and_empty_files_are_input_problems(tmp_path):
     with pytest.raises(InputProblem, match="bad.webm"):
         probe(bad)
     with pytest.raises(InputProblem, match="bad.webm"):
-        sample_frames(bad, 4.0)
+        sample_frames(bad, 4.0, 256)
     with pytest.raises(ValueError, match="rate must be > 0"):
-        sample_frames(bad, 0)
+        sample_frames(bad, 0, 256)
 
 
 def test_write_video_refuses_what_its_codec_cannot_hold(tmp_path):
@@ -101,7 +101,7 @@ def test_face_embedding_equals_preprocess_then_extract(tmp_path):
     with torch.inference_mode(), E.autocast(backbone.device, dtype):
         inputs = E.prepare(backbone, [Item("v", str(tmp_path / "v.npy"))])
         expected = E.embed("videomae", backbone.model, inputs)[0]
-    ours_frames = frames_at(path, E.sample_indices(len(decoded), 16), 480)
+    ours_frames = frames_at(path, media.sample_indices(len(decoded), 16), 480)
     ours_crops, _ = crop_clip(ours_frames, "foreground", 112, 0.1)
     assert torch.equal(embed_clip_video(backbone, ours_crops, dtype), expected)
 

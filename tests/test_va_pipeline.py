@@ -7,11 +7,11 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from affectpipe.features.backbones import load_backbone
+from affectpipe.compute import ComputeConfig
+from affectpipe.features.block_cache import BlockCacheConfig, build_block_cache
 from affectpipe.features.store import FeatureWriter, open_features
 from affectpipe.models.contrastive import ContrastiveConfig
 from affectpipe.problems import InputProblem, ProblemLog
-from affectpipe.train.block_cache import build_block_cache
 from affectpipe.train.loop import LoopConfig
 from affectpipe.train.va import (
     FinetuneConfig,
@@ -182,9 +182,12 @@ def crops(tmp_path_factory) -> Path:
 
 
 def test_lora_pipeline_from_png_crops_to_predictions(crops, tmp_path):
-    backbone = load_backbone("clip", "tiny")
     cache = tmp_path / "blocks.h5"
-    assert build_block_cache(crops, backbone, [-1], cache, 4, ProblemLog("strict")) == 50
+    cpu = ComputeConfig(device="cpu", processes=1, launcher="accelerate", dataloader_workers=0)
+    made = build_block_cache(
+        crops, cache, "tiny", [-1], BlockCacheConfig(batch_size=4), cpu, ProblemLog("strict")
+    )
+    assert made == 50
     with open_features(cache) as r:
         assert r.attrs["block"] == 3 and r.dim == 17 * 64
     model = {**SMALL, "lora_blocks": [-1]}

@@ -48,7 +48,7 @@ def write_sample(path: Path, face: str, voice: str | None, seed: int = 0) -> Pat
     frames = render_talking(actor, emotion_expression(EMOTION_ID[face]), spoken, SAMPLE_FPS,
                             *SAMPLE_SIZE, rng)  # fmt: skip
     audio = spoken.samples if voice is not None else None
-    write_video(path, frames, SAMPLE_FPS, audio, SAMPLE_RATE, fmt="mp4")
+    write_video(path, frames, SAMPLE_FPS, audio, SAMPLE_RATE)
     return path
 
 

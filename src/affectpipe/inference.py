@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from affectpipe.data.media import sample_indices
 from affectpipe.features import embed as E
 from affectpipe.features.backbones import Backbone, load_backbone
 from affectpipe.problems import InputProblem
@@ -79,7 +80,7 @@ def embed_images(backbone: Backbone, images: np.ndarray, dtype: torch.dtype,
 def embed_clip_video(backbone: Backbone, frames: np.ndarray, dtype: torch.dtype) -> torch.Tensor:
     """VideoMAE clip embedding: (T, H, W, 3) crops -> (D,), frames picked as `embed` does."""
     num = int(backbone.model.config.num_frames)
-    pixels = E.pixel_values(backbone, frames[E.sample_indices(len(frames), num)])  # (1, T, ...)
+    pixels = E.pixel_values(backbone, frames[sample_indices(len(frames), num)])  # (1, T, ...)
     with E.autocast(backbone.device, dtype):
         return E.embed_videomae(backbone.model, pixels)[0]
 

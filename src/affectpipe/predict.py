@@ -21,10 +21,10 @@ import numpy as np
 from tqdm import tqdm
 
 from affectpipe.data.labels import EMOTIONS
+from affectpipe.data.media import VideoInfo, is_video, list_videos, probe
 from affectpipe.models.va import PIPELINES
 from affectpipe.problems import InputProblem
 from affectpipe.train.checkpoint import META_FILE
-from affectpipe.video import VideoInfo, is_video, list_videos, probe
 
 VERDICTS: tuple[str, str] = ("incongruent", "congruent")
 EMOTION_FIELDS: tuple[str, ...] = ("emotion", "face_emotion", "voice_emotion")
@@ -263,7 +263,7 @@ class Predictor:
         return out
 
     def __call__(self, path: Path) -> dict[str, Any]:
-        from affectpipe.video import sample_frames
+        from affectpipe.data.media import sample_frames
 
         info = probe(path)
         sampled = sample_frames(path, self.cfg.va_rate, self.cfg.max_side)
@@ -282,9 +282,7 @@ class Predictor:
     def av_inputs(self, path: Path, info: VideoInfo, n_decoded: int):
         """(frames, 16 kHz samples or None, why there is no voice or None), decoded as the
         RAVDESS/CREMA-D preprocessing decodes: `n_frames` spread over all `n_decoded` frames."""
-        from affectpipe.data.media import read_track
-        from affectpipe.features.embed import sample_indices
-        from affectpipe.video import frames_at
+        from affectpipe.data.media import frames_at, read_track, sample_indices
 
         s = self.av_settings
         frames = frames_at(path, sample_indices(n_decoded, s.n_frames), s.decode_max_side)

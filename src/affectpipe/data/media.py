@@ -1,15 +1,21 @@
-"""Audio and video I/O for the audio-visual datasets: PyAV for containers, soundfile for WAV.
+"""Audio and video I/O, for the datasets' clips and any user video: PyAV for containers,
+soundfile for WAV.
 
 Decoding problems (no audio track, an empty or silent WAV, a truncated container) become
 `InputProblem`s naming the file, so the caller can stop or record a skip; nothing here guesses.
-Encoding is single-threaded so the synthetic datasets come out byte-identical across runs.
+Frames are shrunk at decode time by one rule (`output_size`), so preprocessing and inference see
+the same pixels. A user's video can be long, have a variable frame rate, no audio, or timestamps
+that do not start at 0: `sample_frames` picks frames on the stream's own clock and keeps only
+those in memory. Encoding is single-threaded so the synthetic datasets come out byte-identical.
 """
 
 from __future__ import annotations
 
 import struct
 from dataclasses import dataclass
+from fractions import Fraction
 from pathlib import Path
+from typing import NamedTuple
 
 import av
 import numpy as np
@@ -19,8 +25,8 @@ from PIL import Image
 
 from affectpipe.problems import InputProblem
 
-WAV_EXTS = (".wav",)
-VIDEO_EXTS = (".mp4", ".flv")
+WAV_EXTS: tuple[str, ...] = (".wav",)
+VIDEO_EXTS: tuple[str, ...] = (".mp4", ".avi", ".mov", ".flv", ".webm", ".mkv", ".m4v")
 
 
 @dataclass(frozen=True)
@@ -93,36 +99,6 @@ def has_audio_track(path: Path) -> bool:
         return False
 
 
-def read_frames(path: Path, max_side: int = 480) -> np.ndarray:
-    """Decode every video frame as RGB, shrunk so the longer side is at most `max_side`.
-
-    Returns uint8 (T, H, W, 3). Shrinking at decode time bounds memory for 1280x720 sources.
-    """
-    frames = []
-    try:
-        with av.open(str(path)) as c:
-            if not c.streams.video:
-                raise InputProblem(path, "no video track in the container")
-            stream = c.streams.video[0]
-            w, h = stream.codec_context.width, stream.codec_context.height
-            scale = min(1.0, max_side / max(w, h, 1))
-            size = (max(2, round(w * scale)), max(2, round(h * scale)))
-            for frame in c.decode(stream):
-                frames.append(frame.to_ndarray(format="rgb24", width=size[0], height=size[1]))
-    except av.error.FFmpegError as e:
-        raise InputProblem(path, f"undecodable video ({e})") from e
-    if not frames:
-        raise InputProblem(path, "no decodable video frames")
-    return np.stack(frames)
-
-
-def sample_indices(n_available: int, n_wanted: int) -> np.ndarray:
-    """`n_wanted` frame indices spread evenly over `n_available` frames (first to last)."""
-    if n_available < n_wanted:
-        raise ValueError(f"{n_available} frames, fewer than the {n_wanted} requested")
-    return np.linspace(0, n_available - 1, n_wanted).round().astype(int)
-
-
 def write_wav(path: Path, samples: np.ndarray, rate: int, subtype: str = "PCM_16") -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     sf.write(path, samples, rate, subtype=subtype)
@@ -134,66 +110,248 @@ def write_float_wav(path: Path, samples: np.ndarray, rate: int) -> None:
     data = np.asarray(samples, dtype="<f4").tobytes()
     fmt = struct.pack("<HHIIHH", 3, 1, rate, rate * 4, 4, 32)  # IEEE float, mono, 32 bit
     fact = struct.pack("<I", len(samples))
-    body = (
-        b"WAVE"
-        + b"fmt "
-        + struct.pack("<I", len(fmt))
-        + fmt
-        + b"fact"
-        + struct.pack("<I", 4)
-        + fact
-        + b"data"
-        + struct.pack("<I", len(data))
-        + data
-    )
+    chunks = [(b"fmt ", fmt), (b"fact", fact), (b"data", data)]
+    body = b"WAVE" + b"".join(tag + struct.pack("<I", len(x)) + x for tag, x in chunks)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(b"RIFF" + struct.pack("<I", len(body)) + body)
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    """What the container says about a video, before decoding it."""
+
+    path: str
+    duration_s: float  # container or stream duration; 0.0 when neither is stored
+    fps: float  # average frame rate of the video stream
+    width: int
+    height: int
+    has_audio: bool
+
+
+@dataclass(frozen=True)
+class SampledFrames:
+    """Frames picked at a fixed rate: RGB uint8 (T, H, W, 3) and their times in seconds."""
+
+    images: np.ndarray  # (T, H, W, 3) uint8
+    times: np.ndarray  # (T,) float64, seconds from the first frame
+    n_decoded: int  # frames in the stream (all decoded to find the sampled ones)
+    last_time: float  # time of the last decoded frame
+
+
+def is_video(path: Path) -> bool:
+    return path.is_file() and path.suffix.lower() in VIDEO_EXTS
+
+
+def list_videos(folder: Path) -> list[Path]:
+    """Video files under `folder` (recursive), sorted, by extension (case-insensitive)."""
+    return sorted(p for p in folder.rglob("*") if is_video(p))
+
+
+def probe(path: Path) -> VideoInfo:
+    """Read the container header; an unreadable file or one without video is an InputProblem."""
+    try:
+        with av.open(str(path)) as c:
+            if not c.streams.video:
+                raise InputProblem(path, "no video track in the container")
+            v = c.streams.video[0]
+            rate = v.average_rate or v.guessed_rate or v.base_rate
+            if v.duration is not None and v.time_base is not None:
+                duration = float(v.duration * v.time_base)
+            else:
+                duration = c.duration / av.time_base if c.duration is not None else 0.0
+            width, height = int(v.codec_context.width), int(v.codec_context.height)
+            fps = float(rate) if rate else 0.0
+            return VideoInfo(str(path), duration, fps, width, height, bool(c.streams.audio))
+    except (av.error.FFmpegError, UnicodeDecodeError) as e:
+        raise InputProblem(path, f"not a readable video ({type(e).__name__}: {e})") from e
+
+
+def output_size(width: int, height: int, max_side: int) -> tuple[int, int]:
+    """(w, h) shrunk so the longer side is at most `max_side`; never upscaled, at least 2 px."""
+    scale = min(1.0, max_side / max(width, height, 1))
+    return max(2, round(width * scale)), max(2, round(height * scale))
+
+
+def _rgb(frame: av.VideoFrame, size: tuple[int, int]) -> np.ndarray:
+    return frame.to_ndarray(format="rgb24", width=size[0], height=size[1])
+
+
+def read_frames(path: Path, max_side: int = 480) -> np.ndarray:
+    """Decode every video frame as RGB, shrunk by `output_size`: uint8 (T, H, W, 3).
+
+    Shrinking at decode time bounds memory for 1280x720 sources.
+    """
+    frames = []
+    try:
+        with av.open(str(path)) as c:
+            if not c.streams.video:
+                raise InputProblem(path, "no video track in the container")
+            stream = c.streams.video[0]
+            size = output_size(stream.codec_context.width, stream.codec_context.height, max_side)
+            frames = [_rgb(frame, size) for frame in c.decode(stream)]
+    except av.error.FFmpegError as e:
+        raise InputProblem(path, f"undecodable video ({e})") from e
+    if not frames:
+        raise InputProblem(path, "no decodable video frames")
+    return np.stack(frames)
+
+
+def sample_indices(n_available: int, n_wanted: int) -> np.ndarray:
+    """`n_wanted` frame indices spread evenly over `n_available` frames, first to last, rounded.
+
+    Clips shorter than `n_wanted` frames: indices repeat, each frame held for about
+    `n_wanted / n_available` picks, so a model taking a fixed number of frames still gets them in
+    order. A caller that needs distinct frames checks the length first (preprocessing skips such
+    clips, naming the count).
+    """
+    if n_available < 1:
+        raise ValueError(f"cannot pick {n_wanted} frames from {n_available}")
+    return np.linspace(0, n_available - 1, n_wanted).round().astype(np.int64)
+
+
+def frames_at(path: Path, indices: np.ndarray, max_side: int) -> np.ndarray:
+    """Decoded frames number `indices` (sorted, repeats allowed), shrunk as `read_frames` shrinks
+    them, without holding the whole video: (len(indices), H, W, 3) uint8."""
+    wanted = np.asarray(indices)
+    out: list[np.ndarray] = []
+    try:
+        with av.open(str(path)) as c:
+            stream = c.streams.video[0]
+            stream.thread_type = "AUTO"
+            size = output_size(stream.codec_context.width, stream.codec_context.height, max_side)
+            for i, frame in enumerate(c.decode(stream)):
+                reps = int((wanted == i).sum())
+                if reps:
+                    out.extend([_rgb(frame, size)] * reps)
+                if len(out) == len(wanted):
+                    break
+    except (av.error.FFmpegError, IndexError) as e:
+        raise InputProblem(path, f"undecodable video ({type(e).__name__}: {e})") from e
+    if len(out) != len(wanted):
+        raise InputProblem(path, f"decoded {len(out)} of the {len(wanted)} frames asked for")
+    return np.stack(out)
+
+
+def sample_frames(path: Path, rate: float, max_side: int) -> SampledFrames:
+    """Decode the video, keeping the frame nearest to each multiple of 1/`rate` seconds.
+
+    A clip shorter than one period still yields its first frame. Frames without a timestamp
+    (some AVI/FLV muxers) are timed by their index and the stream's frame rate.
+    """
+    if rate <= 0:
+        raise ValueError(f"frame sampling rate must be > 0, got {rate}")
+    period = 1.0 / rate
+    images: list[np.ndarray] = []
+    times: list[float] = []
+    prev: tuple[float, av.VideoFrame] | None = None
+    n, t0, t = 0, None, 0.0
+    try:
+        with av.open(str(path)) as c:
+            if not c.streams.video:
+                raise InputProblem(path, "no video track in the container")
+            stream = c.streams.video[0]
+            stream.thread_type = "AUTO"
+            fps = float(stream.average_rate or stream.guessed_rate or 25)
+            size = output_size(stream.codec_context.width, stream.codec_context.height, max_side)
+            for frame in c.decode(stream):
+                raw = frame.time if frame.time is not None else n / fps
+                t0 = raw if t0 is None else t0
+                t = max(raw - t0, prev[0] if prev else 0.0)  # monotone even with B-frame jitter
+                target = len(times) * period
+                while t >= target:
+                    # nearest of the previous and the current frame to the target time
+                    pick = prev if prev and target - prev[0] < t - target else (t, frame)
+                    images.append(_rgb(pick[1], size))
+                    times.append(target)
+                    target = len(times) * period
+                prev, n = (t, frame), n + 1
+    except (av.error.FFmpegError, UnicodeDecodeError) as e:
+        raise InputProblem(path, f"undecodable video ({type(e).__name__}: {e})") from e
+    if not n:
+        raise InputProblem(path, "no decodable video frames")
+    return SampledFrames(np.stack(images), np.asarray(times), n, t)
+
+
+class Container(NamedTuple):
+    """How `write_video` fills one container (all codecs in PyAV's bundled FFmpeg)."""
+
+    format: str  # FFmpeg muxer
+    video_codec: str
+    pix_fmt: str  # yuv444p lets H.264 and FFV1 take odd frame sizes
+    video_options: dict[str, str]
+    audio_codec: str
+    audio_rate: int | None  # the rate the audio codec needs; None: the caller's rate
+
+
+# Constant QP and one thread: x264's CRF rate control was measured not byte-stable across runs.
+X264 = {"preset": "fast", "qp": "22", "threads": "1"}
+CONTAINERS: dict[str, Container] = {
+    ".mp4": Container("mp4", "libx264", "yuv420p", X264, "aac", None),
+    ".flv": Container("flv", "libx264", "yuv420p", X264, "aac", None),  # as CREMA-D's
+    ".mov": Container("mov", "libx264", "yuv444p", X264, "aac", None),
+    ".avi": Container("avi", "ffv1", "yuv444p", {}, "pcm_s16le", None),
+    ".webm": Container("webm", "libvpx", "yuv420p", {}, "libopus", 48000),
+    ".mkv": Container("matroska", "ffv1", "yuv444p", {}, "libopus", 48000),
+}
 
 
 def write_video(
     path: Path,
     frames: np.ndarray,
-    fps: int,
+    fps: float,
     audio: np.ndarray | None = None,
-    audio_rate: int = 48000,
-    fmt: str = "mp4",
+    audio_rate: int | None = None,
 ) -> None:
-    """Encode uint8 (T, H, W, 3) frames as H.264 (+ mono AAC) in an mp4 or flv container.
-
-    One encoder thread: x264 and FFmpeg's AAC are then byte-stable run to run.
-    """
+    """Encode uint8 (T, H, W, 3) frames (+ mono float audio at `audio_rate`) in the container
+    `path`'s extension names (`CONTAINERS`), byte-identically run to run."""
+    ext = path.suffix.lower()
+    if ext not in CONTAINERS:
+        raise ValueError(f"cannot write '{ext}' videos; valid: {sorted(CONTAINERS)}")
+    box = CONTAINERS[ext]
+    if box.pix_fmt == "yuv420p" and (frames.shape[1] % 2 or frames.shape[2] % 2):
+        raise ValueError(
+            f"{ext} ({box.video_codec}, {box.pix_fmt}) needs even sizes, got {frames.shape[1:3]}"
+        )
+    if audio is not None and not audio_rate:
+        raise ValueError("write_video: audio given without its audio_rate")
     path.parent.mkdir(parents=True, exist_ok=True)
     _, height, width, _ = frames.shape
-    with av.open(str(path), "w", format=fmt) as c:
+    with av.open(str(path), "w", format=box.format) as c:
         c.metadata.clear()
-        v = c.add_stream("libx264", rate=fps)
-        v.width, v.height, v.pix_fmt = width, height, "yuv420p"
-        # constant QP: x264's CRF rate control was measured not byte-stable across runs here
-        v.options = {"preset": "fast", "qp": "22", "threads": "1"}
+        v = c.add_stream(box.video_codec, rate=Fraction(fps).limit_denominator(1001))
+        v.width, v.height, v.pix_fmt = width, height, box.pix_fmt
+        if box.video_options:
+            v.options = dict(box.video_options)
         v.codec_context.thread_count = 1
         a = None
-        if audio is not None:
-            a = c.add_stream("aac", rate=audio_rate)
+        if audio is not None:  # every stream is added before the first packet is muxed
+            a = c.add_stream(box.audio_codec, rate=box.audio_rate or audio_rate)
             a.layout = "mono"
         for img in frames:
-            for packet in v.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
-                c.mux(packet)
-        for packet in v.encode():
-            c.mux(packet)
+            c.mux(v.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(img), format="rgb24")))
+        c.mux(v.encode())
         if a is not None:
-            _encode_audio(c, a, audio.astype(np.float32), audio_rate)
+            _encode_audio(c, a, np.asarray(audio, np.float32), audio_rate)
 
 
 def _encode_audio(c: av.container.OutputContainer, a, samples: np.ndarray, rate: int) -> None:
-    step = a.codec_context.frame_size or 1024
+    """Feed mono samples in the encoder's frame size; through a resampler only when the encoder
+    takes another sample format or rate than planar float at `rate` (AAC takes them as they are)."""
+    ctx = a.codec_context
+    resampler = None
+    if ctx.format.name != "fltp" or ctx.sample_rate != rate:
+        resampler = av.AudioResampler(format=ctx.format, layout="mono", rate=ctx.sample_rate,
+                                      frame_size=ctx.frame_size or None)  # fmt: skip
+    step = ctx.frame_size or 1024
     for start in range(0, len(samples), step):
         chunk = samples[start : start + step][None, :]  # (channels=1, n) planar
         frame = av.AudioFrame.from_ndarray(chunk, format="fltp", layout="mono")
         frame.sample_rate, frame.pts = rate, start
-        for packet in a.encode(frame):
-            c.mux(packet)
-    for packet in a.encode():
-        c.mux(packet)
+        for f in resampler.resample(frame) if resampler else [frame]:
+            c.mux(a.encode(f))
+    for f in resampler.resample(None) if resampler else []:
+        c.mux(a.encode(f))
+    c.mux(a.encode())
 
 
 def resize_square(img: np.ndarray, size: int) -> np.ndarray:

@@ -20,6 +20,7 @@ import soundfile as sf
 import torch
 from PIL import Image
 
+from affectpipe.data.media import sample_indices
 from affectpipe.features.backbones import Backbone
 from affectpipe.features.sources import Item
 from affectpipe.problems import InputProblem
@@ -29,11 +30,6 @@ POOLING = {
     "videomae": "mean of last_hidden_state over all tokens",
     "wav2vec2": "attention-masked mean over time of hidden_states[layer]",
 }
-
-
-def sample_indices(total: int, num: int) -> np.ndarray:
-    """`num` frame indices spread evenly over `total` frames (repeats frames when total < num)."""
-    return np.linspace(0, total - 1, num).round().astype(np.int64)
 
 
 def _image(item: Item) -> np.ndarray:
@@ -139,7 +135,7 @@ def embed_wav2vec2(
 
     Only layer-norm feature encoders take the attention mask; the group-norm ones
     (wav2vec2-base) normalise over the whole padded signal, so their batches must hold
-    utterances of one length (see `extract.plan_batches`) and get no mask, as HF advises.
+    utterances of one length (see `shards.plan_batches`) and get no mask, as HF advises.
     """
     takes_mask = model.config.feat_extract_norm == "layer"
     out = model(

@@ -83,6 +83,6 @@ def generate(cfg: SyntheticCremadConfig, out_dir: Path) -> list[Path]:
         stem = f"{a}_{s}_{code}_{level}"
         wav, flv = out_dir / "AudioWAV" / f"{stem}.wav", out_dir / "VideoFlash" / f"{stem}.flv"
         write_wav(wav, voice.samples, cfg.sample_rate)
-        write_video(flv, frames, cfg.fps, voice.samples, cfg.sample_rate, fmt="flv")
+        write_video(flv, frames, cfg.fps, voice.samples, cfg.sample_rate)
         written += [wav, flv]
     return written

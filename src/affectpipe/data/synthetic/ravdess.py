@@ -97,6 +97,6 @@ def generate(cfg: SyntheticRavdessConfig, out_dir: Path) -> list[Path]:
                 write_wav(path, voice.samples, cfg.sample_rate)
             else:
                 audio = voice.samples if m == 1 else None
-                write_video(path, frames, cfg.fps, audio, cfg.sample_rate, fmt="mp4")
+                write_video(path, frames, cfg.fps, audio, cfg.sample_rate)
             written.append(path)
     return written
