@@ -20,10 +20,11 @@ from typing import Any, TextIO
 import numpy as np
 from tqdm import tqdm
 
+from affectpipe.config import params_section
 from affectpipe.data.labels import EMOTIONS
+from affectpipe.models.checkpoint import META_FILE, MODEL_FILE
 from affectpipe.models.va import PIPELINES
 from affectpipe.problems import InputProblem
-from affectpipe.train.checkpoint import META_FILE
 from affectpipe.video import VideoInfo, is_video, list_videos, probe
 
 VERDICTS: tuple[str, str] = ("incongruent", "congruent")
@@ -170,17 +171,17 @@ def video_duration(info: VideoInfo, last_time: float) -> float:
     return last_time + (1.0 / info.fps if info.fps > 0 else 0.0)
 
 
-@dataclass
+@params_section
 class PredictConfig:
-    """What `affectpipe predict` loads and how densely it samples a video."""
+    """What `affectpipe predict` loads and how densely it samples a video (the CLI's options)."""
 
-    models_dir: Path = Path("models")
-    va_variant: str = "best"  # models/finetune/<variant>: best (by validation) | lora | probe...
-    av_dataset: str = "ravdess"  # models/multimodal/<model>_<dataset>: ravdess | cremad
-    device: str = "auto"  # auto (CUDA when present) | cpu | cuda | cuda:N
-    va_rate: float = 4.0  # valence/arousal samples per second of video
-    max_side: int = 256  # sampled VA frames are shrunk to this longer side before cropping
-    threshold: float = 0.5  # congruence probability at or above which the verdict is congruent
+    models_dir: Path
+    va_variant: str  # models/finetune/<variant>: best (by validation) | lora | probe...
+    av_dataset: str  # models/multimodal/<model>_<dataset>: ravdess | cremad
+    device: str  # auto (CUDA when present) | cpu | cuda | cuda:N
+    va_rate: float  # valence/arousal samples per second of video
+    max_side: int  # sampled VA frames are shrunk to this longer side before cropping
+    threshold: float  # congruence probability at or above which the verdict is congruent
 
     def __post_init__(self) -> None:
         if self.va_rate <= 0 or not 0 < self.threshold < 1:
@@ -210,7 +211,7 @@ def best_va_variant(models_dir: Path) -> str:
 
     def score(variant: str) -> float:
         folder = models_dir / "finetune" / variant
-        if not (folder / "model.pt").is_file():
+        if not (folder / MODEL_FILE).is_file():
             return -math.inf
         try:
             meta = json.loads((folder / META_FILE).read_text())
@@ -353,11 +354,13 @@ def predict_paths(
 
 
 def settings_from_params(params: dict[str, Any], dataset: str):
-    """(VASettings, AVSettings) from a params mapping: the preprocessing the models were trained
-    after (`preprocess.afewva`, `preprocess.<dataset>`, `extract.wav2vec2.layer`). Sections that
-    are absent keep the defaults, which equal the shipped params."""
+    """(VASettings or None, AVSettings) from a params mapping: the preprocessing the models were
+    trained after (`preprocess.afewva`, `preprocess.<dataset>`, `extract.wav2vec2.layer`), for
+    checkpoints that do not record it. Without `preprocess.afewva` the VA checkpoint's own
+    record must do; absent AV sections keep the defaults, which equal the shipped params."""
     import dataclasses
 
+    from affectpipe.config import from_section
     from affectpipe.inference import AVSettings, VASettings
 
     def pick(cls, values: dict[str, Any], rename: dict[str, str] | None = None) -> dict:
@@ -366,7 +369,10 @@ def settings_from_params(params: dict[str, Any], dataset: str):
         return {k: v for k, v in values.items() if k in names}
 
     prep = params.get("preprocess", {})
-    va = VASettings(**pick(VASettings, prep.get("afewva", {})))
+    afewva = prep.get("afewva")
+    va = None
+    if afewva is not None:
+        va = from_section(VASettings, pick(VASettings, afewva), "preprocess.afewva")
     av_values = pick(AVSettings, prep.get(dataset, {}))
     layer = params.get("extract", {}).get("wav2vec2", {}).get("layer")
     if layer is not None:
