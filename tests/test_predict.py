@@ -20,6 +20,7 @@ from affectpipe.models.multimodal import AVEmotionModel, AVModelConfig
 from affectpipe.models.va import VAModel
 from affectpipe.predict import PredictConfig, Predictor, predict_paths
 from affectpipe.video import write_video
+from tests.pipeline_repo import REPO
 from tests.va_configs import model_config, va_settings, window
 
 TOP_KEYS = {
@@ -229,13 +230,18 @@ def test_cli_prints_json_for_one_file(models_dir, tmp_path):
             "--device",
             "cpu",
             "--params",
-            str(tmp_path / "none.yaml"),
+            str(REPO / "params.yaml"),
         ],
     )
     assert result.exit_code == 0, result.output
     rec = json.loads(result.stdout)
     check_record(rec)
     assert "1 of 1 video(s) predicted" in result.stderr
+    # without a params file, a checkpoint that records no VA crop settings is one clear error
+    args = ["predict", str(video), "--models-dir", str(models_dir), "--params", "none.yaml"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert "records no VA preprocessing" in result.stderr and "crop_size" in result.stderr
 
 
 def test_cli_exit_code_1_names_the_bad_file_and_writes_the_rest(models_dir, tmp_path):
@@ -405,5 +411,5 @@ def test_va_preprocessing_from_neither_checkpoint_nor_params_is_named(tmp_path):
     from affectpipe.inference import VAEngine
 
     root = build_tiny_models(tmp_path / "m", av_models=())
-    with pytest.raises(ConfigError, match=r"missing key '.*crop_size'"):
+    with pytest.raises(ConfigError, match=r"records no VA preprocessing.*'preprocess.afewva.crop"):
         VAEngine(root / "finetune" / "cached", torch.device("cpu"), None)

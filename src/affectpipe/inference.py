@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from affectpipe.config import from_section, params_section
+from affectpipe.config import ConfigError, from_section, params_section
 from affectpipe.features import embed as E
 from affectpipe.features.backbones import Backbone
 from affectpipe.models.load import backbone_provenance, load_checked_backbone
@@ -99,7 +99,12 @@ def va_settings(entry: dict[str, Any], base: VASettings | None, source: Path) ->
     values = (dataclasses.asdict(base) if base is not None else {}) | {
         k: v for k, v in recorded.items() if k in names
     }
-    return from_section(VASettings, values, f"{source}: VA preprocessing (preprocess.afewva)")
+    try:
+        return from_section(VASettings, values, "preprocess.afewva")
+    except ConfigError as err:
+        raise ConfigError(
+            f"{source} records no VA preprocessing and no params file gives it: {err}"
+        ) from None
 
 
 def recorded_settings(entry: dict[str, Any], base: Any) -> Any:
