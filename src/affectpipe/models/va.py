@@ -55,7 +55,11 @@ def _check_choice(name: str, value: str, valid: tuple[str, ...]) -> None:
 
 @params_section
 class VAArchitecture:
-    """The VA model's architecture knobs (`pretrain.model`); finetune inherits them."""
+    """The VA model's architecture knobs (`pretrain.model`; finetune keeps its checkpoint's).
+
+    Choices are checked in `__post_init__`, not typed `Literal`: validation then keeps the given
+    string object, so checkpoints pickle byte for byte as before (pickle memoises shared ones).
+    """
 
     proj_hidden: int
     embed_dim: int
@@ -73,8 +77,6 @@ class VAArchitecture:
     pool: str  # lora/probe frame feature: cls | tokens; cached features are pooled already
     # frame features from training statistics (buffers): none | diag (mean, std) | whiten
     # (mean, ZCA) | auto (resolved before building: whiten when there are enough frames)
-    # Choices are checked here, not typed `Literal`: validation keeps the given string object,
-    # so a checkpoint pickles exactly as before (shared strings are memoised).
     standardize: str
     linear_path: bool  # linear map from frame features to VA beside the MLP head
 
