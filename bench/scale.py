@@ -123,30 +123,18 @@ def write_features(path: Path, dim: int = 768) -> None:
 
 def train_worker(work: Path, windows: int) -> None:
     """One launched process: pretrain 1 epoch, then 3; rank 0 writes seconds per epoch."""
-    import yaml
+    from dataclasses import replace
 
-    from affectpipe.models.contrastive import ContrastiveConfig
-    from affectpipe.train.loop import LoopConfig
-    from affectpipe.train.va import pretrain_va
-    from affectpipe.train.windows import WindowConfig
+    from affectpipe.config import from_section, load_params
+    from affectpipe.train.va import PretrainConfig, pretrain_va
 
-    p = yaml.safe_load((ROOT / "params.yaml").read_text())["pretrain"]
-    window = WindowConfig(**{**p["window"], "windows_per_epoch": windows})
+    p = from_section(PretrainConfig, load_params(ROOT / "params.yaml")["pretrain"], "pretrain")
+    window = replace(p.window, windows_per_epoch=windows)
     seconds = {}
     for epochs in (1, 3):
-        loop = LoopConfig(epochs=epochs, lr=p["lr"], patience=0, mixed_precision="no")
+        cfg = replace(p, epochs=epochs, patience=0, mixed_precision="no", window=window)
         start = time.perf_counter()
-        pretrain_va(
-            work / "features.h5",
-            "cached",
-            p["model"],
-            ContrastiveConfig(**p["contrastive"]),
-            window,
-            loop,
-            work / "ckpt",
-            None,
-            {},
-        )
+        pretrain_va(work / "features.h5", "cached", cfg, 0, work / "ckpt", None, {})
         seconds[epochs] = time.perf_counter() - start
     if os.environ.get("RANK", "0") == "0":
         import torch

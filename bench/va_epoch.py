@@ -16,14 +16,18 @@ from __future__ import annotations
 
 import json
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import torch
 import typer
 
+from affectpipe.config import from_section, load_params
 from affectpipe.features.backbones import real_size
 from affectpipe.losses import va_regression_loss
-from affectpipe.models.va import VAModel, VAModelConfig
+from affectpipe.models.va import VAArchitecture, VAModel, VAModelConfig
+
+ROOT = Path(__file__).resolve().parents[1]
 
 app = typer.Typer(add_completion=False)
 
@@ -63,7 +67,11 @@ def main(
     va = torch.rand(b, n, 2) * 2 - 1
     results: dict[str, float] = {}
 
-    lora = VAModel(VAModelConfig(pipeline="lora", in_dim=backbone.dim), backbone.model).train()
+    # params.yaml's architecture with the pooled CLS feature and per-dimension standardisation
+    arch = from_section(VAArchitecture, load_params(ROOT / "params.yaml")["pretrain"]["model"],
+                        "pretrain.model")  # fmt: skip
+    arch = replace(arch, pool="cls", standardize="diag")
+    lora = VAModel(VAModelConfig.build("lora", backbone.dim, arch), backbone.model).train()
     lora.trainable_parameters(("lora", "temporal_head", "regressor"))
     pixels = torch.randn(b, n, 3, side, side)
     naive = _time_steps(lora, lambda x: lora.heads(lora.encode_pixels(x["px"]), x["valid"]),
@@ -74,7 +82,7 @@ def main(
     built = _time_steps(lora, lambda x: lora(x["x"], x["valid"]),
                         {"x": hidden, "valid": valid, "va": va}, steps)  # fmt: skip
 
-    cached = VAModel(VAModelConfig(pipeline="cached", in_dim=backbone.dim)).train()
+    cached = VAModel(VAModelConfig.build("cached", backbone.dim, arch)).train()
     cached.trainable_parameters(("temporal", "temporal_head", "regressor"))
     feats = torch.randn(b, n, backbone.dim)
     b_step = _time_steps(cached, lambda x: cached(x["x"], x["valid"]),

@@ -7,15 +7,29 @@ from pathlib import Path
 import typer
 
 from affectpipe.config import from_section, load_params, section
-from affectpipe.evaluate import EvaluateConfig, evaluate_all
+from affectpipe.evaluate import EvaluateConfig, VAModelInputs, evaluate_all
 from affectpipe.results import fmt, update_readme
 from affectpipe.stage import run_stage
 
 app = typer.Typer(add_completion=False)
 
 
+def va_models(specs: list[str]) -> dict[str, VAModelInputs]:
+    """`variant:checkpoint:features` options -> {variant: inputs}, in the order given."""
+    out = {}
+    for spec in specs:
+        parts = spec.split(":")
+        if len(parts) != 3:
+            raise typer.BadParameter(f"'{spec}': expected variant:checkpoint:features")
+        out[parts[0]] = VAModelInputs(Path(parts[1]), Path(parts[2]))
+    return out
+
+
 @app.command()
 def main(
+    va: list[str] = typer.Option(
+        ..., help="a VA model to score, variant:checkpoint:features (repeat per variant)"
+    ),
     models_dir: Path = typer.Option(Path("models")),
     features_dir: Path = typer.Option(Path("data/features")),
     processed_dir: Path = typer.Option(Path("data/processed")),
@@ -27,7 +41,9 @@ def main(
     params = load_params(params_file)
     cfg = run_stage(lambda: from_section(EvaluateConfig, section(params, "evaluate"), "evaluate"))
     results = run_stage(
-        lambda: evaluate_all(cfg, models_dir, features_dir, processed_dir, metrics_dir, plots_dir)
+        lambda: evaluate_all(
+            cfg, va_models(va), models_dir, features_dir, processed_dir, metrics_dir, plots_dir
+        )  # fmt: skip
     )
     for variant, scores in results["va"].items():
         test = scores["test"]

@@ -8,9 +8,7 @@ import typer
 
 from affectpipe.config import from_section, load_params, section
 from affectpipe.stage import run_stage
-from affectpipe.train.loop import LoopConfig
-from affectpipe.train.va import FinetuneConfig, finetune_va
-from affectpipe.train.windows import WindowConfig
+from affectpipe.train.va import FinetuneStageConfig, finetune_va
 
 app = typer.Typer(add_completion=False)
 
@@ -25,12 +23,12 @@ def main(
     params_file: Path = typer.Option(Path("params.yaml"), "--params"),
 ) -> None:
     params = load_params(params_file)
-    sec = dict(section(params, "finetune"))
-    window = from_section(WindowConfig, sec.pop("window"), "finetune.window")
-    ft = from_section(FinetuneConfig, sec.pop("objective"), "finetune.objective")
-    loop = from_section(LoopConfig, {**sec, "seed": params["seed"]}, "finetune")
-    used = {"seed": params["seed"], "finetune": section(params, "finetune")}
-    result = run_stage(lambda: finetune_va(inputs, init, ft, window, loop, out, live, used))
+    cfg = run_stage(
+        lambda: from_section(FinetuneStageConfig, section(params, "finetune"), "finetune")
+    )
+    seed = run_stage(lambda: section(params, "seed"))
+    used = {"seed": seed, "finetune": section(params, "finetune")}
+    result = run_stage(lambda: finetune_va(inputs, init, cfg, seed, out, live, used))
     m = result.best_metrics
     typer.echo(
         f"finetune {variant}: best epoch {result.best_epoch + 1}/{len(result.history)}, val CCC "

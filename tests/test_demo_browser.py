@@ -12,8 +12,8 @@ import pytest
 
 from affectpipe.data.media import probe
 from affectpipe.demo import SAMPLES, analyse, make_samples, verdict_text
-from affectpipe.predict import PredictConfig, Predictor
-from tests.test_predict import build_tiny_models, check_record
+from affectpipe.predict import Predictor
+from tests.test_predict import build_tiny_models, check_record, make_predictor
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -29,7 +29,7 @@ SCREENSHOT = os.environ.get("AFFECTPIPE_DEMO_SCREENSHOT")
 @pytest.fixture(scope="module")
 def predictor(tmp_path_factory) -> Predictor:
     root = build_tiny_models(tmp_path_factory.mktemp("models"))
-    return Predictor(PredictConfig(models_dir=root, device="cpu"))
+    return make_predictor(root)
 
 
 @pytest.fixture(scope="module")

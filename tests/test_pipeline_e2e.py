@@ -73,7 +73,7 @@ def test_repro_builds_every_stage_output(repo: PipelineRepo):
 
 def test_checkpoints_record_the_preprocessing_their_data_had(repo: PipelineRepo):
     from affectpipe.inference import AVEngine, VAEngine, VASettings
-    from affectpipe.train.checkpoint import load_checkpoint
+    from affectpipe.models.checkpoint import load_checkpoint
 
     params = yaml.safe_load((repo.root / "params.yaml").read_text())["preprocess"]
     inputs = load_checkpoint(repo.root / "models/finetune/lora")["provenance"]["inputs"]
@@ -81,7 +81,7 @@ def test_checkpoints_record_the_preprocessing_their_data_had(repo: PipelineRepo)
         k: params["afewva"][k] for k in ("crop_size", "margin")
     }
     cpu = torch.device("cpu")
-    va = VAEngine(repo.root / "models/finetune/cached", cpu, VASettings(crop_size=7))
+    va = VAEngine(repo.root / "models/finetune/cached", cpu, VASettings(crop_size=7, margin=0.5))
     assert va.settings.crop_size == params["afewva"]["crop_size"]  # the record, not the default
     av = AVEngine(repo.root / "models/multimodal/fusion_cremad", cpu)
     assert av.settings.frame_size == params["cremad"]["frame_size"]

@@ -11,16 +11,17 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from affectpipe.cli import app
+from affectpipe.cli import MAX_SIDE, THRESHOLD, VA_RATE, app
 from affectpipe.data.labels import EMOTIONS
 from affectpipe.data.media import write_video
 from affectpipe.features.backbones import load_backbone
-from affectpipe.inference import ProvenanceMismatch
+from affectpipe.models.checkpoint import save_checkpoint
+from affectpipe.models.load import ProvenanceMismatch
 from affectpipe.models.multimodal import AVEmotionModel, AVModelConfig
-from affectpipe.models.va import VAModel, VAModelConfig
+from affectpipe.models.va import VAModel
 from affectpipe.predict import PredictConfig, Predictor, predict_paths
-from affectpipe.train.checkpoint import save_checkpoint
-from affectpipe.train.windows import WindowConfig
+from tests.pipeline_repo import REPO
+from tests.va_configs import model_config, va_settings, window
 
 TOP_KEYS = {
     "file", "duration_s", "fps", "width", "height", "has_audio", "frames", "valence_mean",
@@ -57,9 +58,9 @@ def build_tiny_models(
         face["source_settings"] = voice["source_settings"] = json.dumps(recorded["ravdess"])
         voice["preprocessing"] = json.dumps({"layer": recorded["layer"]})
     if va:
-        cfg = VAModelConfig(pipeline="cached", in_dim=d_clip, proj_hidden=32, embed_dim=16,
+        cfg = model_config("cached", d_clip, proj_hidden=32, embed_dim=16,
                             reg_hidden=8, tf_ff=32)  # fmt: skip
-        config = {"model": asdict(cfg), "window": asdict(WindowConfig(length=6, eval_stride=3))}
+        config = {"model": cfg.record(), "window": asdict(window(length=6, eval_stride=3))}
         save_checkpoint(root / "finetune" / "cached", VAModel(cfg).checkpoint_state(), config,
                         {"inputs": clip, "stage": "finetune"}, 0, {})  # fmt: skip
     for modality in av_models:
@@ -69,6 +70,14 @@ def build_tiny_models(
         save_checkpoint(root / "multimodal" / f"{modality}_ravdess",
                         AVEmotionModel(cfg).state_dict(), asdict(cfg), prov, 0, {})  # fmt: skip
     return root
+
+
+def make_predictor(models_dir: Path, **changes) -> Predictor:
+    """A CPU predictor with the CLI's defaults; VA preprocessing as params.yaml has it."""
+    cfg = PredictConfig(**{"models_dir": models_dir, "va_variant": "best", "av_dataset": "ravdess",
+                           "device": "cpu", "va_rate": VA_RATE, "max_side": MAX_SIDE,
+                           "threshold": THRESHOLD, **changes})  # fmt: skip
+    return Predictor(cfg, va_settings())
 
 
 def make_video(path: Path, n: int = 30, size=(64, 48), fps: float = 15, audio: bool = True,
@@ -93,7 +102,7 @@ def models_dir(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def predictor(models_dir) -> Predictor:
-    return Predictor(PredictConfig(models_dir=models_dir, device="cpu"))
+    return make_predictor(models_dir)
 
 
 def check_probabilities(block: dict) -> None:
@@ -221,13 +230,18 @@ def test_cli_prints_json_for_one_file(models_dir, tmp_path):
             "--device",
             "cpu",
             "--params",
-            str(tmp_path / "none.yaml"),
+            str(REPO / "params.yaml"),
         ],
     )
     assert result.exit_code == 0, result.output
     rec = json.loads(result.stdout)
     check_record(rec)
     assert "1 of 1 video(s) predicted" in result.stderr
+    # without a params file, a checkpoint that records no VA crop settings is one clear error
+    args = ["predict", str(video), "--models-dir", str(models_dir), "--params", "none.yaml"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert "records no VA preprocessing" in result.stderr and "crop_size" in result.stderr
 
 
 def test_cli_exit_code_1_names_the_bad_file_and_writes_the_rest(models_dir, tmp_path):
@@ -264,12 +278,12 @@ def test_missing_path_and_non_video_are_errors(predictor, tmp_path):
 def test_backbone_hash_mismatch_is_a_clear_error(tmp_path):
     root = build_tiny_models(tmp_path / "m", av_models=(), clip_hash="0" * 64)
     with pytest.raises(ProvenanceMismatch, match="config hash 000000000000"):
-        Predictor(PredictConfig(models_dir=root, device="cpu"))
+        make_predictor(root)
 
 
 def test_only_va_model_reports_emotion_fields_unavailable(tmp_path):
     root = build_tiny_models(tmp_path / "m", av_models=())
-    rec = Predictor(PredictConfig(models_dir=root, device="cpu"))(make_video(tmp_path / "a.mp4"))
+    rec = make_predictor(root)(make_video(tmp_path / "a.mp4"))
     check_record(rec)
     assert rec["frames"] and rec["emotion"] is None
     fields = {u["field"] for u in rec["unavailable"]}
@@ -279,7 +293,7 @@ def test_only_va_model_reports_emotion_fields_unavailable(tmp_path):
 
 def test_baselines_stand_in_when_there_is_no_fusion_model(tmp_path):
     root = build_tiny_models(tmp_path / "m", av_models=("video", "audio"), va=False)
-    rec = Predictor(PredictConfig(models_dir=root, device="cpu"))(make_video(tmp_path / "a.mp4"))
+    rec = make_predictor(root)(make_video(tmp_path / "a.mp4"))
     check_record(rec)
     assert rec["face_emotion"] and rec["voice_emotion"] and rec["emotion"] is None
     assert {u["field"] for u in rec["unavailable"]} == {
@@ -290,13 +304,13 @@ def _lora_checkpoint(root: Path, scale: float) -> Path:
     """A `lora` VA checkpoint whose LoRA B matrices are `scale` (0: the adapters do nothing)."""
     torch.manual_seed(0)
     entry, dim = _entry("clip")
-    cfg = VAModelConfig(pipeline="lora", in_dim=dim, proj_hidden=32, embed_dim=16, reg_hidden=8)
+    cfg = model_config("lora", dim, proj_hidden=32, embed_dim=16, reg_hidden=8)
     model = VAModel(cfg, load_backbone("clip", "tiny").model)
     with torch.no_grad():
         for name, p in model.named_parameters():
             if "lora_B" in name:
                 p.fill_(scale)
-    config = {"model": asdict(cfg), "window": asdict(WindowConfig(length=4, eval_stride=2))}
+    config = {"model": cfg.record(), "window": asdict(window(length=4, eval_stride=2))}
     save_checkpoint(
         root / "finetune" / "lora",
         model.checkpoint_state(),
@@ -313,7 +327,7 @@ def test_lora_variant_runs_the_adapted_encoder(tmp_path):
     traces = []
     for scale in (0.0, 0.5):
         root = _lora_checkpoint(tmp_path / f"m{scale}", scale)
-        rec = Predictor(PredictConfig(models_dir=root, va_variant="lora", device="cpu"))(video)
+        rec = make_predictor(root, va_variant="lora")(video)
         check_record(rec)
         assert rec["models"]["va"].endswith("finetune/lora")
         traces.append([(f["valence"], f["arousal"]) for f in rec["frames"]])
@@ -342,7 +356,9 @@ def test_engines_prepare_videos_as_the_checkpoints_record(tmp_path):
     # a checkpoint that records nothing keeps the given settings
     old = build_tiny_models(tmp_path / "old")
     assert (
-        VAEngine(old / "finetune" / "cached", cpu, VASettings(crop_size=99)).settings.crop_size
+        VAEngine(
+            old / "finetune" / "cached", cpu, VASettings(crop_size=99, margin=0.25)
+        ).settings.crop_size
         == 99
     )
 
@@ -388,3 +404,12 @@ def test_the_cli_finds_the_checkout_from_any_directory(tmp_path, monkeypatch):
     (tmp_path / "dvc.yaml").write_text("stages: {}\n")
     (tmp_path / "params.yaml").write_text("{}\n")
     assert project_root() == tmp_path  # another checkout, where the command runs
+
+
+def test_va_preprocessing_from_neither_checkpoint_nor_params_is_named(tmp_path):
+    from affectpipe.config import ConfigError
+    from affectpipe.inference import VAEngine
+
+    root = build_tiny_models(tmp_path / "m", av_models=())
+    with pytest.raises(ConfigError, match=r"records no VA preprocessing.*'preprocess.afewva.crop"):
+        VAEngine(root / "finetune" / "cached", torch.device("cpu"), None)

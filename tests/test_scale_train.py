@@ -48,22 +48,14 @@ def _queue_worker(out: Path, rank: int) -> None:
     import torch
     from accelerate import Accelerator
 
-    from affectpipe.models.contrastive import ContrastiveConfig, ContrastivePretrainer
-    from affectpipe.models.va import VAModel, VAModelConfig
+    from affectpipe.models.contrastive import ContrastivePretrainer
+    from affectpipe.models.va import VAModel
+    from tests.va_configs import contrastive, model_config
 
     torch.manual_seed(0)
-    cfg = VAModelConfig(
-        pipeline="cached",
-        in_dim=8,
-        proj_hidden=16,
-        embed_dim=8,
-        reg_hidden=8,
-        tf_layers=1,
-        tf_heads=2,
-        tf_ff=16,
-        dropout=0.0,
-    )
-    model = ContrastivePretrainer(VAModel(cfg), ContrastiveConfig(queue_size=64))
+    cfg = model_config("cached", 8, proj_hidden=16, embed_dim=8, reg_hidden=8, tf_layers=1,
+                       tf_heads=2, tf_ff=16, dropout=0.0)  # fmt: skip
+    model = ContrastivePretrainer(VAModel(cfg), contrastive(queue_size=64))
     acc = Accelerator(cpu=True)
     model = acc.prepare(model)
     b, length = 2, 4
@@ -95,7 +87,8 @@ def _loop_worker(out: Path, rank: int) -> None:
     from torch import nn
     from torch.utils.data import DataLoader, TensorDataset
 
-    from affectpipe.train.loop import LoopConfig, fit
+    from affectpipe.train.loop import fit
+    from tests.va_configs import loop
 
     seen: list[list[int]] = []
 
@@ -122,12 +115,13 @@ def _loop_worker(out: Path, rank: int) -> None:
     )
     val = DataLoader(torch.utils.data.Subset(data, range(32, 61)), batch_size=8)  # 29: 8+8+8+5
     torch.manual_seed(0)
-    cfg = LoopConfig(epochs=2, lr=0.05, patience=0, monitor="val/mse", warmup_frac=0.0)
+    cfg = loop(epochs=2, lr=0.05, patience=0, monitor="val/mse", warmup_frac=0.0)
     result = fit(nn.Linear(3, 1), train, val, step, evaluate, cfg, out / "live", out / "ckpt")
     (out / f"loop-{rank}.json").write_text(json.dumps({"seen": seen, "history": result.history}))
 
 
 def worker(out: Path) -> None:
+    sys.path.insert(0, str(ROOT))  # the test helpers, from this file run as a script
     rank = int(os.environ["RANK"])
     _loop_worker(out, rank)  # first: it also creates the Accelerator state the queue uses
     _queue_worker(out, rank)
@@ -181,10 +175,8 @@ TOLERANCE = 1e-4  # relative; why: see test_two_processes_finetune_like_one
 def va_inputs(tmp_path_factory) -> tuple[Path, Path]:
     """Tiny CLIP-like frame features and a stage-1 checkpoint without dropout."""
     from affectpipe.features.store import FeatureWriter
-    from affectpipe.models.contrastive import ContrastiveConfig
-    from affectpipe.train.loop import LoopConfig
     from affectpipe.train.va import pretrain_va
-    from affectpipe.train.windows import WindowConfig
+    from tests.va_configs import pretrain_config
 
     rng = np.random.default_rng(0)
     mix = rng.normal(size=(2, 16))
@@ -213,18 +205,13 @@ def va_inputs(tmp_path_factory) -> tuple[Path, Path]:
         "tf_heads": 2,
         "tf_ff": 16,
         "dropout": 0.0,
+        "pool": "cls",
+        "standardize": "diag",
     }
-    pretrain_va(
-        features,
-        "cached",
-        small,
-        ContrastiveConfig(queue_size=32),
-        WindowConfig(length=8, batch_size=8, windows_per_epoch=16, eval_stride=4),
-        LoopConfig(epochs=1, patience=0),
-        root / "pre",
-        None,
-        {},
-    )
+    window = {"length": 8, "batch_size": 8, "windows_per_epoch": 16, "eval_stride": 4}
+    cfg = pretrain_config(epochs=1, lr=1e-3, weight_decay=0.01, warmup_frac=0.1, patience=0,
+                          window=window, contrastive={"queue_size": 32}, model=small)  # fmt: skip
+    pretrain_va(features, "cached", cfg, 0, root / "pre", None, {})
     return features, root / "pre"
 
 

@@ -8,8 +8,10 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from affectpipe.train.checkpoint import load_checkpoint
+from affectpipe.config import ConfigError, from_section
+from affectpipe.models.checkpoint import load_checkpoint
 from affectpipe.train.loop import LoopConfig, fit, resolve_precision, warmup_cosine
+from tests.va_configs import loop
 
 
 class Linear(nn.Module):
@@ -45,9 +47,8 @@ def _eval(model, loader, acc):
 def _fit(tmp_path, **kw):
     torch.manual_seed(0)
     model = Linear()
-    cfg = LoopConfig(
-        **{"epochs": 30, "lr": 0.05, "monitor": "val/mse", "mode": "min", "patience": 0, **kw}
-    )
+    cfg = loop(**{"epochs": 30, "lr": 0.05, "monitor": "val/mse", "mode": "min", "patience": 0,
+                  **kw})  # fmt: skip
     train = DataLoader(
         _data(), batch_size=8, shuffle=True, generator=torch.Generator().manual_seed(0)
     )
@@ -77,7 +78,7 @@ def test_fit_learns_logs_every_metric_and_checkpoints_best(tmp_path):
     ckpt = load_checkpoint(tmp_path / "ckpt")
     assert ckpt["epoch"] == result.best_epoch and ckpt["config"] == {"kind": "linear"}
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    precision = resolve_precision(LoopConfig().mixed_precision)  # what Accelerate ran with
+    precision = resolve_precision(loop().mixed_precision)  # what Accelerate ran with
     machine = {"processes": 1, "device": device, "mixed_precision": precision}  # recorded
     assert ckpt["provenance"] == {"spec": "none", "machine": machine}
     torch.testing.assert_close(ckpt["state_dict"]["fc.weight"], model.fc.weight.detach())
@@ -112,5 +113,10 @@ def test_warmup_then_cosine_schedule():
 
 
 def test_bad_loop_config_names_the_field():
-    with pytest.raises(ValueError, match="unknown mixed_precision 'fp8'"):
-        LoopConfig(mixed_precision="fp8")
+    values = {"epochs": 1, "lr": 0.1, "weight_decay": 0.0, "warmup_frac": 0.0, "grad_clip": 1.0,
+              "grad_accum": 1, "mixed_precision": "fp8", "patience": 0, "monitor": "val/loss",
+              "mode": "min", "seed": 0}  # fmt: skip
+    with pytest.raises(ConfigError, match=r"'train.mixed_precision': Input should be 'auto', 'no"):
+        from_section(LoopConfig, values, "train")
+    with pytest.raises(ConfigError, match=r"missing key 'train.seed'"):
+        from_section(LoopConfig, {k: v for k, v in values.items() if k != "seed"}, "train")

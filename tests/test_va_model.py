@@ -3,9 +3,12 @@
 import pytest
 import torch
 
+from affectpipe.config import ConfigError
 from affectpipe.features.backbones import load_backbone
-from affectpipe.models.contrastive import ContrastiveConfig, ContrastivePretrainer, MemoryQueue
-from affectpipe.models.va import VAModel, VAModelConfig, resolve_blocks
+from affectpipe.models.contrastive import ContrastivePretrainer, MemoryQueue
+from affectpipe.models.load import va_model_config
+from affectpipe.models.va import VAModel, resolve_blocks
+from tests.va_configs import contrastive, model_config
 
 
 @pytest.fixture(scope="module")
@@ -15,7 +18,7 @@ def tiny():
 
 def _model(tiny, pipeline="lora", **kw):
     fresh = load_backbone("clip", "tiny").model  # LoRA wraps in place: one copy per model
-    return VAModel(VAModelConfig(pipeline=pipeline, in_dim=tiny.dim, **kw), fresh)
+    return VAModel(model_config(pipeline, tiny.dim, **kw), fresh)
 
 
 def _pixels(tiny, b=2, n=3):
@@ -37,7 +40,7 @@ def test_real_vit_b32_lora_count_is_24576():
     from transformers import CLIPVisionConfig, CLIPVisionModel
 
     cfg = CLIPVisionConfig(num_hidden_layers=1)  # ViT-B/32 widths; one block is enough to count
-    model = VAModel(VAModelConfig(pipeline="lora", in_dim=768), CLIPVisionModel(cfg))
+    model = VAModel(model_config("lora", 768), CLIPVisionModel(cfg))
     assert sum(p.numel() for n, p in model.named_parameters() if "lora_" in n) == 24_576
 
 
@@ -85,7 +88,7 @@ def test_token_pool_gives_every_normalised_token_on_both_paths(tiny):
 
 def test_feature_dropout_acts_in_training_only():
     torch.manual_seed(0)
-    model = VAModel(VAModelConfig(pipeline="cached", in_dim=64, feature_dropout=0.5, dropout=0.0))
+    model = VAModel(model_config("cached", 64, feature_dropout=0.5, dropout=0.0))
     f, valid = torch.randn(2, 4, 64), torch.ones(2, 4, dtype=torch.bool)
     model.eval()
     with torch.no_grad():
@@ -97,12 +100,13 @@ def test_feature_dropout_acts_in_training_only():
 
 
 def test_unknown_pool_is_refused_by_name():
-    with pytest.raises(ValueError, match="unknown pool 'mean'"):
-        VAModelConfig(pipeline="lora", in_dim=8, pool="mean")
+    record = {**model_config("lora", 8).record(), "pool": "mean"}
+    with pytest.raises(ConfigError, match=r"'ckpt: model': .*unknown pool 'mean'; valid: \["):
+        va_model_config(record, "ckpt")
 
 
 def test_outputs_shapes_ranges_and_norms(tiny):
-    model = VAModel(VAModelConfig(pipeline="cached", in_dim=64, tf_heads=4))
+    model = VAModel(model_config("cached", 64, tf_heads=4))
     valid = torch.tensor([[True] * 5, [True, True, True, False, False]])
     out = model(torch.randn(2, 5, 64), valid)
     assert out["z"].shape == (2, 5, 128) and out["g"].shape == (2, 128)
@@ -113,7 +117,7 @@ def test_outputs_shapes_ranges_and_norms(tiny):
 
 def test_padding_does_not_change_valid_outputs():
     torch.manual_seed(0)
-    model = VAModel(VAModelConfig(pipeline="cached", in_dim=64)).eval()
+    model = VAModel(model_config("cached", 64)).eval()
     x = torch.randn(1, 4, 64)
     short = model(x[:, :3], torch.ones(1, 3, dtype=torch.bool))
     padded = model(x, torch.tensor([[True, True, True, False]]))
@@ -140,12 +144,17 @@ def test_checkpoint_state_skips_frozen_backbone_and_round_trips(tiny):
 
 
 def test_bad_config_is_refused_by_name():
-    with pytest.raises(ValueError, match="unknown pipeline 'vit'; valid"):
-        VAModelConfig(pipeline="vit", in_dim=8)
+    record = model_config("cached", 8).record()
+    with pytest.raises(ConfigError, match=r"unknown pipeline 'vit'; valid: \['lora'"):
+        va_model_config({**record, "pipeline": "vit"}, "ckpt")
+    with pytest.raises(ConfigError, match=r"unknown key 'ckpt: model.heads'"):
+        va_model_config({**record, "heads": 2}, "ckpt")
+    with pytest.raises(ConfigError, match=r"missing key 'ckpt: model.linear_path'"):
+        va_model_config({k: v for k, v in record.items() if k != "linear_path"}, "ckpt")
     with pytest.raises(ValueError, match=r"lora_blocks \[7\] out of range for 4 blocks"):
         resolve_blocks([7], 4)
     with pytest.raises(ValueError, match="unknown trainable part"):
-        VAModel(VAModelConfig(pipeline="cached", in_dim=64)).trainable_parameters(("head",))
+        VAModel(model_config("cached", 64)).trainable_parameters(("head",))
 
 
 def test_queue_is_fifo_and_wraps_around():
@@ -163,8 +172,8 @@ def test_queue_is_fifo_and_wraps_around():
 
 
 def test_momentum_update_is_ema_of_query_projector():
-    model = VAModel(VAModelConfig(pipeline="cached", in_dim=64))
-    moco = ContrastivePretrainer(model, ContrastiveConfig(momentum=0.9, queue_size=8))
+    model = VAModel(model_config("cached", 64))
+    moco = ContrastivePretrainer(model, contrastive(momentum=0.9, queue_size=8))
     with torch.no_grad():
         for p in model.projector.parameters():
             p.add_(1.0)
@@ -179,8 +188,8 @@ def test_momentum_update_is_ema_of_query_projector():
 
 def test_pretrainer_enqueues_valid_frames_only_in_training():
     torch.manual_seed(0)
-    model = VAModel(VAModelConfig(pipeline="cached", in_dim=64))
-    moco = ContrastivePretrainer(model, ContrastiveConfig(queue_size=32))
+    model = VAModel(model_config("cached", 64))
+    moco = ContrastivePretrainer(model, contrastive(queue_size=32))
     valid = torch.tensor([[True] * 4, [True, True, False, False]])
     batch = {
         "x": torch.randn(2, 4, 64),
@@ -198,3 +207,12 @@ def test_pretrainer_enqueues_valid_frames_only_in_training():
     out["loss"].backward()
     assert model.projector.net[0].weight.grad is not None
     assert set(out) == {"loss", "local", "global", "smooth"}
+
+
+def test_records_older_than_a_key_load_with_the_behaviour_they_had():
+    record = model_config("cached", 8, pool="tokens", feature_dropout=0.3).record()
+    old = {k: v for k, v in record.items() if k not in ("pool", "feature_dropout")}
+    cfg = va_model_config(old, "ckpt")
+    assert (cfg.pool, cfg.feature_dropout) == ("cls", 0.0)
+    assert va_model_config(record, "ckpt") == model_config("cached", 8, pool="tokens",
+                                                            feature_dropout=0.3)  # fmt: skip

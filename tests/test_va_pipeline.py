@@ -10,17 +10,10 @@ from PIL import Image
 from affectpipe.compute import ComputeConfig
 from affectpipe.features.block_cache import BlockCacheConfig, build_block_cache
 from affectpipe.features.store import FeatureWriter, open_features
-from affectpipe.models.contrastive import ContrastiveConfig
 from affectpipe.problems import InputProblem, ProblemLog
-from affectpipe.train.loop import LoopConfig
-from affectpipe.train.va import (
-    FinetuneConfig,
-    embed_va,
-    finetune_va,
-    predict_va,
-    pretrain_va,
-)
-from affectpipe.train.windows import WindowConfig
+from affectpipe.train.va import finetune_va, pretrain_va
+from affectpipe.va_inference import embed_va, predict_va
+from tests.va_configs import finetune_config, pretrain_config
 
 SPLITS = {"a1": "train", "a2": "train", "a3": "train", "a4": "val", "a5": "test"}
 SMALL = {
@@ -30,8 +23,10 @@ SMALL = {
     "tf_layers": 1,
     "tf_heads": 2,
     "tf_ff": 32,
+    "pool": "cls",
+    "standardize": "diag",
 }
-WINDOW = WindowConfig(length=8, batch_size=8, windows_per_epoch=32, eval_stride=4)
+WINDOW = {"length": 8, "batch_size": 8, "windows_per_epoch": 32, "eval_stride": 4}
 
 
 def _trajectory(rng, n):
@@ -67,33 +62,25 @@ def features(tmp_path_factory) -> Path:
     return path
 
 
-def _loop(epochs, lr=3e-3):
-    return LoopConfig(epochs=epochs, lr=lr, patience=0, warmup_frac=0.0)
+def _pretrain(epochs, queue_size=4096, **model):
+    return pretrain_config(epochs=epochs, lr=3e-3, patience=0, warmup_frac=0.0, window=WINDOW,
+                           contrastive={"queue_size": queue_size},
+                           model={**SMALL, **model})  # fmt: skip
+
+
+def _finetune(epochs, train_projector):
+    return finetune_config(epochs=epochs, lr=3e-3, patience=0, warmup_frac=0.0, window=WINDOW,
+                           objective={"train_projector": train_projector})  # fmt: skip
 
 
 @pytest.fixture(scope="module")
 def cached_run(features, tmp_path_factory):
     out = tmp_path_factory.mktemp("run")
     pre = pretrain_va(
-        features,
-        "cached",
-        SMALL,
-        ContrastiveConfig(queue_size=64),
-        WINDOW,
-        _loop(2),
-        out / "pre",
-        out / "live_pre",
-        {"k": 1},
+        features, "cached", _pretrain(2, queue_size=64), 0, out / "pre", out / "live_pre", {"k": 1}
     )
     ft = finetune_va(
-        features,
-        out / "pre",
-        FinetuneConfig(train_projector=True),
-        WINDOW,
-        _loop(25),
-        out / "ft",
-        out / "live_ft",
-        {"k": 2},
+        features, out / "pre", _finetune(25, True), 0, out / "ft", out / "live_ft", {"k": 2}
     )
     return out, pre, ft
 
@@ -135,7 +122,7 @@ def test_embeddings_for_plots(cached_run, features):
 
 
 def test_checkpoint_records_provenance_and_params(cached_run):
-    from affectpipe.train.checkpoint import load_checkpoint
+    from affectpipe.models.checkpoint import load_checkpoint
 
     ckpt = load_checkpoint(cached_run[0] / "ft")
     assert ckpt["provenance"]["inputs"]["spec"] == "synthetic"
@@ -146,9 +133,7 @@ def test_checkpoint_records_provenance_and_params(cached_run):
 
 def test_wrong_input_kind_is_refused(features, tmp_path):
     with pytest.raises(InputProblem, match="pipeline 'lora' trains on the block cache"):
-        pretrain_va(
-            features, "lora", SMALL, ContrastiveConfig(), WINDOW, _loop(1), tmp_path / "p", None, {}
-        )
+        pretrain_va(features, "lora", _pretrain(1), 0, tmp_path / "p", None, {})
 
 
 @pytest.fixture(scope="module")
@@ -190,21 +175,10 @@ def test_lora_pipeline_from_png_crops_to_predictions(crops, tmp_path):
     assert made == 50
     with open_features(cache) as r:
         assert r.attrs["block"] == 3 and r.dim == 17 * 64
-    model = {**SMALL, "lora_blocks": [-1]}
     pretrain_va(
-        cache,
-        "lora",
-        model,
-        ContrastiveConfig(queue_size=32),
-        WINDOW,
-        _loop(1),
-        tmp_path / "pre",
-        None,
-        {},
+        cache, "lora", _pretrain(1, queue_size=32, lora_blocks=[-1]), 0, tmp_path / "pre", None, {}
     )
-    ft = finetune_va(
-        cache, tmp_path / "pre", FinetuneConfig(), WINDOW, _loop(2), tmp_path / "ft", None, {}
-    )
+    ft = finetune_va(cache, tmp_path / "pre", _finetune(2, False), 0, tmp_path / "ft", None, {})
     assert np.isfinite(ft.best_value)
     df = predict_va(tmp_path / "ft", cache, split="test")
     assert len(df) == 10 and df["clip"].unique().tolist() == ["004"]

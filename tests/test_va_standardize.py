@@ -4,10 +4,11 @@ import numpy as np
 import pytest
 import torch
 
+from affectpipe.data.windows import ClipData
 from affectpipe.models.heads import RegressionHead
-from affectpipe.models.va import VAModel, VAModelConfig, resolve_standardize
+from affectpipe.models.va import VAModel, resolve_standardize
 from affectpipe.train.va import feature_stats
-from affectpipe.train.windows import ClipData
+from tests.va_configs import model_config
 
 
 def _clips(x: np.ndarray, per_clip: int = 50) -> list[ClipData]:
@@ -29,11 +30,7 @@ def _correlated(n=400, d=8, seed=0) -> np.ndarray:
 
 def _standardised(mode: str, x: np.ndarray) -> torch.Tensor:
     """What the heads read (f, no temporal layers: lora-free probe-like cached model)."""
-    model = VAModel(
-        VAModelConfig(
-            pipeline="cached", in_dim=x.shape[1], standardize=mode, tf_layers=0, tf_heads=1
-        )
-    )
+    model = VAModel(model_config("cached", x.shape[1], standardize=mode, tf_layers=0, tf_heads=1))
     model.set_feature_stats(*feature_stats(model, _clips(x), covariance=mode == "whiten"))
     model.temporal = None  # look at the standardised input itself
     with torch.no_grad():
@@ -43,7 +40,7 @@ def _standardised(mode: str, x: np.ndarray) -> torch.Tensor:
 
 def test_feature_stats_match_numpy_mean_variance_and_covariance():
     x = _correlated()
-    model = VAModel(VAModelConfig(pipeline="cached", in_dim=8, tf_heads=1))
+    model = VAModel(model_config("cached", 8, tf_heads=1))
     mean, var = feature_stats(model, _clips(x), covariance=False)
     _, cov = feature_stats(model, _clips(x), covariance=True)
     np.testing.assert_allclose(mean.numpy(), x.mean(0), rtol=1e-4, atol=1e-4)
@@ -69,9 +66,9 @@ def test_whiten_gives_near_identity_covariance():
 
 def test_stats_are_buffers_saved_in_the_checkpoint_state():
     x = _correlated()
-    a = VAModel(VAModelConfig(pipeline="cached", in_dim=8, tf_heads=1, standardize="whiten"))
+    a = VAModel(model_config("cached", 8, tf_heads=1, standardize="whiten"))
     a.set_feature_stats(*feature_stats(a, _clips(x), covariance=True))
-    b = VAModel(VAModelConfig(pipeline="cached", in_dim=8, tf_heads=1, standardize="whiten"))
+    b = VAModel(model_config("cached", 8, tf_heads=1, standardize="whiten"))
     state = a.checkpoint_state()
     assert "feat_mean" in state and state["feat_scale"].shape == (8, 8)
     b.load_checkpoint_state(state)
@@ -85,13 +82,13 @@ def test_auto_whitens_only_with_at_least_four_frames_per_dimension():
     assert resolve_standardize("auto", feat_dim=1088, n_frames=640) == "diag"
     assert resolve_standardize("none", feat_dim=8, n_frames=10_000) == "none"
     with pytest.raises(ValueError, match="must be resolved first"):
-        VAModel(VAModelConfig(pipeline="cached", in_dim=8, tf_heads=1, standardize="auto"))
+        VAModel(model_config("cached", 8, tf_heads=1, standardize="auto"))
     with pytest.raises(ValueError, match="unknown standardize 'zscore'"):
-        VAModelConfig(pipeline="cached", in_dim=8, standardize="zscore")
+        model_config("cached", 8, standardize="zscore")
 
 
 def test_wrong_stat_shapes_are_refused():
-    model = VAModel(VAModelConfig(pipeline="cached", in_dim=8, tf_heads=1, standardize="diag"))
+    model = VAModel(model_config("cached", 8, tf_heads=1, standardize="diag"))
     with pytest.raises(ValueError, match=r"expected \(8,\)/\(8,\) for standardize 'diag'"):
         model.set_feature_stats(torch.zeros(8), torch.eye(8))
 
@@ -117,7 +114,7 @@ def test_linear_path_starts_at_zero_and_then_learns_a_linear_target():
 
 
 def test_linear_path_off_builds_the_plain_head():
-    model = VAModel(VAModelConfig(pipeline="cached", in_dim=8, tf_heads=1, linear_path=False))
+    model = VAModel(model_config("cached", 8, tf_heads=1, linear_path=False))
     assert model.regressor.skip is None
     out = model(torch.randn(1, 3, 8), torch.ones(1, 3, dtype=torch.bool))
     assert out["va"].shape == (1, 3, 2)

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from affectpipe.train.windows import (
+from affectpipe.data.windows import (
     ClipData,
     WindowConfig,
     WindowDataset,
@@ -80,4 +80,4 @@ def test_all_starts_counts_every_window_position():
 
 def test_window_config_rejects_bad_values():
     with pytest.raises(ValueError, match="eval_stride=9"):
-        WindowConfig(length=8, eval_stride=9)
+        WindowConfig(length=8, batch_size=4, windows_per_epoch=None, eval_stride=9)

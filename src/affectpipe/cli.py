@@ -11,8 +11,14 @@ app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Emotion over time and face/voice congruence for videos.")  # fmt: skip
 
 
+VA_RATE = 4.0  # valence/arousal samples per second of video
+MAX_SIDE = 256  # sampled VA frames are shrunk to this longer side before cropping
+THRESHOLD = 0.5  # congruence probability at or above which the verdict is congruent
+
+
 def _predictor(models_dir: Path, device: str, va_variant: str, dataset: str, rate: float,
-               params_file: Path):  # fmt: skip
+               params_file: Path, max_side: int = MAX_SIDE,
+               threshold: float = THRESHOLD):  # fmt: skip
     """Load the models once. Preprocessing settings come from the checkpoints (what the models
     were trained on); params.yaml, when it exists, fills in for checkpoints that lack them."""
     from transformers.utils import logging as hf_logging
@@ -27,7 +33,8 @@ def _predictor(models_dir: Path, device: str, va_variant: str, dataset: str, rat
     params = load_params(params_file) if params_file.is_file() else {}
     va, av = settings_from_params(params, dataset)
     cfg = PredictConfig(models_dir=models_dir, va_variant=va_variant, av_dataset=dataset,
-                        device=device, va_rate=rate)  # fmt: skip
+                        device=device, va_rate=rate, max_side=max_side,
+                        threshold=threshold)  # fmt: skip
     return Predictor(cfg, va, av)
 
 
@@ -54,7 +61,11 @@ def predict(
         "best", help="VA model models/finetune/<variant>: best (by validation CCC) | lora | ..."
     ),
     dataset: str = typer.Option("ravdess", help="emotion model trained on: ravdess | cremad"),
-    rate: float = typer.Option(4.0, help="valence/arousal samples per second of video"),
+    rate: float = typer.Option(VA_RATE, help="valence/arousal samples per second of video"),
+    max_side: int = typer.Option(MAX_SIDE, help="VA frames shrunk to this longer side first"),
+    threshold: float = typer.Option(
+        THRESHOLD, help="congruence probability at or above which face and voice agree"
+    ),
     params_file: Path = typer.Option(
         None,
         "--params",
@@ -67,7 +78,8 @@ def predict(
     from affectpipe.problems import InputProblem
 
     try:
-        predictor = _predictor(models_dir, device, va_variant, dataset, rate, params_file)
+        predictor = _predictor(models_dir, device, va_variant, dataset, rate, params_file,
+                               max_side, threshold)  # fmt: skip
         outcomes = predict_paths(predictor, path, output)
     except (InputProblem, FileNotFoundError, FileExistsError, ValueError, OSError) as err:
         raise _fail(err) from None
@@ -104,7 +116,7 @@ def demo(
     except ImportError as err:
         raise _fail(err) from None
     try:
-        predictor = _predictor(models_dir, device, va_variant, dataset, 4.0, params_file)
+        predictor = _predictor(models_dir, device, va_variant, dataset, VA_RATE, params_file)
     except (FileNotFoundError, ValueError, OSError) as err:
         raise _fail(err) from None
     launch(predictor, port=port, share=share)

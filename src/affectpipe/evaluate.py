@@ -17,24 +17,20 @@ import pandas as pd
 
 from affectpipe import metrics, plots
 from affectpipe.data.labels import EMOTIONS
+from affectpipe.models.va import PIPELINE_TITLES
 from affectpipe.problems import write_json
 
-# What each VA variant reads (as in dvc.yaml's pretrain/finetune stages), under data/features/.
-VA_INPUTS = {
-    "lora": "clip_afewva_blocks.h5",
-    "probe": "clip_afewva_blocks.h5",
-    "cached": "clip_afewva.h5",
-}
-VA_VARIANT_NAMES = {
-    "lora": "Pipeline A (CLIP + LoRA)",
-    "probe": "linear probe (frozen CLIP)",
-    "cached": "Pipeline B (cached CLIP + temporal transformer)",
-}
+
+@dataclass(frozen=True)
+class VAModelInputs:
+    """One trained VA variant to score: its finetune checkpoint and the features it reads."""
+
+    checkpoint: Path
+    features: Path
 
 
 @dataclass(frozen=True)
 class EvaluateConfig:
-    va_variants: list[str] = field(default_factory=lambda: ["lora", "probe", "cached"])
     av_models: list[str] = field(default_factory=lambda: ["fusion", "audio", "video"])
     av_datasets: list[str] = field(default_factory=lambda: ["ravdess", "cremad"])
     embedding_plots: list[str] = field(default_factory=lambda: ["pca", "umap"])
@@ -84,7 +80,7 @@ def evaluate_va_variant(
         frames[["valence_pred", "arousal_pred"]].to_numpy(),
         frames["clip"].to_numpy(),
     )
-    name = VA_VARIANT_NAMES.get(variant, variant)
+    name = PIPELINE_TITLES.get(variant, variant)
     frames.round(6).to_csv(plots_dir / "va" / f"{variant}_frames.csv", index=False)
     per_clip_table(frames).to_csv(plots_dir / "va" / f"{variant}_clips.csv", index=False)
     figures = plots_dir / "figures"
@@ -132,15 +128,16 @@ def evaluate_av_model(
 
 
 def evaluate_va(
-    cfg: EvaluateConfig, models_dir: Path, features_dir: Path, frames_csv: Path, plots_dir: Path
+    cfg: EvaluateConfig, models: dict[str, VAModelInputs], frames_csv: Path, plots_dir: Path
 ) -> dict[str, Any]:
-    """Every VA variant on the AFEW-VA test split, beside the predict-the-mean baseline."""
-    from affectpipe.train.va import embed_va, predict_va
+    """Every VA variant in `models`, in order, on the AFEW-VA test split, beside the
+    predict-the-mean baseline (training frames from `frames_csv`)."""
+    from affectpipe.va_inference import embed_va, predict_va
 
     out: dict[str, Any] = {}
     test = None
-    for variant in cfg.va_variants:
-        ckpt, inputs = models_dir / "finetune" / variant, features_dir / VA_INPUTS[variant]
+    for variant, given in models.items():
+        ckpt, inputs = given.checkpoint, given.features
         frames = predict_va(ckpt, inputs, split="test")
         embeddings = embed_va(ckpt, inputs, split="test") if cfg.embedding_plots else None
         out[variant] = {"test": evaluate_va_variant(variant, frames, embeddings, cfg, plots_dir)}
@@ -153,14 +150,14 @@ def evaluate_va(
 
 
 def evaluate_all(
-    cfg: EvaluateConfig, models_dir: Path, features_dir: Path, processed_dir: Path,
-    metrics_dir: Path, plots_dir: Path,
+    cfg: EvaluateConfig, va_models: dict[str, VAModelInputs], models_dir: Path,
+    features_dir: Path, processed_dir: Path, metrics_dir: Path, plots_dir: Path,
 ) -> dict[str, Any]:  # fmt: skip
-    """Score every configured model; write `metrics/va.json`, `metrics/av.json` and plots."""
+    """Score every given VA model and configured AV model; write `metrics/va.json`,
+    `metrics/av.json` and plots."""
     for sub in ("va", "av", "figures"):
         (plots_dir / sub).mkdir(parents=True, exist_ok=True)
-    va = evaluate_va(cfg, models_dir, features_dir, processed_dir / "afewva" / "frames.csv",
-                     plots_dir)  # fmt: skip
+    va = evaluate_va(cfg, va_models, processed_dir / "afewva" / "frames.csv", plots_dir)
     av: dict[str, Any] = {}
     for model in cfg.av_models:
         for dataset in cfg.av_datasets:

@@ -1,13 +1,14 @@
 """Trained models and their backbones, rebuilt from checkpoints for inference on new videos.
 
-A checkpoint names the backbone its features came from (spec and config hash, in its
-provenance); the backbone is loaded from that spec and its hash must match, so predictions use
-exactly the encoder the heads were trained on. Frames and audio go through the pipeline's own
-preprocessing (`data.framecrop`, `data.media`) and embedding functions (`features.embed`).
+Models come back through `models.load`, with the backbone their checkpoint names (spec and
+config hash must match, else `ProvenanceMismatch`). Frames and audio go through the pipeline's
+own preprocessing (`data.framecrop`, `data.media`) and embedding functions (`features.embed`),
+and VA windows are averaged per frame as evaluation averages them (`va_inference.video_va`).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,37 +17,11 @@ from typing import Any
 import numpy as np
 import torch
 
+from affectpipe.config import ConfigError, from_section, params_section
 from affectpipe.data.media import sample_indices
 from affectpipe.features import embed as E
-from affectpipe.features.backbones import Backbone, load_backbone
-from affectpipe.problems import InputProblem
-
-
-class ProvenanceMismatch(ValueError):
-    """A checkpoint's backbone provenance does not match the backbone that loads from its spec."""
-
-
-def backbone_provenance(provenance: dict[str, Any], kind: str, source: Path) -> dict[str, Any]:
-    """The `{backbone, spec, config_hash, ...}` entry for `kind`, searched one level deep."""
-    candidates = [provenance, *[v for v in provenance.values() if isinstance(v, dict)]]
-    for entry in candidates:
-        if entry.get("backbone") == kind and "spec" in entry and "config_hash" in entry:
-            return entry
-    raise InputProblem(source, f"checkpoint provenance names no '{kind}' backbone (spec and "
-                               f"config_hash); has keys {sorted(provenance)}")  # fmt: skip
-
-
-def load_checked_backbone(entry: dict[str, Any], device: torch.device, source: Path) -> Backbone:
-    """Load the backbone a checkpoint was trained on; a different config hash is an error."""
-    backbone = load_backbone(entry["backbone"], entry["spec"], device)
-    if backbone.config_hash != entry["config_hash"]:
-        raise ProvenanceMismatch(
-            f"{source}: trained on {entry['backbone']} '{entry['spec']}' with config hash "
-            f"{entry['config_hash'][:12]}, but that spec now loads a backbone with hash "
-            f"{backbone.config_hash[:12]}; re-extract features and retrain, or point the spec "
-            f"at the original model"
-        )
-    return backbone
+from affectpipe.features.backbones import Backbone
+from affectpipe.models.load import backbone_provenance, load_checked_backbone
 
 
 def entry_dtype(entry: dict[str, Any], device: torch.device) -> torch.dtype:
@@ -101,58 +76,45 @@ def embed_voice(
 
 def _dataclass_kwargs(cls: type, values: dict[str, Any]) -> dict[str, Any]:
     """The entries of a saved config that `cls` takes (a checkpoint may store more)."""
-    import dataclasses
-
     names = {f.name for f in dataclasses.fields(cls)}
     return {k: v for k, v in values.items() if k in names}
 
 
-def sliding_va(model: torch.nn.Module, f: torch.Tensor, length: int, stride: int) -> torch.Tensor:
-    """Per-frame VA averaged over overlapping windows, as evaluation does: (T, D) -> (T, 2)."""
-    from affectpipe.train.windows import window_starts
-
-    n = f.shape[0]
-    total = torch.zeros(n, 2, device=f.device)
-    count = torch.zeros(n, 1, device=f.device)
-    for s in window_starts(n, length, stride):
-        x = f[s : s + length][None]  # (1, L, D)
-        valid = torch.ones(x.shape[:2], dtype=torch.bool, device=f.device)  # (1, L)
-        total[s : s + length] += model.heads(x, valid)["va"][0].float()  # (L, 2)
-        count[s : s + length] += 1
-    return total / count
+VA_CROP = "foreground"  # no landmarks in a user's video: the plain-background face box stands in
 
 
-@dataclass
+@params_section
 class VASettings:
-    """How frames reach the VA model: face crop as AFEW-VA preprocessing, windows as evaluation."""
+    """How frames reach the VA model: the face crop of AFEW-VA preprocessing
+    (`preprocess.afewva`), which the checkpoints also record."""
 
-    crop: str = "foreground"  # foreground (cheap face box, centre if none) | center
-    crop_size: int = 64  # preprocess.afewva.crop_size
-    margin: float = 0.25  # preprocess.afewva.margin
-    window: int = 16  # frames per window (finetune window length)
-    stride: int = 8  # sliding-window step
+    crop_size: int
+    margin: float
 
 
-def window_settings(settings: VASettings, window: dict[str, Any]) -> VASettings:
-    """The checkpoint's own window length and evaluation stride override the defaults."""
-    import dataclasses
-
-    return dataclasses.replace(
-        settings,
-        window=int(window.get("length", settings.window)),
-        stride=int(window.get("eval_stride", settings.stride)),
-    )
+def va_settings(entry: dict[str, Any], base: VASettings | None, source: Path) -> VASettings:
+    """What the checkpoint's inputs record, over `base` (params.yaml), which fills what older
+    checkpoints lack; with neither, a `ConfigError` names the missing key."""
+    names = [f.name for f in dataclasses.fields(VASettings)]
+    recorded = json.loads(entry.get("source_settings") or "{}")
+    values = (dataclasses.asdict(base) if base is not None else {}) | {
+        k: v for k, v in recorded.items() if k in names
+    }
+    try:
+        return from_section(VASettings, values, "preprocess.afewva")
+    except ConfigError as err:
+        raise ConfigError(
+            f"{source} records no VA preprocessing and no params file gives it: {err}"
+        ) from None
 
 
 def recorded_settings(entry: dict[str, Any], base: Any) -> Any:
-    """`base` (VASettings or AVSettings) with what the checkpoint's inputs record in place.
+    """`base` (AVSettings) with what the checkpoint's inputs record in place.
 
     Features and checkpoints carry the dataset's preprocessing (`source_settings`: crop size,
     margin, frames, sample rate...), so a video is prepared as the training data was, whatever
     params.yaml says now; `base` (params.yaml or the defaults) fills what older checkpoints lack.
     """
-    import dataclasses
-
     recorded = json.loads(entry.get("source_settings") or "{}")
     return dataclasses.replace(base, **_dataclass_kwargs(type(base), recorded))
 
@@ -160,40 +122,40 @@ def recorded_settings(entry: dict[str, Any], base: Any) -> Any:
 class VAEngine:
     """Per-frame valence/arousal from a `models/finetune/<variant>/` checkpoint."""
 
-    def __init__(self, ckpt_dir: Path, device: torch.device, settings: VASettings | None = None):
-        from affectpipe.models.va import VAModel, VAModelConfig
-        from affectpipe.train.checkpoint import load_checkpoint
+    def __init__(self, ckpt_dir: Path, device: torch.device, settings: VASettings | None):
+        from affectpipe.data.windows import WindowConfig
+        from affectpipe.models.checkpoint import load_checkpoint
+        from affectpipe.models.load import va_model_from
 
         payload = load_checkpoint(ckpt_dir, map_location=device)
         self.source = Path(ckpt_dir)
         self.provenance = payload["provenance"]
-        config = payload["config"]  # {"model": ..., "window": ..., ...} as `train.va` saves it
-        cfg = VAModelConfig(**config.get("model", config))
         entry = backbone_provenance(self.provenance, "clip", self.source)
-        settings = recorded_settings(entry, settings or VASettings())
-        self.settings = window_settings(settings, config.get("window", {}))
-        if cfg.pipeline == "cached":  # CLIP only embeds frames, as in `extract`
+        self.settings = va_settings(entry, settings, self.source)
+        self.window = from_section(WindowConfig, payload["config"]["window"], f"{ckpt_dir}: window")
+        if payload["config"]["model"]["pipeline"] == "cached":  # CLIP embeds frames, as extract
             self.backbone, self.dtype = load_embedder(entry, device, self.source)
+            self.model = va_model_from(payload, self.source, device)
         else:  # the adapted encoder is part of the trained model
             self.backbone = load_checked_backbone(entry, device, self.source)
             self.dtype = entry_dtype(entry, device)
-        clip = None if cfg.pipeline == "cached" else self.backbone.model
-        self.model = VAModel(cfg, clip=clip).to(device).eval()
-        self.model.load_checkpoint_state(payload["state_dict"])
+            self.model = va_model_from(payload, self.source, device, self.backbone)
+        self.model.eval()
 
     @torch.inference_mode()
     def __call__(self, frames: np.ndarray) -> np.ndarray:
         """uint8 (T, H, W, 3) frames of one video -> (T, 2) valence, arousal in [-1, 1]."""
         from affectpipe.data.framecrop import crop_clip
+        from affectpipe.va_inference import video_va
 
         s = self.settings
-        crops, _ = crop_clip(frames, s.crop, s.crop_size, s.margin)
+        crops, _ = crop_clip(frames, VA_CROP, s.crop_size, s.margin)
         if self.model.backbone is None:  # cached: frozen CLIP features, as extracted
             f = embed_images(self.backbone, crops, self.dtype)  # (T, D)
         else:  # lora / probe: the adapted encoder itself
             x = E.pixel_values(self.backbone, crops)[None]  # (1, T, 3, H, W)
             f = self.model.encode_pixels(x)[0].float()  # (T, D)
-        return sliding_va(self.model, f.float(), s.window, s.stride).cpu().numpy()
+        return video_va(self.model, f.float(), self.window)
 
 
 @dataclass
@@ -214,8 +176,8 @@ class AVEngine:
     """Face, voice and fused emotion and congruence from `models/multimodal/<model>_<dataset>/`."""
 
     def __init__(self, ckpt_dir: Path, device: torch.device, settings: AVSettings | None = None):
+        from affectpipe.models.checkpoint import load_checkpoint
         from affectpipe.models.multimodal import AVEmotionModel, AVModelConfig
-        from affectpipe.train.checkpoint import load_checkpoint
 
         payload = load_checkpoint(ckpt_dir, map_location=device)
         self.source = Path(ckpt_dir)

@@ -1,33 +1,38 @@
 """Inference on a user's video or a folder of them: VA trace, emotions, face/voice congruence.
 
-One JSON object per video (schema in docs/predict.md). Whatever cannot be computed (no audio
-track, no trained model of a kind) is `null` with a reason in `unavailable`, and the rest is
-still produced; a file that cannot be decoded at all becomes an `error` record, and the other
-files are still processed. The models and their backbones are loaded once per run, exactly as
-the pipeline trained them (see `affectpipe.inference`).
+One JSON object per video (`affectpipe.records`; schema in docs/predict.md). Whatever cannot be
+computed (no audio track, no trained model of a kind) is `null` with a reason in `unavailable`,
+and the rest is still produced; a file that cannot be decoded at all becomes an `error` record,
+and the other files are still processed. The models and their backbones are loaded once per
+run, exactly as the pipeline trained them (see `affectpipe.inference`).
 """
 
 from __future__ import annotations
 
 import json
 import math
-import sys
-from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, TextIO
 
-import numpy as np
 from tqdm import tqdm
 
-from affectpipe.data.labels import EMOTIONS
+from affectpipe.config import params_section
 from affectpipe.data.media import VideoInfo, is_video, list_videos, probe
+from affectpipe.models.checkpoint import META_FILE, MODEL_FILE
 from affectpipe.models.va import PIPELINES
 from affectpipe.problems import InputProblem
-from affectpipe.train.checkpoint import META_FILE
-
-VERDICTS: tuple[str, str] = ("incongruent", "congruent")
-EMOTION_FIELDS: tuple[str, ...] = ("emotion", "face_emotion", "voice_emotion")
+from affectpipe.records import (
+    EMOTION_FIELDS,
+    Outcome,
+    Sink,
+    congruence_block,
+    emotion_block,
+    empty_record,
+    mark_unavailable,
+    va_block,
+    video_duration,
+)
 
 
 def find_inputs(path: Path) -> list[Path]:
@@ -44,74 +49,6 @@ def find_inputs(path: Path) -> list[Path]:
     return [path]
 
 
-def emotion_block(probs: np.ndarray) -> dict[str, Any]:
-    """(8,) probabilities -> {label, probabilities: {name: p}}, the label being the argmax."""
-    p = np.asarray(probs, dtype=np.float64)
-    p = p / p.sum()  # float32 softmax sums to 1 within 1e-7; make the JSON sum exact-ish
-    return {
-        "label": EMOTIONS[int(p.argmax())],
-        "probabilities": {name: round(float(v), 6) for name, v in zip(EMOTIONS, p, strict=True)},
-    }
-
-
-def congruence_block(prob: float, threshold: float = 0.5) -> dict[str, Any]:
-    """Probability that face and voice agree, and the verdict at `threshold`."""
-    return {"probability": round(float(prob), 6), "verdict": VERDICTS[int(prob >= threshold)]}
-
-
-def va_block(times: np.ndarray, va: np.ndarray) -> dict[str, Any]:
-    """Per-frame {t, valence, arousal} (va: (T, 2) in [-1, 1]) and their clip means."""
-    frames = [
-        {"t": round(float(t), 4), "valence": round(float(v), 6), "arousal": round(float(a), 6)}
-        for t, (v, a) in zip(times, va, strict=True)
-    ]
-    means = va.mean(axis=0)
-    return {"frames": frames, "valence_mean": round(float(means[0]), 6),
-            "arousal_mean": round(float(means[1]), 6)}  # fmt: skip
-
-
-def empty_record(info: VideoInfo, duration_s: float) -> dict[str, Any]:
-    """Every field of the schema, null until a model fills it."""
-    return {
-        "file": info.path,
-        "duration_s": round(duration_s, 4),
-        "fps": round(info.fps, 4),
-        "width": info.width,
-        "height": info.height,
-        "has_audio": info.has_audio,
-        "frames": [],
-        "valence_mean": None,
-        "arousal_mean": None,
-        "emotion": None,
-        "face_emotion": None,
-        "voice_emotion": None,
-        "congruence": None,
-        "models": {},
-        "unavailable": [],
-    }
-
-
-def mark_unavailable(record: dict[str, Any], fields: Iterable[str], reason: str) -> None:
-    for name in fields:
-        record["unavailable"].append({"field": name, "reason": reason})
-
-
-@dataclass
-class Outcome:
-    """One processed input: its record, or the error that stopped it."""
-
-    path: Path
-    record: dict[str, Any] | None = None
-    error: str | None = None
-
-    def to_json(self) -> dict[str, Any]:
-        return (
-            self.record
-            if self.record is not None
-            else {"file": str(self.path), "error": self.error}
-        )
-
-
 def run_many(predict_one, paths: list[Path], progress: bool = True) -> Iterator[Outcome]:
     """Apply `predict_one(path) -> record` to each path; a bad file is an error outcome, the
     others go on. Only `InputProblem`s (a file's own fault) are caught: a bug still surfaces."""
@@ -122,65 +59,17 @@ def run_many(predict_one, paths: list[Path], progress: bool = True) -> Iterator[
             yield Outcome(path, error=e.problem)
 
 
-class Sink:
-    """Where outcomes go: stdout (JSON), a `.jsonl` file, or one `.json` per video in a folder."""
-
-    def __init__(self, output: Path | None, root: Path | None, stream: TextIO | None = None):
-        self.output, self.root = output, root
-        self.stream = stream or sys.stdout  # looked up now: callers may have redirected it
-        self.jsonl = output is not None and output.suffix.lower() == ".jsonl"
-        self._file: TextIO | None = None
-        if self.jsonl:
-            output.parent.mkdir(parents=True, exist_ok=True)
-            self._file = open(output, "w", encoding="utf-8")  # noqa: SIM115 - closed in close()
-        elif output is not None:
-            if output.exists() and not output.is_dir():
-                raise FileExistsError(
-                    f"{output}: exists and is not a folder (use a .jsonl name "
-                    "for one file, or a folder for one JSON per video)"
-                )
-            output.mkdir(parents=True, exist_ok=True)
-
-    def target(self, path: Path) -> Path:
-        """`out/<path relative to the input folder>.json`: `a.mp4` and `a.avi` stay apart."""
-        rel = path.relative_to(self.root) if self.root else Path(path.name)
-        return self.output / rel.parent / f"{rel.name}.json"
-
-    def write(self, outcome: Outcome) -> None:
-        obj = outcome.to_json()
-        if self._file is not None:
-            self._file.write(json.dumps(obj, sort_keys=True, allow_nan=False) + "\n")
-            self._file.flush()
-        elif self.output is not None:
-            from affectpipe.problems import write_json
-
-            write_json(self.target(outcome.path), obj)
-        else:
-            self.stream.write(json.dumps(obj, indent=2, sort_keys=True, allow_nan=False) + "\n")
-
-    def close(self) -> None:
-        if self._file is not None:
-            self._file.close()
-
-
-def video_duration(info: VideoInfo, last_time: float) -> float:
-    """The container's duration, or (when it stores none) last frame time + one frame."""
-    if info.duration_s > 0:
-        return info.duration_s
-    return last_time + (1.0 / info.fps if info.fps > 0 else 0.0)
-
-
-@dataclass
+@params_section
 class PredictConfig:
-    """What `affectpipe predict` loads and how densely it samples a video."""
+    """What `affectpipe predict` loads and how densely it samples a video (the CLI's options)."""
 
-    models_dir: Path = Path("models")
-    va_variant: str = "best"  # models/finetune/<variant>: best (by validation) | lora | probe...
-    av_dataset: str = "ravdess"  # models/multimodal/<model>_<dataset>: ravdess | cremad
-    device: str = "auto"  # auto (CUDA when present) | cpu | cuda | cuda:N
-    va_rate: float = 4.0  # valence/arousal samples per second of video
-    max_side: int = 256  # sampled VA frames are shrunk to this longer side before cropping
-    threshold: float = 0.5  # congruence probability at or above which the verdict is congruent
+    models_dir: Path
+    va_variant: str  # models/finetune/<variant>: best (by validation) | lora | probe...
+    av_dataset: str  # models/multimodal/<model>_<dataset>: ravdess | cremad
+    device: str  # auto (CUDA when present) | cpu | cuda | cuda:N
+    va_rate: float  # valence/arousal samples per second of video
+    max_side: int  # sampled VA frames are shrunk to this longer side before cropping
+    threshold: float  # congruence probability at or above which the verdict is congruent
 
     def __post_init__(self) -> None:
         if self.va_rate <= 0 or not 0 < self.threshold < 1:
@@ -210,7 +99,7 @@ def best_va_variant(models_dir: Path) -> str:
 
     def score(variant: str) -> float:
         folder = models_dir / "finetune" / variant
-        if not (folder / "model.pt").is_file():
+        if not (folder / MODEL_FILE).is_file():
             return -math.inf
         try:
             meta = json.loads((folder / META_FILE).read_text())
@@ -351,11 +240,13 @@ def predict_paths(
 
 
 def settings_from_params(params: dict[str, Any], dataset: str):
-    """(VASettings, AVSettings) from a params mapping: the preprocessing the models were trained
-    after (`preprocess.afewva`, `preprocess.<dataset>`, `extract.wav2vec2.layer`). Sections that
-    are absent keep the defaults, which equal the shipped params."""
+    """(VASettings or None, AVSettings) from a params mapping: the preprocessing the models were
+    trained after (`preprocess.afewva`, `preprocess.<dataset>`, `extract.wav2vec2.layer`), for
+    checkpoints that do not record it. Without `preprocess.afewva` the VA checkpoint's own
+    record must do; absent AV sections keep the defaults, which equal the shipped params."""
     import dataclasses
 
+    from affectpipe.config import from_section
     from affectpipe.inference import AVSettings, VASettings
 
     def pick(cls, values: dict[str, Any], rename: dict[str, str] | None = None) -> dict:
@@ -364,7 +255,10 @@ def settings_from_params(params: dict[str, Any], dataset: str):
         return {k: v for k, v in values.items() if k in names}
 
     prep = params.get("preprocess", {})
-    va = VASettings(**pick(VASettings, prep.get("afewva", {})))
+    afewva = prep.get("afewva")
+    va = None
+    if afewva is not None:
+        va = from_section(VASettings, pick(VASettings, afewva), "preprocess.afewva")
     av_values = pick(AVSettings, prep.get(dataset, {}))
     layer = params.get("extract", {}).get("wav2vec2", {}).get("layer")
     if layer is not None:

@@ -31,10 +31,9 @@ from affectpipe.config import params_section
 from affectpipe.features.backbones import Backbone, load_backbone
 from affectpipe.features.shards import Rows, plan_batches, run_sharded, shard_device
 from affectpipe.features.sources import afewva_frames_plan, source_settings
+from affectpipe.features.store import BLOCK_CONTENT
 from affectpipe.models.va import clip_layers, hidden_before, resolve_blocks
 from affectpipe.problems import ProblemLog
-
-CONTENT = "clip_hidden_before_block"
 
 
 @params_section
@@ -52,7 +51,7 @@ def cache_attrs(
         "backbone": backbone.kind,
         "spec": backbone.spec,
         "config_hash": backbone.config_hash,
-        "content": CONTENT,
+        "content": BLOCK_CONTENT,
         "block": block,
         "tokens": tokens,
         "width": backbone.dim,

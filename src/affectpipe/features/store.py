@@ -30,6 +30,9 @@ FORMAT_VERSION = 1
 Scalar = str | int | float
 _CHUNK_ROWS = 256
 
+# `content` attribute of a Pipeline A block cache: CLIP hidden states before its LoRA blocks.
+BLOCK_CONTENT = "clip_hidden_before_block"
+
 
 class StaleCacheError(ValueError):
     """A feature file exists but was made by something else than what the caller expects."""

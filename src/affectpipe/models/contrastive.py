@@ -10,27 +10,27 @@ every process holds the same queue.
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
 
+from affectpipe.config import params_section
 from affectpipe.losses import global_local_infonce, local_local_infonce, smoothness
 from affectpipe.models.va import VAModel
 
 
-@dataclass
+@params_section
 class ContrastiveConfig:
-    """Loss weights and the MoCo machinery of stage 1."""
+    """Loss weights and the MoCo machinery of stage 1 (`pretrain.contrastive`)."""
 
-    queue_size: int = 4096  # K: keys kept as extra negatives
-    momentum: float = 0.99  # m: EMA rate of the key projector
-    tau: float = 0.1  # temperature
-    window: int = 3  # positives: same clip, at most this many frames apart ...
-    va_threshold: float = 0.2  # ... and VA distance below this; negatives: above it
-    w_local: float = 1.0
-    w_global: float = 1.0
-    w_smooth: float = 0.1
+    queue_size: int  # K: keys kept as extra negatives
+    momentum: float  # m: EMA rate of the key projector
+    tau: float  # temperature
+    window: int  # positives: same clip, at most this many frames apart ...
+    va_threshold: float  # ... and VA distance below this; negatives: above it
+    w_local: float
+    w_global: float
+    w_smooth: float
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.momentum < 1.0:

@@ -22,12 +22,14 @@ small encoder are, so that the heads do not depend on which directions happen to
 
 from __future__ import annotations
 
+import dataclasses
 import warnings
-from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 
+from affectpipe.config import params_section
 from affectpipe.models.heads import (
     FrameProjector,
     RegressionHead,
@@ -38,45 +40,73 @@ from affectpipe.models.heads import (
 PIPELINES: tuple[str, ...] = ("lora", "probe", "cached")
 POOLS: tuple[str, ...] = ("cls", "tokens")
 STANDARDIZE: tuple[str, ...] = ("none", "diag", "whiten", "auto")
+PIPELINE_TITLES: dict[str, str] = {  # figure titles
+    "lora": "Pipeline A (CLIP + LoRA)",
+    "probe": "linear probe (frozen CLIP)",
+    "cached": "Pipeline B (cached CLIP + temporal transformer)",
+}
 WHITEN_EPS = 1e-4  # ZCA ridge, relative to the mean eigenvalue (chosen on validation)
 
 
-@dataclass
-class VAModelConfig:
-    """Architecture of the VA model; saved in every checkpoint."""
+def _check_choice(name: str, value: str, valid: tuple[str, ...]) -> None:
+    if value not in valid:
+        raise ValueError(f"unknown {name} '{value}'; valid: {list(valid)}")
+
+
+@params_section
+class VAArchitecture:
+    """The VA model's architecture knobs (`pretrain.model`; finetune keeps its checkpoint's).
+
+    Choices are checked in `__post_init__`, not typed `Literal`: validation then keeps the given
+    string object, so checkpoints pickle byte for byte as before (pickle memoises shared ones).
+    """
+
+    proj_hidden: int
+    embed_dim: int
+    reg_hidden: int
+    tf_layers: int  # temporal transformer (cached pipeline only)
+    tf_heads: int
+    tf_ff: int
+    dropout: float  # temporal transformer
+    feature_dropout: float  # on frame features before the projector: fights identity fit
+    lora_r: int
+    lora_alpha: int
+    lora_dropout: float
+    lora_targets: list[str]
+    lora_blocks: list[int]  # negative: from the end
+    pool: str  # lora/probe frame feature: cls | tokens; cached features are pooled already
+    # frame features from training statistics (buffers): none | diag (mean, std) | whiten
+    # (mean, ZCA) | auto (resolved before building: whiten when there are enough frames)
+    standardize: str
+    linear_path: bool  # linear map from frame features to VA beside the MLP head
+
+    def __post_init__(self) -> None:
+        if not self.lora_blocks:
+            raise ValueError("lora_blocks is empty; name at least one block (e.g. [-1])")
+        _check_choice("pool", self.pool, POOLS)
+        _check_choice("standardize", self.standardize, STANDARDIZE)
+
+
+@params_section
+class VAModelConfig(VAArchitecture):
+    """A VA model: its architecture plus what the variant and its input file fix; saved in
+    every checkpoint (`record`)."""
 
     pipeline: str  # lora | probe | cached
     in_dim: int  # frame feature size: the backbone's hidden size
-    proj_hidden: int = 512
-    embed_dim: int = 128
-    reg_hidden: int = 64
-    tf_layers: int = 2  # temporal transformer (cached pipeline only)
-    tf_heads: int = 4
-    tf_ff: int = 256
-    dropout: float = 0.1  # temporal transformer
-    feature_dropout: float = 0.0  # on frame features before the projector: fights identity fit
-    lora_r: int = 8
-    lora_alpha: int = 16
-    lora_dropout: float = 0.05
-    lora_targets: list[str] = field(default_factory=lambda: ["q_proj", "v_proj"])
-    lora_blocks: list[int] = field(default_factory=lambda: [-1])  # negative: from the end
-    pool: str = "cls"  # lora/probe frame feature: cls | tokens; cached features are pooled already
-    # frame features from training statistics (buffers): none | diag (mean, std) | whiten
-    # (mean, ZCA) | auto (resolved before building: whiten when there are enough frames)
-    standardize: str = "diag"
-    linear_path: bool = True  # linear map from frame features to VA beside the MLP head
 
     def __post_init__(self) -> None:
-        if self.pipeline not in PIPELINES:
-            raise ValueError(f"unknown pipeline '{self.pipeline}'; valid: {list(PIPELINES)}")
-        if not self.lora_blocks:
-            raise ValueError("lora_blocks is empty; name at least one block (e.g. [-1])")
-        if self.pool not in POOLS:
-            raise ValueError(f"unknown pool '{self.pool}'; valid: {list(POOLS)}")
-        if self.standardize not in STANDARDIZE:
-            raise ValueError(
-                f"unknown standardize '{self.standardize}'; valid: {list(STANDARDIZE)}"
-            )
+        _check_choice("pipeline", self.pipeline, PIPELINES)
+        super().__post_init__()
+
+    @classmethod
+    def build(cls, pipeline: str, in_dim: int, arch: VAArchitecture) -> VAModelConfig:
+        return cls(pipeline=pipeline, in_dim=in_dim, **dataclasses.asdict(arch))
+
+    def record(self) -> dict[str, Any]:
+        """The mapping checkpoints hold: pipeline and in_dim first, as they always were."""
+        values = dataclasses.asdict(self)
+        return {"pipeline": values.pop("pipeline"), "in_dim": values.pop("in_dim"), **values}
 
 
 def resolve_standardize(choice: str, feat_dim: int, n_frames: int) -> str:

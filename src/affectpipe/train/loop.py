@@ -21,54 +21,62 @@ writes. The model may define `checkpoint_state()` to choose what is saved (defau
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from torch import nn
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
+from affectpipe.config import params_section
+from affectpipe.models.checkpoint import save_checkpoint
 from affectpipe.seeding import seed_everything
-from affectpipe.train.checkpoint import save_checkpoint
 
 StepFn = Callable[[nn.Module, Any], dict[str, torch.Tensor]]
 EvalFn = Callable[[nn.Module, DataLoader, Any], dict[str, float]]
-PRECISIONS: tuple[str, ...] = ("auto", "no", "bf16", "fp16")
 
 
-@dataclass
-class LoopConfig:
-    """Optimisation and bookkeeping knobs of `fit`."""
+@params_section
+class OptimConfig:
+    """How a stage optimises: the loop's knobs a stage's params section holds."""
 
-    epochs: int = 10
-    lr: float = 1e-3
-    weight_decay: float = 0.01
-    warmup_frac: float = 0.1  # fraction of optimiser steps with linear warm-up, then cosine
-    grad_clip: float = 1.0  # max gradient norm; 0 disables clipping
-    grad_accum: int = 1  # batches per optimiser step
-    mixed_precision: str = "auto"  # auto: bf16 (or fp16) on CUDA, none on CPU | no | bf16 | fp16
-    patience: int = 5  # epochs without improvement before stopping; 0 disables early stopping
-    monitor: str = "val/loss"
-    mode: str = "min"  # min | max
-    seed: int = 0
+    epochs: int
+    lr: float
+    weight_decay: float
+    warmup_frac: float  # fraction of optimiser steps with linear warm-up, then cosine
+    grad_clip: float  # max gradient norm; 0 disables clipping
+    grad_accum: int  # batches per optimiser step
+    mixed_precision: Literal["auto", "no", "bf16", "fp16"]  # auto: bf16 (or fp16) on CUDA
+    patience: int  # epochs without improvement before stopping; 0 disables early stopping
 
     def __post_init__(self) -> None:
-        if self.mixed_precision not in PRECISIONS:
-            raise ValueError(
-                f"unknown mixed_precision '{self.mixed_precision}'; valid: {list(PRECISIONS)}"
-            )
-        if self.mode not in ("min", "max"):
-            raise ValueError(f"unknown mode '{self.mode}'; valid: ['min', 'max']")
         if self.epochs < 1 or self.grad_accum < 1 or not 0 <= self.warmup_frac < 1:
             raise ValueError(
                 f"need epochs >= 1, grad_accum >= 1, 0 <= warmup_frac < 1; got {self.epochs}, "
                 f"{self.grad_accum}, {self.warmup_frac}"
             )
+
+
+@params_section
+class LoopConfig(OptimConfig):
+    """Everything `fit` needs: the optimisation params plus what the stage fixes itself (the
+    metric it selects on and the seed)."""
+
+    monitor: str  # e.g. val/loss, val/ccc_mean
+    mode: Literal["min", "max"]
+    seed: int
+
+    @classmethod
+    def of(cls, optim: OptimConfig, monitor: str, mode: str, seed: int) -> LoopConfig:
+        """`optim`'s knobs (any section inheriting them) with the stage's selection and seed."""
+        knobs = {f.name: getattr(optim, f.name) for f in dataclasses.fields(OptimConfig)}
+        return cls(**knobs, monitor=monitor, mode=mode, seed=seed)
 
 
 @dataclass

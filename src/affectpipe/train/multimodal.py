@@ -724,7 +724,7 @@ def fold_summary(per_fold: dict[int, dict]) -> dict:
 
 def load_av_model(ckpt_dir: Path) -> tuple[AVEmotionModel, dict]:
     """Rebuild a trained model from its checkpoint folder; returns (model in eval mode, payload)."""
-    from affectpipe.train.checkpoint import load_checkpoint
+    from affectpipe.models.checkpoint import load_checkpoint
 
     payload = load_checkpoint(ckpt_dir)
     # checkpoints written before these options existed used the GELU projector and MLP head

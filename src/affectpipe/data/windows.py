@@ -1,4 +1,5 @@
-"""Clips cut into fixed-length windows: random ones for training, sliding ones for evaluation.
+"""Clips cut into fixed-length windows: random ones for training, sliding ones for evaluation
+and prediction, whose outputs `overlap_average` turns back into one value per frame.
 
 Training samples windows of L consecutive frames (uniformly over all start positions, so long
 clips count in proportion to their frames). Validation and test cover every frame of every clip
@@ -12,7 +13,9 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset
+from torch.utils.data import DataLoader, Dataset, RandomSampler
+
+from affectpipe.config import params_section
 
 
 @dataclass
@@ -30,14 +33,14 @@ class ClipData:
         return int(self.x.shape[0])
 
 
-@dataclass
+@params_section
 class WindowConfig:
-    """How clips are cut into windows and batched."""
+    """How clips are cut into windows and batched (`pretrain.window`, `finetune.window`)."""
 
-    length: int = 16  # L: frames per window
-    batch_size: int = 16
-    windows_per_epoch: int | None = None  # null: every start position once per epoch
-    eval_stride: int = 8  # sliding-window step for validation and test
+    length: int  # L: frames per window
+    batch_size: int
+    windows_per_epoch: int | None  # null: every start position once per epoch
+    eval_stride: int  # sliding-window step for validation and test
 
     def __post_init__(self) -> None:
         if self.length < 2 or self.batch_size < 1 or not 1 <= self.eval_stride <= self.length:
@@ -96,6 +99,21 @@ class WindowDataset(Dataset):
             "clip": torch.tensor(c),
             "start": torch.tensor(s),
         }
+
+
+def train_loader(clips: list[ClipData], w: WindowConfig, seed: int) -> DataLoader:
+    """Random windows: every start position, shuffled; `windows_per_epoch` of them per epoch."""
+    ds = WindowDataset(clips, all_starts(clips, w.length), w.length)
+    gen = torch.Generator().manual_seed(seed)
+    n = w.windows_per_epoch or len(ds)
+    sampler = RandomSampler(ds, replacement=n > len(ds), num_samples=n, generator=gen)
+    return DataLoader(ds, batch_size=w.batch_size, sampler=sampler)
+
+
+def eval_loader(clips: list[ClipData], w: WindowConfig) -> DataLoader:
+    """Sliding windows over whole clips, in order."""
+    ds = WindowDataset(clips, sliding_items(clips, w.length, w.eval_stride), w.length)
+    return DataLoader(ds, batch_size=w.batch_size, shuffle=False)
 
 
 def overlap_average(

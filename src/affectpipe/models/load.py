@@ -1,0 +1,105 @@
+"""Trained models rebuilt from their checkpoint folders: the one path from a checkpoint to a model.
+
+A checkpoint (`models.checkpoint`) holds the model's recorded config, its state and provenance.
+Models that run a pretrained backbone (or were trained on its features) record the backbone's
+spec and config hash; the backbone is loaded from the spec and must hash the same, else
+`ProvenanceMismatch`: predictions always use exactly the encoder the heads were trained on.
+
+Configs are rebuilt through `from_section`, so a foreign or damaged record is one line naming the
+key. Keys that older checkpoints lack are filled explicitly, in one table per model
+(`VA_MODEL_ADDED_KEYS`), with the value those older models were built with.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from affectpipe.config import from_section
+from affectpipe.features.backbones import Backbone, load_backbone
+from affectpipe.models.checkpoint import load_checkpoint
+from affectpipe.models.va import VAModel, VAModelConfig
+from affectpipe.problems import InputProblem
+
+# VA model config keys added after the first checkpoints, with the behaviour those had:
+# no dropout on frame features, the CLS token as the frame feature.
+VA_MODEL_ADDED_KEYS: dict[str, Any] = {"feature_dropout": 0.0, "pool": "cls"}
+
+
+class ProvenanceMismatch(ValueError):
+    """A checkpoint's backbone provenance does not match the backbone that loads from its spec."""
+
+
+def backbone_provenance(provenance: dict[str, Any], kind: str, source: Path) -> dict[str, Any]:
+    """The `{backbone, spec, config_hash, ...}` entry for `kind`, searched one level deep."""
+    candidates = [provenance, *[v for v in provenance.values() if isinstance(v, dict)]]
+    for entry in candidates:
+        if entry.get("backbone") == kind and "spec" in entry and "config_hash" in entry:
+            return entry
+    raise InputProblem(source, f"checkpoint provenance names no '{kind}' backbone (spec and "
+                               f"config_hash); has keys {sorted(provenance)}")  # fmt: skip
+
+
+def check_backbone(backbone: Backbone, entry: dict[str, Any], source: Path | str) -> Backbone:
+    """`backbone` if its config hash is the one `entry` recorded, else `ProvenanceMismatch`."""
+    if backbone.config_hash != entry["config_hash"]:
+        raise ProvenanceMismatch(
+            f"{source}: trained on {entry['backbone']} '{entry['spec']}' with config hash "
+            f"{entry['config_hash'][:12]}, but that spec now loads a backbone with hash "
+            f"{backbone.config_hash[:12]}; re-extract features and retrain, or point the spec "
+            f"at the original model"
+        )
+    return backbone
+
+
+def load_checked_backbone(
+    entry: dict[str, Any], device: torch.device | str, source: Path | str
+) -> Backbone:
+    """Load the backbone a checkpoint (or feature file) records; a different hash is an error."""
+    return check_backbone(load_backbone(entry["backbone"], entry["spec"], device), entry, source)
+
+
+def va_model_config(recorded: dict[str, Any], source: Path | str) -> VAModelConfig:
+    """A recorded VA model config, older records completed from `VA_MODEL_ADDED_KEYS`."""
+    return from_section(VAModelConfig, {**VA_MODEL_ADDED_KEYS, **recorded}, f"{source}: model")
+
+
+def build_va_model(
+    cfg: VAModelConfig,
+    inputs: dict[str, Any],
+    source: Path | str,
+    device: torch.device | str = "cpu",
+    backbone: Backbone | None = None,
+) -> VAModel:
+    """A fresh VA model. lora/probe run the CLIP backbone that `inputs` (the input file's
+    provenance) names: `backbone` when the caller has loaded it already, else loaded here; its
+    hash is checked either way."""
+    if cfg.pipeline == "cached":
+        return VAModel(cfg)
+    if backbone is None:
+        backbone = load_checked_backbone(inputs, device, source)
+    return VAModel(cfg, check_backbone(backbone, inputs, source).model)
+
+
+def va_model_from(
+    ckpt: dict[str, Any],
+    source: Path | str,
+    device: torch.device | str = "cpu",
+    backbone: Backbone | None = None,
+) -> VAModel:
+    """The VA model a checkpoint payload (`load_checkpoint`) holds, on `device`."""
+    cfg = va_model_config(ckpt["config"]["model"], source)
+    model = build_va_model(cfg, ckpt["provenance"]["inputs"], source, device, backbone)
+    model.to(device).load_checkpoint_state(ckpt["state_dict"])
+    return model
+
+
+def load_va_model(
+    ckpt_dir: Path, device: torch.device | str = "cpu"
+) -> tuple[VAModel, dict[str, Any]]:
+    """Rebuild a VA model from a pretrain or finetune checkpoint folder: (model on `device`,
+    the checkpoint payload)."""
+    ckpt = load_checkpoint(ckpt_dir, map_location=device)
+    return va_model_from(ckpt, ckpt_dir, device), ckpt

@@ -1,0 +1,122 @@
+"""A trained VA model run over sliding windows: per-frame predictions and embeddings.
+
+Every frame is covered by overlapping windows (`window.length` frames, `window.eval_stride`
+apart) and a frame's outputs are averaged over the windows that hold it (`overlap_average`).
+Validation during finetune, the evaluate stage and `affectpipe predict` all go through here, so
+a frame is predicted the same way wherever it is scored.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+
+from affectpipe.config import from_section
+from affectpipe.data.va_clips import check_same_inputs, open_inputs, split_clips
+from affectpipe.data.windows import (
+    ClipData,
+    WindowConfig,
+    eval_loader,
+    overlap_average,
+    window_starts,
+)
+from affectpipe.models.load import load_va_model
+from affectpipe.models.va import VAModel
+
+
+def window_outputs(model: nn.Module, loader: DataLoader, acc=None) -> dict[str, np.ndarray]:
+    """Run `model` over evaluation windows; gather `va`, `z`, `g`, clip and start of each."""
+    device = acc.device if acc is not None else next(model.parameters()).device
+    parts: dict[str, list[np.ndarray]] = {"va": [], "z": [], "g": [], "clip": [], "start": []}
+    for batch in loader:
+        batch = {k: v.to(device) for k, v in batch.items()}
+        out = model(batch["x"], batch["valid"])
+        rows = {"va": out["va"], "z": out["z"], "g": out["g"]}
+        rows |= {"clip": batch["clip"], "start": batch["start"]}
+        if acc is not None:  # drops the samples padded onto the last batch of each process
+            rows = acc.gather_for_metrics(rows)
+        for k, v in rows.items():
+            parts[k].append(v.float().cpu().numpy() if v.is_floating_point() else v.cpu().numpy())
+    return {k: np.concatenate(v) for k, v in parts.items()}
+
+
+def frame_values(clips: list[ClipData], outputs: dict[str, np.ndarray], key: str = "va"):
+    """Window outputs `key` averaged per frame: one (n_c, C) array per clip."""
+    lengths = [len(c) for c in clips]
+    return overlap_average(lengths, outputs["clip"], outputs["start"], outputs[key])
+
+
+@torch.no_grad()
+def video_va(model: VAModel, f: torch.Tensor, window: WindowConfig) -> np.ndarray:
+    """Per-frame VA of one video's frame features (T, D) -> (T, 2), windowed as evaluation."""
+    starts = window_starts(f.shape[0], window.length, window.eval_stride)
+    values = []
+    for s in starts:
+        x = f[s : s + window.length][None]  # (1, L, D); L = T when the video is shorter
+        valid = torch.ones(x.shape[:2], dtype=torch.bool, device=f.device)
+        values.append(model.heads(x, valid)["va"][0].float().cpu().numpy())  # (L, 2)
+    clip = np.zeros(len(starts), dtype=np.int64)
+    return overlap_average([f.shape[0]], clip, np.asarray(starts), np.stack(values))[0]
+
+
+@torch.no_grad()
+def _run(ckpt_dir: Path, inputs: Path, split: str, batch_size: int | None):
+    model, ckpt = load_va_model(ckpt_dir)
+    model.eval()
+    window = from_section(WindowConfig, ckpt["config"]["window"], f"{ckpt_dir}: window")
+    if batch_size:
+        window = replace(window, batch_size=batch_size)
+    with open_inputs(inputs, model.cfg.pipeline) as reader:
+        check_same_inputs(ckpt, reader)
+        clips = split_clips(reader, split)
+    return clips, window_outputs(model, eval_loader(clips, window))
+
+
+def _frame_table(clips: list[ClipData], truth: str) -> dict[str, np.ndarray]:
+    return {
+        "clip": np.concatenate([[c.clip_id] * len(c) for c in clips]),
+        "frame": np.concatenate([c.frames for c in clips]),
+        f"valence{truth}": np.concatenate([c.va[:, 0] for c in clips]),
+        f"arousal{truth}": np.concatenate([c.va[:, 1] for c in clips]),
+    }
+
+
+def predict_va(
+    ckpt_dir: Path, inputs: Path, split: str = "test", batch_size: int | None = None
+) -> pd.DataFrame:
+    """One row per frame of `split`: clip, frame, valence/arousal true and predicted."""
+    clips, w = _run(Path(ckpt_dir), Path(inputs), split, batch_size)
+    pred = frame_values(clips, w)
+    return pd.DataFrame(
+        {
+            **_frame_table(clips, "_true"),
+            "valence_pred": np.concatenate([p[:, 0] for p in pred]),
+            "arousal_pred": np.concatenate([p[:, 1] for p in pred]),
+        }
+    )
+
+
+def embed_va(
+    ckpt_dir: Path, inputs: Path, split: str = "test", batch_size: int | None = None
+) -> dict[str, Any]:
+    """Embeddings for plots: `frames` (clip, frame, valence, arousal) with `z` (N, E) frame
+    embeddings averaged over windows, and `clips` (clip, valence, arousal means) with `g`
+    (C, E) clip embeddings averaged over each clip's windows."""
+    clips, w = _run(Path(ckpt_dir), Path(inputs), split, batch_size)
+    z = np.concatenate(frame_values(clips, w, "z"))
+    g = np.stack([w["g"][w["clip"] == i].mean(0) for i in range(len(clips))])
+    clip_df = pd.DataFrame(
+        {
+            "clip": [c.clip_id for c in clips],
+            "valence": [float(c.va[:, 0].mean()) for c in clips],
+            "arousal": [float(c.va[:, 1].mean()) for c in clips],
+        }
+    )
+    return {"frames": pd.DataFrame(_frame_table(clips, "")), "z": z, "clips": clip_df, "g": g}
