@@ -48,22 +48,22 @@ def main(
         return run_stage(
             lambda: train_one(
                 model, dataset, cfg, loop, processed_dir, features_dir, folder, live, fold, redraw
-            )  # fmt: skip
+            )
         )
 
     live = live_dir or Path("plots/train") / f"multimodal-{model}-{dataset}"
     report = train(ckpt_dir, live, None, None)  # preprocessing's test fold, as written
-    reports = {report["test_fold"]: report}
+    reports, folders = {report["test_fold"]: report}, {report["test_fold"]: ckpt_dir}
     if cfg.folds == "all":
         clips = run_stage(lambda: read_table(processed_dir / "clips.csv", CLIP_COLUMNS))
         for k in sorted(int(f) for f in clips.fold.unique()):
             if k not in reports:
-                reports[k] = train(ckpt_dir / f"fold{k}", None, k, pair_cfg)
+                folders[k] = ckpt_dir / f"fold{k}"
+                reports[k] = train(folders[k], None, k, pair_cfg)
         report["folds"] = {f"fold{k}": reports[k]["val"] for k in sorted(reports)}
     if os.environ.get("RANK", "0") == "0":  # several processes: the main one writes
         for k, fold_report in reports.items():
-            folder = ckpt_dir if fold_report is report else ckpt_dir / f"fold{k}"
-            write_json(folder / "train.json", fold_report)
+            write_json(folders[k] / "train.json", fold_report)
     val = ", ".join(f"{k} {v:.3f}" for k, v in sorted(report["val"].items()))
     typer.echo(f"train_multimodal {model} {dataset}: best epoch {report['best_epoch']}: {val}")
     if len(reports) > 1:
