@@ -21,14 +21,16 @@ from pathlib import Path
 import torch
 import typer
 
+from affectpipe.config import from_section, load_params
 from affectpipe.features.backbones import real_size, resolve_device
+from affectpipe.losses import LossConfig, av_loss
 from affectpipe.models.multimodal import AVEmotionModel, AVModelConfig
-from affectpipe.train.multimodal import LossConfig, av_loss
+from affectpipe.train.multimodal import TrainMultimodalConfig
 
 app = typer.Typer(add_completion=False)
 
 
-def fusion_step(model, opt, face, voice, labels) -> None:
+def fusion_step(model, opt, face, voice, labels, loss_cfg: LossConfig) -> None:
     out = model(face, voice)
     batch = {
         "emotion": labels,
@@ -36,23 +38,26 @@ def fusion_step(model, opt, face, voice, labels) -> None:
         "voice_emotion": labels,
         "congruent": torch.ones(len(labels), device=face.device),
     }
-    loss, _ = av_loss(out, batch, LossConfig(), {})
+    loss, _ = av_loss(out, batch, loss_cfg, {})
     opt.zero_grad()
     loss.backward()
     opt.step()
 
 
-def cached_epoch(pairs: int, batch: int, device: torch.device) -> float:
-    """Seconds for one epoch over `pairs` cached (768-d, 768-d) pairs, batches of `batch`."""
+def cached_epoch(pairs: int, batch: int, device: torch.device, cfg: TrainMultimodalConfig) -> float:
+    """Seconds for one epoch over `pairs` cached (768-d, 768-d) pairs, batches of `batch`: the
+    fusion model and loss of the `train_multimodal` params."""
     torch.manual_seed(0)
-    model = AVEmotionModel(AVModelConfig(face_dim=768, voice_dim=768)).to(device)
+    model_cfg = AVModelConfig.from_params(cfg.model, "fusion", 768, 768, list(range(8)))
+    model = AVEmotionModel(model_cfg).to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
     face, voice = torch.randn(pairs, 768, device=device), torch.randn(pairs, 768, device=device)
     labels = torch.randint(0, 8, (pairs,), device=device)
-    fusion_step(model, opt, face[:batch], voice[:batch], labels[:batch])  # warm-up
+    fusion_step(model, opt, face[:batch], voice[:batch], labels[:batch], cfg.loss)  # warm-up
     start = time.perf_counter()
     for i in range(0, pairs, batch):
-        fusion_step(model, opt, face[i : i + batch], voice[i : i + batch], labels[i : i + batch])
+        part = slice(i, i + batch)
+        fusion_step(model, opt, face[part], voice[part], labels[part], cfg.loss)
     if device.type == "cuda":
         torch.cuda.synchronize()
     return time.perf_counter() - start
@@ -90,9 +95,12 @@ def main(
     audio_s: float = typer.Option(3.0, help="seconds of audio per utterance"),
     device: str = typer.Option("auto"),
     out: Path = typer.Option(Path("bench/results/multimodal_epoch.json")),
+    params_file: Path = typer.Option(Path("params.yaml"), "--params"),
 ) -> None:
     dev = resolve_device(device)
-    cached = cached_epoch(pairs, batch, dev)
+    name = "train_multimodal"
+    cfg = from_section(TrainMultimodalConfig, load_params(params_file)[name], name)
+    cached = cached_epoch(pairs, batch, dev, cfg)
     per_pair = backbone_seconds_per_pair(backbone_batch, backbone_batches, dev, audio_s)
     naive = pairs * (per_pair["videomae"] + per_pair["wav2vec2"]) + cached
     result = {

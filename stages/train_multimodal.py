@@ -1,19 +1,26 @@
 """Stage `train_multimodal`: cached face/voice embeddings -> a fusion or single-modality model.
 
 python stages/train_multimodal.py fusion ravdess   # or audio | video, cremad
+
+The model of preprocessing's test fold goes to the top of `--ckpt-dir`; with
+`train_multimodal.folds: all` the model of every other fold k goes to `fold<k>/`. Each folder
+holds the checkpoint and `train.json` (validation figures); `evaluate` scores the test folds.
 """
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import typer
 
 from affectpipe.config import from_section, load_params, section
+from affectpipe.data.av_pairs import CLIP_COLUMNS, read_table
 from affectpipe.data.pairs import PairConfig
 from affectpipe.models.multimodal import MODALITIES
+from affectpipe.problems import write_json
 from affectpipe.stage import run_stage
-from affectpipe.train.multimodal import multimodal_config, train_multimodal
+from affectpipe.train.multimodal import TrainMultimodalConfig, loop_config, train_one
 
 app = typer.Typer(add_completion=False)
 
@@ -29,30 +36,39 @@ def main(
     params_file: Path = typer.Option(Path("params.yaml"), "--params"),
 ) -> None:
     params = load_params(params_file)
-    cfg = run_stage(lambda: multimodal_config(section(params, "multimodal")))
-    name = f"preprocess.{dataset}.pairs"  # other folds redraw their pairs the same way
-    pair_cfg = run_stage(lambda: from_section(PairConfig, section(params, name), name))
-    report = run_stage(
-        lambda: train_multimodal(
-            model,
-            dataset,
-            cfg,
-            processed_dir or Path("data/processed") / dataset,
-            features_dir,
-            ckpt_dir or Path("models/multimodal") / f"{model}_{dataset}",
-            live_dir or Path("plots/train") / f"multimodal-{model}-{dataset}",
-            seed=params["seed"],
-            pair_cfg=pair_cfg,
+    name = "train_multimodal"
+    cfg = run_stage(lambda: from_section(TrainMultimodalConfig, section(params, name), name))
+    loop = run_stage(lambda: loop_config(cfg.train, params["seed"]))
+    pairs = f"preprocess.{dataset}.pairs"  # other folds redraw their pairs the same way
+    pair_cfg = run_stage(lambda: from_section(PairConfig, section(params, pairs), pairs))
+    processed_dir = processed_dir or Path("data/processed") / dataset
+    ckpt_dir = ckpt_dir or Path("models/multimodal") / f"{model}_{dataset}"
+
+    def train(folder: Path, live: Path | None, fold: int | None, redraw: PairConfig | None):
+        return run_stage(
+            lambda: train_one(
+                model, dataset, cfg, loop, processed_dir, features_dir, folder, live, fold, redraw
+            )
         )
-    )
+
+    live = live_dir or Path("plots/train") / f"multimodal-{model}-{dataset}"
+    report = train(ckpt_dir, live, None, None)  # preprocessing's test fold, as written
+    reports, folders = {report["test_fold"]: report}, {report["test_fold"]: ckpt_dir}
+    if cfg.folds == "all":
+        clips = run_stage(lambda: read_table(processed_dir / "clips.csv", CLIP_COLUMNS))
+        for k in sorted(int(f) for f in clips.fold.unique()):
+            if k not in reports:
+                folders[k] = ckpt_dir / f"fold{k}"
+                reports[k] = train(folders[k], None, k, pair_cfg)
+        report["folds"] = {f"fold{k}": reports[k]["val"] for k in sorted(reports)}
+    if os.environ.get("RANK", "0") == "0":  # several processes: the main one writes
+        for k, fold_report in reports.items():
+            write_json(folders[k] / "train.json", fold_report)
     val = ", ".join(f"{k} {v:.3f}" for k, v in sorted(report["val"].items()))
     typer.echo(f"train_multimodal {model} {dataset}: best epoch {report['best_epoch']}: {val}")
-    if "cv" in report:
-        cv = report["cv"]
-        typer.echo(
-            f"  {cv['folds']} folds: accuracy {cv['accuracy_mean']:.3f} "
-            f"+- {cv['accuracy_std']:.3f}, uar {cv['uar_mean']:.3f} +- {cv['uar_std']:.3f}"
-        )
+    if len(reports) > 1:
+        scores = ", ".join(f"{reports[k]['val']['score']:.3f}" for k in sorted(reports))
+        typer.echo(f"  {len(reports)} folds, val/score per fold: {scores}")
     for item in report["skipped"][:20]:
         typer.echo(f"  skipped {item['path']}: {item['reason']}", err=True)
 

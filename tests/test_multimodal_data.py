@@ -6,16 +6,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from affectpipe.data.av_dataset import load_av_data
+from affectpipe.data.av_pairs import split_pairs, validate_pairs
 from affectpipe.data.labels import CREMAD_CLASSES, EMOTIONS
 from affectpipe.data.pairs import PAIR_COLUMNS, PairConfig
 from affectpipe.data.splits import fold_splits
 from affectpipe.features.store import FeatureWriter
 from affectpipe.problems import InputProblem, ProblemLog
-from affectpipe.train.multimodal import (
-    load_av_data,
-    split_pairs,
-    validate_pairs,
-)
 
 
 def write_fixture(

@@ -5,43 +5,49 @@ import pandas as pd
 import pytest
 import torch
 
+from affectpipe.config import from_section, load_params
+from affectpipe.data.av_dataset import PairDataset, check_labels
 from affectpipe.data.labels import CREMAD_CLASSES, EMOTION_ID
+from affectpipe.losses import IGNORE, LossConfig, av_loss, class_weights
 from affectpipe.models.multimodal import (
     FUSIONS,
     AVEmotionModel,
     AVModelConfig,
     CongruenceHead,
     ModalityProjector,
+    head_probabilities,
 )
 from affectpipe.problems import InputProblem, ProblemLog
-from affectpipe.train.multimodal import (
-    IGNORE,
-    LossConfig,
-    PairDataset,
-    av_loss,
-    check_labels,
-    class_weights,
-)
+from tests.pipeline_repo import REPO
 
 CREMAD = list(CREMAD_CLASSES)
 ABSENT = [EMOTION_ID["calm"], EMOTION_ID["surprised"]]
+LOSS = from_section(
+    LossConfig,
+    load_params(REPO / "params.yaml")["train_multimodal"]["loss"],
+    "train_multimodal.loss",
+)
+
+
+def config(**kw) -> AVModelConfig:
+    values = dict(
+        face_dim=12,
+        voice_dim=10,
+        hidden=16,
+        modality="fusion",
+        fusion="concat",
+        projector="linear",
+        congruence="agreement",
+        dropout=0.0,
+        attention_heads=2,
+        classes=CREMAD,
+    )
+    return AVModelConfig(**(values | kw))
 
 
 def tiny(modality="fusion", fusion="concat", classes=CREMAD, **kw):
     torch.manual_seed(0)
-    return AVEmotionModel(
-        AVModelConfig(
-            face_dim=12,
-            voice_dim=10,
-            hidden=16,
-            modality=modality,
-            fusion=fusion,
-            dropout=0.0,
-            attention_heads=2,
-            classes=list(classes),
-            **kw,
-        )
-    )
+    return AVEmotionModel(config(modality=modality, fusion=fusion, classes=list(classes), **kw))
 
 
 def batch(n=8, seed=0):
@@ -87,6 +93,26 @@ def test_baselines_have_only_their_modality_heads(modality, heads):
 def test_missing_modality_input_is_a_clear_error():
     with pytest.raises(ValueError, match="'audio' model needs voice features"):
         tiny("audio")(face=torch.randn(2, 12))
+    with pytest.raises(ValueError, match="'fusion' model needs face or voice features"):
+        tiny()()
+
+
+def test_fusion_model_given_one_modality_returns_that_modality_head_only():
+    model = tiny().eval()
+    face, voice = torch.randn(3, 12), torch.randn(3, 10)
+    both = model(face=face, voice=voice)
+    assert set(model(face=face)) == {"face_emotion"}
+    assert set(model(voice=voice)) == {"voice_emotion"}
+    assert torch.equal(model(face=face)["face_emotion"], both["face_emotion"])
+    assert torch.equal(model(voice=voice)["voice_emotion"], both["voice_emotion"])
+
+
+def test_head_probabilities_are_softmax_and_sigmoid_of_the_heads():
+    out = tiny().eval()(torch.randn(4, 12), torch.randn(4, 10))
+    probs = head_probabilities(out)
+    assert list(probs) == ["emotion", "face_emotion", "voice_emotion", "congruence"]
+    assert torch.allclose(probs["emotion"].sum(-1), torch.ones(4))
+    assert torch.equal(probs["congruence"], torch.sigmoid(out["congruence"]))
 
 
 def test_absent_cremad_classes_are_never_predicted_even_with_huge_bias():
@@ -106,7 +132,7 @@ def test_masked_classes_get_no_loss_and_no_gradient():
     out = model(b["face"], b["voice"])
     for v in out.values():
         v.retain_grad()
-    loss, _ = av_loss(out, b, LossConfig(), {})
+    loss, _ = av_loss(out, b, LOSS, {})
     loss.backward()
     assert torch.isfinite(loss)
     for head in ("emotion", "face_emotion", "voice_emotion"):
@@ -131,7 +157,7 @@ def test_class_mask_is_a_buffer_saved_in_the_state_dict():
 def test_each_head_receives_its_own_loss(term, own, others):
     model = tiny()
     b = batch()
-    _, parts = av_loss(model(b["face"], b["voice"]), b, LossConfig(), {})
+    _, parts = av_loss(model(b["face"], b["voice"]), b, LOSS, {})
     parts[term].backward()
 
     def grad(name):
@@ -148,7 +174,7 @@ def test_incongruent_pairs_do_not_train_the_fused_emotion_head():
     model = tiny()
     b = batch()
     b["emotion"][:] = IGNORE  # all pairs incongruent
-    loss, parts = av_loss(model(b["face"], b["voice"]), b, LossConfig(), {})
+    loss, parts = av_loss(model(b["face"], b["voice"]), b, LOSS, {})
     assert "emotion" not in parts and {"face_emotion", "voice_emotion", "congruence"} == set(parts)
 
 
@@ -235,7 +261,7 @@ def test_agreement_head_scores_agreeing_predictions_higher():
 def test_congruence_heads_train_on_their_loss(congruence):
     model = tiny(congruence=congruence)
     b = batch()
-    _, parts = av_loss(model(b["face"], b["voice"]), b, LossConfig(), {})
+    _, parts = av_loss(model(b["face"], b["voice"]), b, LOSS, {})
     parts["congruence"].backward()
     assert all(
         p.grad is not None and p.grad.abs().sum() > 0 for p in model.congruence_head.parameters()
@@ -245,4 +271,4 @@ def test_congruence_heads_train_on_their_loss(congruence):
 @pytest.mark.parametrize(("key", "value"), [("projector", "relu"), ("congruence", "cosine")])
 def test_unknown_projector_or_congruence_head_is_refused_by_name(key, value):
     with pytest.raises(ValueError, match=f"unknown .*'{value}'"):
-        AVModelConfig(**{key: value})
+        config(**{key: value})

@@ -1,17 +1,16 @@
-"""Training the multimodal models with the shared loop, inference and fold reports."""
+"""Training the multimodal models with the stage script, scoring them in evaluate, per fold."""
 
 import json
 
 import pytest
+import yaml
+from typer.testing import CliRunner
 
-from affectpipe.config import ConfigError
+from affectpipe.config import ConfigError, from_section
+from affectpipe.evaluate import evaluate_av_model, predict_av
 from affectpipe.features.store import StaleCacheError
-from affectpipe.train.multimodal import (
-    av_test_metrics,
-    multimodal_config,
-    predict_av,
-    train_multimodal,
-)
+from affectpipe.metrics import av_test_metrics
+from affectpipe.train.multimodal import TrainMultimodalConfig
 from tests.test_multimodal_data import write_fixture
 
 PARAMS = {
@@ -19,20 +18,38 @@ PARAMS = {
     "voice_features": "wav2vec2",
     "folds": "configured",
     "bad_input": "strict",
-    "model": {"hidden": 64, "fusion": "concat", "dropout": 0.1, "attention_heads": 4},
+    "model": {
+        "hidden": 64,
+        "fusion": "concat",
+        "projector": "linear",
+        "congruence": "agreement",
+        "dropout": 0.1,
+        "attention_heads": 4,
+    },
     "loss": {"w_emotion": 1.0, "w_modality": 0.5, "w_congruence": 0.5, "balance": "weights"},
     "train": {
         "batch_size": 32,
         "epochs": 25,
         "lr": 0.003,
         "weight_decay": 0.01,
-        "patience": 0,
         "warmup_frac": 0.05,
         "grad_clip": 1.0,
         "grad_accum": 1,
+        "patience": 0,
         "mixed_precision": "auto",
     },
 }
+PAIRS = {"ravdess": {"pairs": {"incongruent_ratio": 1.0, "hard_fraction": 0.5}}}
+
+
+def stage():
+    """The stage script as a module (it holds the fold loop)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("stage", "stages/train_multimodal.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 @pytest.fixture(scope="module")
@@ -44,30 +61,30 @@ def ravdess_like(tmp_path_factory):
 
 
 def run(root, modality, tmp_path, **over):
-    cfg = multimodal_config(PARAMS | over)
+    """Run the stage script on the fixture; returns (checkpoint folder, its train.json, output)."""
+    params = {"seed": 0, "train_multimodal": PARAMS | over, "preprocess": PAIRS}
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     ckpt = tmp_path / f"{modality}"
-    report = train_multimodal(
-        modality,
-        "ravdess",
-        cfg,
-        root / "processed",
-        root / "features",
-        ckpt,
-        tmp_path / f"live-{modality}",
-        seed=0,
-    )
-    return ckpt, report
+    args = [modality, "ravdess", "--processed-dir", str(root / "processed"),
+            "--features-dir", str(root / "features"), "--ckpt-dir", str(ckpt),
+            "--live-dir", str(tmp_path / f"live-{modality}"),
+            "--params", str(tmp_path / "params.yaml")]  # fmt: skip
+    result = CliRunner().invoke(stage().app, args)
+    assert result.exit_code == 0, result.output
+    return ckpt, json.loads((ckpt / "train.json").read_text()), result.output
 
 
 @pytest.mark.parametrize("modality", ["fusion", "audio", "video"])
 def test_each_model_learns_far_above_chance(ravdess_like, tmp_path, modality):
-    ckpt, report = run(ravdess_like, modality, tmp_path)
-    df = predict_av(ckpt, ravdess_like / "features", ravdess_like / "processed")
+    ckpt, report, output = run(ravdess_like, modality, tmp_path)
+    assert f"train_multimodal {modality} ravdess: best epoch {report['best_epoch']}" in output
+    frames, _ = predict_av(ckpt, ravdess_like / "features", ravdess_like / "processed")
+    df = frames["test"]
     m = av_test_metrics(df, list(range(8)))
     assert m["uar"] > 3 * m["chance_uar"], m
     assert (ckpt / "model.pt").is_file() and (ckpt / "train.json").is_file()
     assert (tmp_path / f"live-{modality}" / "metrics.json").is_file()
-    assert json.loads((ckpt / "train.json").read_text())["val"]["score"] == report["val"]["score"]
+    assert 0 <= report["val"]["score"] <= 1 and "folds" not in report
     if modality == "fusion":
         assert m["congruence_auc"] > 0.6 and {
             "face_emotion_pred",
@@ -80,7 +97,7 @@ def test_each_model_learns_far_above_chance(ravdess_like, tmp_path, modality):
 
 
 def test_predict_refuses_features_the_model_was_not_trained_on(ravdess_like, tmp_path):
-    ckpt, _ = run(ravdess_like, "audio", tmp_path, train=PARAMS["train"] | {"epochs": 1})
+    ckpt, _, _ = run(ravdess_like, "audio", tmp_path, train=PARAMS["train"] | {"epochs": 1})
     other = write_fixture(tmp_path / "other")
     feats = other / "features"
     (feats / "wav2vec2_fixture.h5").rename(feats / "wav2vec2_ravdess.h5")
@@ -93,80 +110,86 @@ def test_predict_refuses_features_the_model_was_not_trained_on(ravdess_like, tmp
         predict_av(ckpt, feats, ravdess_like / "processed")
 
 
-def test_all_folds_reports_mean_and_std(ravdess_like, tmp_path):
-    ckpt, report = run(
+def test_all_folds_trains_a_model_per_fold_and_evaluate_scores_them(ravdess_like, tmp_path):
+    ckpt, report, _ = run(
         ravdess_like, "video", tmp_path, folds="all", train=PARAMS["train"] | {"epochs": 8}
     )
-    cv = json.loads((ckpt / "cv.json").read_text())
-    assert cv["folds"] == 3 and set(cv["per_fold"]) == {"fold0", "fold1", "fold2"}
     assert (ckpt / "fold1/model.pt").is_file() and not (ckpt / "fold0").exists()
+    assert not (ckpt / "cv.json").exists()  # training never scores a test fold
+    assert set(report["folds"]) == {"fold0", "fold1", "fold2"}
+    assert report["folds"]["fold0"] == report["val"]
+    fold2 = json.loads((ckpt / "fold2/train.json").read_text())
+    assert fold2["test_fold"] == 2 and report["folds"]["fold2"] == fold2["val"]
+    plots = tmp_path / "plots"
+    for sub in ("av", "figures"):
+        (plots / sub).mkdir(parents=True)
+    feats, proc = ravdess_like / "features", ravdess_like / "processed"
+    result = evaluate_av_model("video", "ravdess", ckpt, feats, proc, plots)
+    cv = json.loads((plots / "av/video_ravdess_cv.json").read_text())
+    assert cv["folds"] == 3 and set(cv["per_fold"]) == {"fold0", "fold1", "fold2"}
+    for k in range(3):
+        frames, prov = predict_av(ckpt / f"fold{k}" if k else ckpt, feats, proc)
+        assert prov["test_fold"] == k
+        assert (
+            cv["per_fold"][f"fold{k}"]["accuracy"]
+            == av_test_metrics(frames["test"], list(range(8)))["accuracy"]
+        )
     accs = [f["accuracy"] for f in cv["per_fold"].values()]
     assert cv["accuracy_mean"] == pytest.approx(sum(accs) / 3)
-    assert cv["accuracy_std"] >= 0
+    assert result["cv"]["accuracy_mean"] == pytest.approx(cv["accuracy_mean"], abs=1e-6)
+    assert "per_fold" not in result["cv"] and result["test"]["accuracy"] == pytest.approx(
+        cv["per_fold"]["fold0"]["accuracy"], abs=1e-6
+    )
 
 
 @pytest.mark.parametrize(
     ("over", "message"),
     [
-        ({"folds": "some"}, "unknown folds 'some'"),
-        ({"model": {"hiden": 3}}, r"multimodal.model': unknown key\(s\) \['hiden'\]"),
-        ({"train": {"epochs": 3}}, r"missing key\(s\) \['batch_size'\]"),
-        ({"train": {"batch_size": 8, "lr_max": 1}}, r"unknown key.*lr_max"),
-        ({"loss": {"balance": "sampler"}}, "unknown balance 'sampler'"),
+        ({"folds": "some"}, r"train_multimodal.folds': Input should be 'configured' or 'all'"),
+        ({"model": PARAMS["model"] | {"hiden": 3}}, "unknown key 'train_multimodal.model.hiden'"),
+        ({"train": {"epochs": 3}}, "missing key 'train_multimodal.train.batch_size'"),
+        (
+            {"train": PARAMS["train"] | {"lr_max": 1}},
+            "unknown key 'train_multimodal.train.lr_max'",
+        ),
+        ({"loss": PARAMS["loss"] | {"balance": "sampler"}}, "train_multimodal.loss.balance'"),
     ],
 )
 def test_bad_params_fail_by_name(over, message):
-    with pytest.raises((ConfigError, ValueError), match=message):
-        multimodal_config(PARAMS | over)
+    with pytest.raises(ConfigError, match=message):
+        from_section(TrainMultimodalConfig, PARAMS | over, "train_multimodal")
 
 
-def test_stage_script_trains_from_params(ravdess_like, tmp_path):
-    import importlib.util
+def test_the_shipped_params_build_the_config():
+    from affectpipe.config import load_params
+    from tests.pipeline_repo import REPO
 
-    import yaml
-    from typer.testing import CliRunner
+    values = load_params(REPO / "params.yaml")["train_multimodal"]
+    cfg = from_section(TrainMultimodalConfig, values, "train_multimodal")
+    assert cfg.model.hidden == values["model"]["hidden"] and cfg.folds == values["folds"]
+    for key in values:  # deleting any line is an error naming the key
+        with pytest.raises(ConfigError, match=f"missing key 'train_multimodal.{key}'"):
+            less = {k: v for k, v in values.items() if k != key}
+            from_section(TrainMultimodalConfig, less, "train_multimodal")
 
-    spec = importlib.util.spec_from_file_location("stage", "stages/train_multimodal.py")
-    stage = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(stage)
-    params = {
-        "seed": 0,
-        "multimodal": PARAMS | {"train": PARAMS["train"] | {"epochs": 2}},
-        "preprocess": {"ravdess": {"pairs": {"incongruent_ratio": 1.0, "hard_fraction": 0.5}}},
-    }
+
+def test_stage_script_refuses_bad_params_in_one_line(tmp_path):
+    params = {"seed": 0, "train_multimodal": PARAMS | {"folds": "every"}, "preprocess": PAIRS}
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
-    args = [
-        "audio",
-        "ravdess",
-        "--processed-dir",
-        str(ravdess_like / "processed"),
-        "--features-dir",
-        str(ravdess_like / "features"),
-        "--ckpt-dir",
-        str(tmp_path / "ck"),
-        "--live-dir",
-        str(tmp_path / "live"),
-        "--params",
-        str(tmp_path / "params.yaml"),
-    ]
-    result = CliRunner().invoke(stage.app, args)
-    assert result.exit_code == 0, result.output
-    assert "train_multimodal audio ravdess: best epoch" in result.output
-    assert (tmp_path / "ck/model.pt").is_file()
-    params["multimodal"]["folds"] = "every"
-    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
-    result = CliRunner().invoke(stage.app, args)
-    assert result.exit_code == 1 and "unknown folds 'every'" in result.output
+    args = ["audio", "ravdess", "--params", str(tmp_path / "params.yaml")]
+    result = CliRunner().invoke(stage().app, args)
+    assert result.exit_code == 1 and "train_multimodal.folds" in result.output
 
 
 def test_checkpoint_without_projector_and_head_options_loads_as_the_mlp_variant(tmp_path):
     from dataclasses import asdict
 
     from affectpipe.models.checkpoint import save_checkpoint
-    from affectpipe.models.multimodal import AVEmotionModel, AVModelConfig
-    from affectpipe.train.multimodal import load_av_model
+    from affectpipe.models.load import load_av_model
+    from affectpipe.models.multimodal import AVEmotionModel
+    from tests.test_multimodal_model import config
 
-    cfg = AVModelConfig(face_dim=6, voice_dim=5, hidden=8, projector="mlp", congruence="mlp")
+    cfg = config(face_dim=6, voice_dim=5, hidden=8, projector="mlp", congruence="mlp")
     old = {k: v for k, v in asdict(cfg).items() if k not in ("projector", "congruence")}
     save_checkpoint(tmp_path, AVEmotionModel(cfg).state_dict(), old, {}, 0, {})
     model, _ = load_av_model(tmp_path)

@@ -286,7 +286,7 @@ def test_multimodal_stage_trains_in_two_processes(tmp_path, modality):
     params = {
         "seed": 0,
         "preprocess": {"ravdess": {"pairs": {"incongruent_ratio": 1.0, "hard_fraction": 0.5}}},
-        "multimodal": {**PARAMS, "train": {**PARAMS["train"], "epochs": 2}},
+        "train_multimodal": {**PARAMS, "train": {**PARAMS["train"], "epochs": 2}},
     }
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     log = launch(

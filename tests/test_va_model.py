@@ -3,11 +3,11 @@
 import pytest
 import torch
 
-from affectpipe.config import ConfigError
 from affectpipe.features.backbones import load_backbone
 from affectpipe.models.contrastive import ContrastivePretrainer, MemoryQueue
 from affectpipe.models.load import va_model_config
 from affectpipe.models.va import VAModel, resolve_blocks
+from affectpipe.problems import InputProblem
 from tests.va_configs import contrastive, model_config
 
 
@@ -101,7 +101,10 @@ def test_feature_dropout_acts_in_training_only():
 
 def test_unknown_pool_is_refused_by_name():
     record = {**model_config("lora", 8).record(), "pool": "mean"}
-    with pytest.raises(ConfigError, match=r"'ckpt: model': .*unknown pool 'mean'; valid: \["):
+    with pytest.raises(
+        InputProblem,
+        match=r"^ckpt: recorded VAModelConfig: 'model': unknown pool 'mean'; valid: \[",
+    ):
         va_model_config(record, "ckpt")
 
 
@@ -145,11 +148,11 @@ def test_checkpoint_state_skips_frozen_backbone_and_round_trips(tiny):
 
 def test_bad_config_is_refused_by_name():
     record = model_config("cached", 8).record()
-    with pytest.raises(ConfigError, match=r"unknown pipeline 'vit'; valid: \['lora'"):
+    with pytest.raises(InputProblem, match=r"unknown pipeline 'vit'; valid: \['lora'"):
         va_model_config({**record, "pipeline": "vit"}, "ckpt")
-    with pytest.raises(ConfigError, match=r"unknown key 'ckpt: model.heads'"):
+    with pytest.raises(InputProblem, match=r"^ckpt: .*unknown key 'model.heads'"):
         va_model_config({**record, "heads": 2}, "ckpt")
-    with pytest.raises(ConfigError, match=r"missing key 'ckpt: model.linear_path'"):
+    with pytest.raises(InputProblem, match=r"^ckpt: .*missing key 'model.linear_path'"):
         va_model_config({k: v for k, v in record.items() if k != "linear_path"}, "ckpt")
     with pytest.raises(ValueError, match=r"lora_blocks \[7\] out of range for 4 blocks"):
         resolve_blocks([7], 4)

@@ -99,23 +99,34 @@ def _problems(errors: list[Any], cls: Any, name: str) -> list[str]:
             problems.append(
                 f"unknown key '{key}'" + (f" (valid: {', '.join(valid)})" if valid else "")
             )
+        elif kind == "value_error":  # a section's own check (__post_init__) names the value
+            problems.append(f"'{key}': {errs[0]['msg'].removeprefix('Value error, ')}")
         else:
             wanted = " or ".join(dict.fromkeys(e["msg"] for e in errs))
             problems.append(f"'{key}': {wanted}, got {errs[0].get('input')!r}")
     return problems
 
 
-def from_section(cls: type[T], values: Any, name: str) -> T:
-    """Build params section `cls` from its mapping; a missing, unknown or mistyped key is a
-    `ConfigError` of one line naming every offending key."""
-    if not is_params_section(cls):
-        return _legacy_from_section(cls, values, name)
+def validate_section(cls: type[T], values: Any, name: str) -> T:
+    """`cls` from a mapping; a missing, unknown or mistyped key is a `ConfigError` naming every
+    offending key as `name.key`, and nothing else (the caller says where the mapping came from)."""
     if not isinstance(values, dict):
-        raise ConfigError(f"params.yaml: '{name}' must be a mapping, got {values!r}")
+        raise ConfigError(f"'{name}' must be a mapping, got {values!r}")
     try:
         return pydantic.TypeAdapter(cls).validate_python(values)
     except pydantic.ValidationError as e:
-        raise ConfigError("params.yaml: " + "; ".join(_problems(e.errors(), cls, name))) from None
+        raise ConfigError("; ".join(_problems(e.errors(), cls, name))) from None
+
+
+def from_section(cls: type[T], values: Any, name: str) -> T:
+    """Build params section `cls` from params.yaml's mapping at `name`: one line naming every
+    missing, unknown or mistyped key."""
+    if not is_params_section(cls):
+        return _legacy_from_section(cls, values, name)
+    try:
+        return validate_section(cls, values, name)
+    except ConfigError as e:
+        raise ConfigError(f"params.yaml: {e}") from None
 
 
 def _legacy_from_section(cls: type[T], values: dict[str, Any], name: str) -> T:

@@ -7,18 +7,24 @@ names such as `va.cached.test.ccc_mean` or `av.fusion.ravdess.test.congruence_au
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
+import torch
+from torch.utils.data import DataLoader
 
 from affectpipe import metrics, plots
+from affectpipe.data.av_dataset import load_av_data, pair_frame
+from affectpipe.data.av_pairs import dataset_classes
 from affectpipe.data.labels import EMOTIONS
+from affectpipe.data.pairs import PairConfig
+from affectpipe.models.load import load_av_model
+from affectpipe.models.multimodal import AVEmotionModel, head_probabilities
 from affectpipe.models.va import PIPELINE_TITLES
-from affectpipe.problems import write_json
+from affectpipe.problems import ProblemLog, write_json
 
 
 @dataclass(frozen=True)
@@ -97,17 +103,76 @@ def evaluate_va_variant(
     return _clean(report)
 
 
+def predict_av(
+    ckpt_dir: Path, features_dir: Path, processed_dir: Path, splits: tuple[str, ...] = ("test",)
+) -> tuple[dict[str, pd.DataFrame], dict[str, Any]]:
+    """Per split, one row per pair with true/predicted emotions, per-modality predictions, class
+    probabilities (`prob_<emotion>`), congruence probability/label and kind (see
+    `data.av_dataset.pair_frame`); and the checkpoint's provenance.
+
+    The pairs and features are those the checkpoint was trained against: same dataset, same
+    test fold, and feature files whose provenance matches (else `StaleCacheError`).
+    """
+    model, payload = load_av_model(Path(ckpt_dir))
+    prov = payload["provenance"]
+    data = load_av_data(
+        Path(processed_dir),
+        Path(features_dir) / prov["face_file"],
+        Path(features_dir) / prov["voice_file"],
+        model.cfg.classes,
+        ProblemLog("skip"),
+        prov["test_fold"],
+        PairConfig(**prov["pairs"]) if prov.get("pairs") else None,
+        prov.get("seed", 0),
+        expect={k: prov[k] for k in ("face_features", "voice_features")},
+    )
+    frames = {}
+    for split in splits:
+        if split not in data.splits:
+            raise ValueError(f"unknown split '{split}'; valid: {sorted(data.splits)}")
+        loader = DataLoader(data.splits[split], batch_size=256, shuffle=False)
+        df = pair_frame(data.splits[split], collect_outputs(model, loader))
+        frames[split] = df.assign(dataset=prov["dataset"], model=prov["modality"])
+    return frames, prov
+
+
+@torch.no_grad()
+def collect_outputs(model: AVEmotionModel, loader: DataLoader) -> dict[str, np.ndarray]:
+    """Head probabilities and pair index of every pair in `loader`, as NumPy arrays."""
+    model.eval()
+    rows: dict[str, list[np.ndarray]] = {}
+    for batch in loader:
+        probs = head_probabilities(model(face=batch["face"], voice=batch["voice"]))
+        for k, v in {**probs, "index": batch["index"]}.items():
+            rows.setdefault(k, []).append(v.cpu().numpy())
+    return {k: np.concatenate(v) for k, v in rows.items()}
+
+
+def cross_validate_av(
+    ckpt_dir: Path, test_frames: dict[int, pd.DataFrame], features_dir: Path,
+    processed_dir: Path, classes: list[int],
+) -> dict[str, Any]:  # fmt: skip
+    """Test metrics of every fold's model (`fold<k>/` beside the configured fold's, whose test
+    predictions `test_frames` already holds) and their mean and std across folds."""
+    frames = dict(test_frames)
+    for folder in sorted(p for p in ckpt_dir.glob("fold*") if p.is_dir()):
+        by_split, prov = predict_av(folder, features_dir, processed_dir)
+        frames[prov["test_fold"]] = by_split["test"]
+    return metrics.fold_summary(
+        {k: metrics.av_test_metrics(frames[k], classes) for k in sorted(frames)}
+    )
+
+
 def evaluate_av_model(
     model: str, dataset: str, ckpt_dir: Path, features_dir: Path, processed_dir: Path,
     plots_dir: Path,
 ) -> dict[str, Any]:  # fmt: skip
-    """Metrics of one audio-visual model on its test pairs; writes confusion data and ROC."""
-    from affectpipe.train.multimodal import av_test_metrics, majority_metrics, predict_av
-
-    test = predict_av(ckpt_dir, features_dir, processed_dir, split="test")
-    train = predict_av(ckpt_dir, features_dir, processed_dir, split="train")
+    """Metrics of one audio-visual model on its test pairs; writes confusion data and ROC; with a
+    model per fold (`train_multimodal.folds: all`), also the cross-validated figures."""
+    frames, prov = predict_av(ckpt_dir, features_dir, processed_dir, splits=("test", "train"))
+    test, train = frames["test"], frames["train"]
     classes = sorted(int(c) for c in set(train["face_emotion"]) | set(test["face_emotion"]))
-    report = av_test_metrics(test, classes) | majority_metrics(train, test, classes)
+    report = metrics.av_test_metrics(test, classes) | metrics.majority_metrics(train, test, classes)
     congruent = test[test["congruent"] == 1]
     plots.confusion_plot_data(
         congruent["emotion_true"].to_numpy(), congruent["emotion_pred"].to_numpy(), list(EMOTIONS)
@@ -120,9 +185,10 @@ def evaluate_av_model(
     result: dict[str, Any] = {
         "test": _clean({k: v for k, v in report.items() if not k.startswith("cm_")})
     }
-    cv_file = ckpt_dir / "cv.json"  # written when training ran every fold (`multimodal.folds: all`)
-    if cv_file.exists():
-        cv = json.loads(cv_file.read_text())
+    if any(p.is_dir() for p in ckpt_dir.glob("fold*")):  # training ran every fold
+        cv = cross_validate_av(ckpt_dir, {prov["test_fold"]: test}, features_dir, processed_dir,
+                               dataset_classes(dataset))  # fmt: skip
+        write_json(plots_dir / "av" / f"{model}_{dataset}_cv.json", cv)
         result["cv"] = _clean({k: v for k, v in cv.items() if k != "per_fold"})
     return result
 

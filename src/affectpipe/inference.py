@@ -176,16 +176,12 @@ class AVEngine:
     """Face, voice and fused emotion and congruence from `models/multimodal/<model>_<dataset>/`."""
 
     def __init__(self, ckpt_dir: Path, device: torch.device, settings: AVSettings | None = None):
-        from affectpipe.models.checkpoint import load_checkpoint
-        from affectpipe.models.multimodal import AVEmotionModel, AVModelConfig
+        from affectpipe.models.load import load_av_model
 
-        payload = load_checkpoint(ckpt_dir, map_location=device)
+        self.model, payload = load_av_model(ckpt_dir, map_location=device)
         self.source = Path(ckpt_dir)
         self.settings = settings or AVSettings()
         self.provenance = payload["provenance"]
-        cfg = AVModelConfig(**_dataclass_kwargs(AVModelConfig, payload["config"]))
-        self.model = AVEmotionModel(cfg).to(device).eval()
-        self.model.load_state_dict(payload["state_dict"])
         self.face = self.voice = None
         if self.model.uses_face:
             entry = backbone_provenance(self.provenance, "videomae", self.source)
@@ -216,18 +212,19 @@ class AVEngine:
     @torch.inference_mode()
     def __call__(self, face: torch.Tensor | None, voice: torch.Tensor | None) -> dict[str, Any]:
         """Probabilities (numpy) of every head the inputs allow: `emotion`, `face_emotion`,
-        `voice_emotion` (8,), `congruence` (scalar). The fused heads need both modalities."""
-        from affectpipe.models.multimodal import mask_logits
+        `voice_emotion` (8,), `congruence` (scalar). The fused heads need both modalities, and
+        only the fusion model has them (a baseline's `emotion` is its modality head)."""
+        from affectpipe.models.multimodal import head_probabilities
 
-        m, out = self.model, {}
-        if m.uses_face and face is not None:
-            logits = mask_logits(m.face_head(m.face_proj(face)), m.class_mask)
-            out["face_emotion"] = logits.float().softmax(-1)[0].cpu().numpy()
-        if m.uses_voice and voice is not None:
-            logits = mask_logits(m.voice_head(m.voice_proj(voice)), m.class_mask)
-            out["voice_emotion"] = logits.float().softmax(-1)[0].cpu().numpy()
-        if self.modality == "fusion" and face is not None and voice is not None:
-            res = m(face=face, voice=voice)
-            out["emotion"] = res["emotion"].float().softmax(-1)[0].cpu().numpy()
-            out["congruence"] = float(torch.sigmoid(res["congruence"].float())[0])
+        m = self.model
+        if not (m.uses_face and face is not None or m.uses_voice and voice is not None):
+            return {}
+        probs = head_probabilities(m(face=face, voice=voice))
+        out: dict[str, Any] = {
+            k: p[0].cpu().numpy()
+            for k, p in probs.items()
+            if k != "congruence" and (k != "emotion" or self.modality == "fusion")
+        }
+        if "congruence" in probs:
+            out["congruence"] = float(probs["congruence"][0])
         return out

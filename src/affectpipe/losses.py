@@ -1,5 +1,8 @@
 """Training losses as pure tensor functions (models return outputs; callers pick the loss).
 
+The VA models' contrastive and regression terms, and the multimodal models' emotion and
+congruence terms (`av_loss`).
+
 Contrastive terms follow MoCo (He et al. 2020) with multiple positives: for an anchor `i` and
 each of its positives `p`, the term is -log(exp(l_ip) / (exp(l_ip) + sum_n exp(l_in))), with
 `l = q.k / tau` and `n` running over the anchor's negatives only. Candidates that are neither
@@ -8,9 +11,14 @@ positive nor negative are left out of the denominator (they are ambiguous, not d
 
 from __future__ import annotations
 
+from typing import Literal, Protocol
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+
+from affectpipe.config import params_section
+from affectpipe.data.labels import N_EMOTIONS
 
 
 def masked_info_nce(logits: Tensor, pos: Tensor, neg: Tensor) -> Tensor:
@@ -137,3 +145,81 @@ def va_regression_loss(
     mse = F.mse_loss(p, y)
     ccc = ccc_per_dim(p, y).mean()
     return {"loss": w_mse * mse + w_ccc * (1 - ccc), "mse": mse, "ccc": ccc}
+
+
+# --- face/voice emotion and congruence (the multimodal models) ---------------------------------
+
+IGNORE = -100  # F.cross_entropy's ignore_index: the fused target of incongruent pairs
+
+
+@params_section
+class LossConfig:
+    """The `train_multimodal.loss` params: emotion CE + modality CEs + weighted congruence BCE."""
+
+    w_emotion: float  # fused emotion CE (congruent pairs)
+    w_modality: float  # face CE + voice CE (every pair)
+    w_congruence: float  # congruence BCE (every pair)
+    balance: Literal["weights", "none"]  # weights: inverse-frequency class weights | none
+
+
+class PairTargets(Protocol):
+    """The training targets `loss_weights` counts (a `data.av_dataset.PairDataset`)."""
+
+    emotion: Tensor
+    face_emotion: Tensor
+    voice_emotion: Tensor
+    congruent: Tensor
+
+    def __len__(self) -> int: ...
+
+
+def class_weights(targets: Tensor, classes: list[int]) -> Tensor:
+    """Inverse-frequency weights over the 8 ids: mean 1 over present classes, 0 for absent."""
+    t = targets[targets != IGNORE]
+    counts = torch.bincount(t, minlength=N_EMOTIONS).double()
+    w = torch.zeros(N_EMOTIONS, dtype=torch.float64)
+    idx = torch.tensor(classes)
+    seen = idx[counts[idx] > 0]
+    w[seen] = 1.0 / counts[seen]
+    w[seen] = w[seen] * len(seen) / w[seen].sum()
+    return w.float()
+
+
+def av_loss(
+    out: dict[str, Tensor], batch: dict[str, Tensor], cfg: LossConfig, weights: dict[str, Tensor]
+) -> tuple[Tensor, dict[str, Tensor]]:
+    """Weighted sum of the loss terms the model has heads for; returns (loss, weighted terms).
+
+    `weights` holds the class weights per head (`emotion`, `face_emotion`, `voice_emotion`) and
+    `pos_weight` for the congruence BCE (n_incongruent / n_congruent), each possibly absent.
+    """
+    parts: dict[str, Tensor] = {}
+    if "congruence" in out and (batch["emotion"] != IGNORE).any():
+        parts["emotion"] = cfg.w_emotion * F.cross_entropy(
+            out["emotion"], batch["emotion"], weight=weights.get("emotion"), ignore_index=IGNORE
+        )
+    for head in ("face_emotion", "voice_emotion"):
+        if head in out:
+            # baselines have only their modality head: it carries the whole emotion weight
+            w = cfg.w_modality if "congruence" in out else cfg.w_emotion
+            parts[head] = w * F.cross_entropy(out[head], batch[head], weight=weights.get(head))
+    if "congruence" in out:
+        parts["congruence"] = cfg.w_congruence * F.binary_cross_entropy_with_logits(
+            out["congruence"], batch["congruent"], pos_weight=weights.get("pos_weight")
+        )
+    loss = torch.stack(list(parts.values())).sum()
+    return loss, parts
+
+
+def loss_weights(train: PairTargets, classes: list[int], cfg: LossConfig) -> dict[str, Tensor]:
+    """Class weights per head and the congruence pos_weight, from the training pairs."""
+    if cfg.balance == "none":
+        return {}
+    n_pos = float(train.congruent.sum())
+    n_neg = float(len(train) - n_pos)
+    return {
+        "emotion": class_weights(train.emotion, classes),
+        "face_emotion": class_weights(train.face_emotion, classes),
+        "voice_emotion": class_weights(train.voice_emotion, classes),
+        "pos_weight": torch.tensor(n_neg / max(n_pos, 1.0)),
+    }

@@ -4,6 +4,10 @@ Regression (valence/arousal): CCC (Lin 1989) with population (1/N) moments, Pear
 RMSE, each either pooled over all frames (the AVEC/ABAW convention) or averaged over clips (a
 different number: it ignores between-clip offsets). Degenerate inputs (fewer than two values,
 or no variance at all) give NaN, as `audmetric.concordance_cc` does, never a silent 0 or 1.
+
+Classification (emotion, face/voice congruence): accuracy, UAR, F1 and ROC-AUC over the
+dataset's own classes, with chance and majority baselines; `av_test_metrics` flattens them for
+one table of pair predictions and `fold_summary` across speaker-independent folds.
 """
 
 from __future__ import annotations
@@ -11,7 +15,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
+import pandas as pd
 from sklearn import metrics as sk
+
+from affectpipe.data.labels import EMOTIONS
 
 ArrayLike = Sequence[float] | np.ndarray
 
@@ -221,3 +228,67 @@ def chance_baseline(y_test, classes) -> dict[str, float]:
         "uar": 1 / c,
         "macro_f1": float(f1.mean()),
     }
+
+
+# --- face/voice emotion and congruence: tables of pair predictions -----------------------------
+
+CV_KEYS: tuple[str, ...] = (
+    "accuracy",
+    "uar",
+    "macro_f1",
+    "weighted_f1",
+    "face_accuracy",
+    "voice_accuracy",
+    "congruence_accuracy",
+    "congruence_f1",
+    "congruence_auc",
+    "congruence_auc_easy",
+    "congruence_auc_hard",
+)
+
+
+def av_test_metrics(df: pd.DataFrame, classes: list[int]) -> dict[str, float]:
+    """Flat metrics of a `data.av_dataset.pair_frame`: fused emotion (congruent pairs),
+    per-modality emotion (all pairs: `face_*`, `voice_*`), congruence (overall, `_easy`,
+    `_hard`), confusion cells (`cm_<true>_<pred>`) and the chance baseline (`chance_*`; the
+    majority baseline needs training labels, see `majority_metrics`)."""
+    names = [EMOTIONS[c] for c in classes]
+    cong = df[df.congruent == 1]
+    out = emotion_metrics(cong.emotion_true, cong.emotion_pred, classes, names)
+    cm = confusion_matrix(cong.emotion_true, cong.emotion_pred, classes)
+    out |= {
+        f"cm_{names[i]}_{names[j]}": int(cm[i, j])
+        for i in range(len(classes))
+        for j in range(len(classes))
+    }
+    for head, short in (("face_emotion", "face"), ("voice_emotion", "voice")):
+        if f"{head}_pred" in df:
+            out[f"{short}_accuracy"] = accuracy(df[head], df[f"{head}_pred"])
+            out[f"{short}_uar"] = balanced_accuracy(df[head], df[f"{head}_pred"], classes)
+    if "congruence_prob" in df:
+        out |= congruence_metrics(df.congruent, df.congruence_prob, df.kind)
+    chance = chance_baseline(cong.emotion_true, classes)
+    out |= {f"chance_{k}": v for k, v in chance.items()}
+    out["n_pairs"], out["n_congruent"] = len(df), len(cong)
+    return {k: (None if isinstance(v, float) and np.isnan(v) else v) for k, v in out.items()}
+
+
+def majority_metrics(train: pd.DataFrame, test: pd.DataFrame, classes: list[int]) -> dict:
+    """Majority-class baseline of the fused emotion: train on congruent training pairs."""
+    tr, te = train[train.congruent == 1], test[test.congruent == 1]
+    base = majority_baseline(tr.face_emotion, te.face_emotion, classes)
+    return {f"majority_{k}": v for k, v in base.items()}
+
+
+def fold_summary(per_fold: dict[int, dict]) -> dict:
+    """Mean and (population) std across folds of the headline metrics, plus each fold's."""
+    out: dict = {"folds": len(per_fold)}
+    for key in CV_KEYS:
+        values = [m[key] for m in per_fold.values() if m.get(key) is not None]
+        if values:
+            out[f"{key}_mean"] = float(np.mean(values))
+            out[f"{key}_std"] = float(np.std(values))
+    out["per_fold"] = {
+        f"fold{k}": {key: m.get(key) for key in CV_KEYS if key in m} for k, m in per_fold.items()
+    }
+    return out

@@ -86,7 +86,7 @@ def render(metrics_dir: Path) -> str:
         if cv_rows:
             parts.append(
                 "The same models cross-validated over every speaker-independent fold "
-                "(mean ± std across folds; `multimodal.folds: all`):\n\n"
+                "(mean ± std across folds; `train_multimodal.folds: all`):\n\n"
                 + _table(["model / dataset", "folds"] + list(CV_COLUMNS.values()), cv_rows)
             )
     return "\n\n".join(parts) if parts else "No metrics yet: run `make repro`."

@@ -5,27 +5,33 @@ Models that run a pretrained backbone (or were trained on its features) record t
 spec and config hash; the backbone is loaded from the spec and must hash the same, else
 `ProvenanceMismatch`: predictions always use exactly the encoder the heads were trained on.
 
-Configs are rebuilt through `from_section`, so a foreign or damaged record is one line naming the
-key. Keys that older checkpoints lack are filled explicitly, in one table per model
-(`VA_MODEL_ADDED_KEYS`), with the value those older models were built with.
+Recorded configs are rebuilt by `saved_config`, so a foreign or damaged record is one line naming
+the file and the key. Keys that older checkpoints lack are filled explicitly, in one table per
+model (`VA_MODEL_ADDED_KEYS`, `AV_MODEL_ADDED_KEYS`), with the values those older models had.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 
-from affectpipe.config import from_section
+from affectpipe.config import ConfigError, is_params_section, validate_section
 from affectpipe.features.backbones import Backbone, load_backbone
-from affectpipe.models.checkpoint import load_checkpoint
+from affectpipe.models.checkpoint import MODEL_FILE, load_checkpoint
+from affectpipe.models.multimodal import AVEmotionModel, AVModelConfig
 from affectpipe.models.va import VAModel, VAModelConfig
 from affectpipe.problems import InputProblem
+
+T = TypeVar("T")
 
 # VA model config keys added after the first checkpoints, with the behaviour those had:
 # no dropout on frame features, the CLS token as the frame feature.
 VA_MODEL_ADDED_KEYS: dict[str, Any] = {"feature_dropout": 0.0, "pool": "cls"}
+# AV model config keys added later: the first checkpoints had the GELU projector and MLP head.
+AV_MODEL_ADDED_KEYS: dict[str, Any] = {"projector": "mlp", "congruence": "mlp"}
 
 
 class ProvenanceMismatch(ValueError):
@@ -61,9 +67,29 @@ def load_checked_backbone(
     return check_backbone(load_backbone(entry["backbone"], entry["spec"], device), entry, source)
 
 
+def saved_config(cls: type[T], values: dict[str, Any], source: Path | str) -> T:
+    """`cls` from a checkpoint's recorded config; a mismatch is an `InputProblem` naming the file
+    and every offending key."""
+    if is_params_section(cls):
+        try:
+            return validate_section(cls, values, "model")
+        except ConfigError as e:
+            raise InputProblem(source, f"recorded {cls.__name__}: {e}") from None
+    names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    unknown, missing = sorted(set(values) - names), sorted(names - set(values))
+    if unknown or missing:
+        raise InputProblem(
+            source, f"recorded {cls.__name__} has unknown key(s) {unknown}, lacks {missing}"
+        )
+    try:
+        return cls(**values)
+    except (TypeError, ValueError) as e:
+        raise InputProblem(source, f"recorded {cls.__name__} is invalid: {e}") from None
+
+
 def va_model_config(recorded: dict[str, Any], source: Path | str) -> VAModelConfig:
     """A recorded VA model config, older records completed from `VA_MODEL_ADDED_KEYS`."""
-    return from_section(VAModelConfig, {**VA_MODEL_ADDED_KEYS, **recorded}, f"{source}: model")
+    return saved_config(VAModelConfig, {**VA_MODEL_ADDED_KEYS, **recorded}, source)
 
 
 def build_va_model(
@@ -103,3 +129,16 @@ def load_va_model(
     the checkpoint payload)."""
     ckpt = load_checkpoint(ckpt_dir, map_location=device)
     return va_model_from(ckpt, ckpt_dir, device), ckpt
+
+
+def load_av_model(
+    ckpt_dir: Path, map_location: str | torch.device = "cpu"
+) -> tuple[AVEmotionModel, dict[str, Any]]:
+    """Rebuild a trained face/voice model; returns (model in eval mode on `map_location`,
+    checkpoint payload with its config and provenance)."""
+    payload = load_checkpoint(ckpt_dir, map_location=map_location)
+    config = AV_MODEL_ADDED_KEYS | payload["config"]
+    cfg = saved_config(AVModelConfig, config, Path(ckpt_dir) / MODEL_FILE)
+    model = AVEmotionModel(cfg).to(map_location)
+    model.load_state_dict(payload["state_dict"])
+    return model.eval(), payload

@@ -16,33 +16,74 @@ and never count in the loss.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass
+from typing import Literal, get_args
 
 import torch
 from torch import nn
 
+from affectpipe.config import params_section
 from affectpipe.data.labels import N_EMOTIONS
 
-MODALITIES: tuple[str, ...] = ("fusion", "audio", "video")
-FUSIONS: tuple[str, ...] = ("concat", "gated", "attention")
-PROJECTORS: tuple[str, ...] = ("linear", "mlp")
-CONGRUENCE_HEADS: tuple[str, ...] = ("agreement", "mlp")
+Modality = Literal["fusion", "audio", "video"]
+Fusion = Literal["concat", "gated", "attention"]
+Projector = Literal["linear", "mlp"]
+CongruenceKind = Literal["agreement", "mlp"]
+MODALITIES: tuple[str, ...] = get_args(Modality)
+FUSIONS: tuple[str, ...] = get_args(Fusion)
+PROJECTORS: tuple[str, ...] = get_args(Projector)
+CONGRUENCE_HEADS: tuple[str, ...] = get_args(CongruenceKind)
+EMOTION_HEADS: tuple[str, ...] = ("emotion", "face_emotion", "voice_emotion")
 
 
-@dataclass
+@params_section
+class AVModelParams:
+    """The `train_multimodal.model` params: the architecture, shared by the three variants."""
+
+    hidden: int  # width of each projected modality and of the fused representation
+    fusion: Fusion  # concat | gated | attention
+    projector: Projector  # linear | mlp (Linear -> GELU): the per-modality projection
+    congruence: CongruenceKind  # agreement (scaled log-agreement) | mlp (fused + probs)
+    dropout: float
+    attention_heads: int  # attention fusion only
+
+
+@dataclass(frozen=True)
 class AVModelConfig:
-    """Sizes and variant of an `AVEmotionModel`; saved inside every checkpoint."""
+    """Sizes and variant of an `AVEmotionModel`; saved inside every checkpoint (in this order).
 
-    face_dim: int = 768  # VideoMAE-base clip embedding size (set from the feature file)
-    voice_dim: int = 768  # wav2vec2-base utterance embedding size
-    hidden: int = 512  # width of each projected modality and of the fused representation
-    modality: str = "fusion"  # fusion | audio | video
-    fusion: str = "concat"  # concat | gated | attention
-    projector: str = "linear"  # linear | mlp (Linear -> GELU): the per-modality projection
-    congruence: str = "agreement"  # agreement (scaled log-agreement) | mlp (fused + probs)
-    dropout: float = 0.2
-    attention_heads: int = 4  # attention fusion only
-    classes: list[int] = field(default_factory=lambda: list(range(N_EMOTIONS)))
+    Built by `from_params` for training, or from a checkpoint's saved config by
+    `affectpipe.models.load.load_av_model`.
+    """
+
+    face_dim: int  # clip embedding sizes, from the feature files
+    voice_dim: int
+    hidden: int
+    modality: str  # fusion | audio | video
+    fusion: str
+    projector: str
+    congruence: str
+    dropout: float
+    attention_heads: int
+    classes: list[int]  # the dataset's emotion ids; the others are masked
+
+    @classmethod
+    def from_params(
+        cls,
+        params: AVModelParams,
+        modality: str,
+        face_dim: int,
+        voice_dim: int,
+        classes: list[int],
+    ) -> AVModelConfig:
+        """The config of one variant: dims from the features, the rest from params."""
+        return cls(
+            face_dim=face_dim,
+            voice_dim=voice_dim,
+            modality=modality,
+            classes=list(classes),
+            **asdict(params),
+        )
 
     def __post_init__(self) -> None:
         if self.modality not in MODALITIES:
@@ -208,10 +249,11 @@ class CongruenceHead(nn.Module):
 class AVEmotionModel(nn.Module):
     """Fusion model or single-modality baseline on (face, voice) clip embeddings.
 
-    `forward(face, voice)` takes (B, face_dim) and (B, voice_dim) tensors (either may be None when
-    the variant does not use it) and returns a dict: `emotion` (B, C) masked logits, `embedding`
-    (B, H), and where the variant has them `face_emotion`, `voice_emotion` (B, C) and
-    `congruence` (B,) logits. C is always 8 (the unified label set); absent classes are masked.
+    `forward(face, voice)` takes (B, face_dim) and (B, voice_dim) tensors, either possibly None,
+    and returns a dict: `emotion` (B, C) masked logits, `embedding` (B, H), and where the variant
+    has them `face_emotion`, `voice_emotion` (B, C) and `congruence` (B,) logits; given one
+    modality only, the fusion model returns that modality's head. C is always 8 (the unified
+    label set); absent classes are masked.
     """
 
     def __init__(self, cfg: AVModelConfig):
@@ -247,27 +289,42 @@ class AVEmotionModel(nn.Module):
     def forward(
         self, face: torch.Tensor | None = None, voice: torch.Tensor | None = None
     ) -> dict[str, torch.Tensor]:
+        """Every head the given inputs allow: a modality head needs its input, the fused heads
+        (fusion's `emotion`, `congruence`, `embedding`) need both. Inputs the variant does not
+        use are ignored; none it can use is an error."""
         out: dict[str, torch.Tensor] = {}
-        if self.uses_face:
-            if face is None:
-                raise ValueError(f"the '{self.cfg.modality}' model needs face features")
+        f = v = None
+        if self.uses_face and face is not None:
             f = self.face_proj(face)  # (B, H)
             out["face_emotion"] = mask_logits(self.face_head(f), self.class_mask)
-        if self.uses_voice:
-            if voice is None:
-                raise ValueError(f"the '{self.cfg.modality}' model needs voice features")
+        if self.uses_voice and voice is not None:
             v = self.voice_proj(voice)  # (B, H)
             out["voice_emotion"] = mask_logits(self.voice_head(v), self.class_mask)
+        if not out:
+            needs = {"fusion": "face or voice", "video": "face", "audio": "voice"}
+            raise ValueError(
+                f"the '{self.cfg.modality}' model needs {needs[self.cfg.modality]} features"
+            )
         if self.cfg.modality == "fusion":
-            z = self.fusion(f, v)  # (B, H)
-            out["emotion"] = mask_logits(self.emotion_head(z), self.class_mask)
-            # detached: the congruence loss does not bend the emotion heads towards agreeing
-            p_face = out["face_emotion"].detach().softmax(-1)
-            p_voice = out["voice_emotion"].detach().softmax(-1)
-            out["congruence"] = self.congruence_head(z, p_face, p_voice)
-            out["embedding"] = z
+            if f is not None and v is not None:
+                z = self.fusion(f, v)  # (B, H)
+                out["emotion"] = mask_logits(self.emotion_head(z), self.class_mask)
+                # detached: the congruence loss does not bend the emotion heads towards agreeing
+                p_face = out["face_emotion"].detach().softmax(-1)
+                p_voice = out["voice_emotion"].detach().softmax(-1)
+                out["congruence"] = self.congruence_head(z, p_face, p_voice)
+                out["embedding"] = z
         elif self.cfg.modality == "video":
             out["emotion"], out["embedding"] = out["face_emotion"], f
         else:
             out["emotion"], out["embedding"] = out["voice_emotion"], v
         return out
+
+
+def head_probabilities(out: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Probabilities of the heads in a `forward` output, in float32: each emotion head's softmax
+    (B, 8) and the congruence sigmoid (B,), under the heads' own names."""
+    probs = {k: out[k].float().softmax(-1) for k in EMOTION_HEADS if k in out}
+    if "congruence" in out:
+        probs["congruence"] = torch.sigmoid(out["congruence"].float())
+    return probs

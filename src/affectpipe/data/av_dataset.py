@@ -1,0 +1,193 @@
+"""Face/voice pairs as tensors: cached clip embeddings joined to the pair tables, per split.
+
+Samples are the congruence pairs of `data/processed/<ds>/pairs.csv`: the face embedding of
+`face_clip` (VideoMAE) with the voice embedding of `voice_clip` (wav2vec2). Targets per pair:
+- `face_emotion` / `voice_emotion` for the per-modality heads, on every pair;
+- the fused `emotion` only on congruent pairs: an incongruent pair has no single true emotion (the
+  face says one thing, the voice another), so its fused target is ignored (`losses.IGNORE`) and
+  it teaches the model through the per-modality heads and the congruence head only;
+- `congruent` (1/0) for the congruence head, on every pair.
+No backbone runs here: the embeddings are read once from the HDF5 feature store.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from torch.utils.data import Dataset
+
+from affectpipe.data.av_pairs import (
+    CLIP_COLUMNS,
+    read_table,
+    split_pairs,
+    validate_pairs,
+)
+from affectpipe.data.labels import EMOTIONS
+from affectpipe.data.pairs import PAIR_COLUMNS, PairConfig
+from affectpipe.data.splits import configured_test_fold
+from affectpipe.features.store import open_features
+from affectpipe.losses import IGNORE
+from affectpipe.problems import InputProblem, ProblemLog
+
+PROVENANCE_KEYS = ("backbone", "spec", "config_hash", "preprocessing", "source_settings")
+
+
+def load_clip_embeddings(
+    path: Path, clip_ids: set[str], log: ProblemLog, expect: dict | None = None
+) -> dict[str, np.ndarray]:
+    """One vector per clip from a feature file: rows are mean-pooled ((n, dim) -> (dim,)).
+
+    `expect` (provenance attributes, e.g. from a checkpoint) refuses features made otherwise.
+    """
+    out: dict[str, np.ndarray] = {}
+    with open_features(path, expect) as reader:
+        available = set(reader.clip_ids)
+        for clip_id in sorted(clip_ids):
+            if clip_id not in available:
+                log.report(InputProblem(path, f"no features for clip '{clip_id}'"))
+                continue
+            out[clip_id] = np.asarray(reader[clip_id], dtype=np.float32).mean(axis=0)
+    return out
+
+
+class PairDataset(Dataset):
+    """(face, voice) embedding pairs with their four targets, held as tensors."""
+
+    def __init__(
+        self,
+        pairs: pd.DataFrame,
+        face: dict[str, np.ndarray],
+        voice: dict[str, np.ndarray],
+        log: ProblemLog,
+        source: str = "pairs.csv",
+    ):
+        keep = []
+        for row in pairs.itertuples(index=False):
+            lacking = [c for c, d in ((row.face_clip, face), (row.voice_clip, voice)) if c not in d]
+            if lacking:
+                log.report(
+                    InputProblem(
+                        source,
+                        f"pair {row.face_clip}+{row.voice_clip} skipped: no features for {lacking}",
+                    )
+                )
+            else:
+                keep.append(row)
+        self.pairs = pd.DataFrame(keep, columns=pairs.columns).reset_index(drop=True)
+        p = self.pairs
+        dim_f = next(iter(face.values())).shape[-1] if face else 0
+        dim_v = next(iter(voice.values())).shape[-1] if voice else 0
+        self.face = torch.from_numpy(
+            np.stack([face[c] for c in p.face_clip]) if len(p) else np.zeros((0, dim_f), np.float32)
+        )
+        self.voice = torch.from_numpy(
+            np.stack([voice[c] for c in p.voice_clip])
+            if len(p)
+            else np.zeros((0, dim_v), np.float32)
+        )
+        self.face_emotion = torch.as_tensor(p.face_emotion.to_numpy(copy=True), dtype=torch.long)
+        self.voice_emotion = torch.as_tensor(p.voice_emotion.to_numpy(copy=True), dtype=torch.long)
+        self.congruent = torch.as_tensor(p.congruent.to_numpy(copy=True), dtype=torch.float32)
+        self.emotion = torch.where(self.congruent > 0, self.face_emotion, IGNORE)
+
+    def __len__(self) -> int:
+        return len(self.pairs)
+
+    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+        return {
+            "face": self.face[i],
+            "voice": self.voice[i],
+            "emotion": self.emotion[i],
+            "face_emotion": self.face_emotion[i],
+            "voice_emotion": self.voice_emotion[i],
+            "congruent": self.congruent[i],
+            "index": torch.tensor(i),
+        }
+
+
+def check_labels(dataset: PairDataset, classes: list[int], source: str) -> None:
+    """Every emotion label must be one of the dataset's classes (no silent masking of targets)."""
+    labels = torch.cat([dataset.face_emotion, dataset.voice_emotion]).unique().tolist()
+    bad = sorted(set(labels) - set(classes))
+    if bad:
+        raise InputProblem(source, f"emotion ids {bad} are not among the classes {classes}")
+
+
+@dataclass
+class AVData:
+    """Everything one training run reads: pair datasets per split and provenance."""
+
+    splits: dict[str, PairDataset]
+    classes: list[int]
+    dims: tuple[int, int]
+    test_fold: int
+    dropped_pairs: int
+    provenance: dict
+
+
+def load_av_data(
+    processed_dir: Path,
+    face_path: Path,
+    voice_path: Path,
+    classes: list[int],
+    log: ProblemLog,
+    test_fold: int | None = None,
+    pair_cfg: PairConfig | None = None,
+    seed: int = 0,
+    expect: dict[str, dict] | None = None,
+) -> AVData:
+    """Read manifests and cached embeddings; build the per-split pair datasets.
+
+    `test_fold` None (or preprocessing's own test fold) uses `pairs.csv` as written; another
+    fold re-splits by actor fold and redraws pairs with `pair_cfg` (see `split_pairs`).
+    """
+    clips = read_table(processed_dir / "clips.csv", CLIP_COLUMNS)
+    pairs = read_table(processed_dir / "pairs.csv", PAIR_COLUMNS)
+    validate_pairs(clips, pairs, processed_dir / "pairs.csv")
+    fold = configured_test_fold(clips) if test_fold is None else test_fold
+    own = fold == configured_test_fold(clips)
+    by_split, dropped = split_pairs(clips, pairs, None if own else fold, pair_cfg, seed)
+    used = pd.concat(by_split.values())
+    needed_f, needed_v = set(used.face_clip), set(used.voice_clip)
+    expect = expect or {}
+    face = load_clip_embeddings(face_path, needed_f, log, expect.get("face_features"))
+    voice = load_clip_embeddings(voice_path, needed_v, log, expect.get("voice_features"))
+    splits = {
+        s: PairDataset(p, face, voice, log, str(processed_dir / "pairs.csv"))
+        for s, p in by_split.items()
+    }
+    for s, ds in splits.items():
+        check_labels(ds, classes, str(processed_dir / "pairs.csv"))
+        if len(ds) == 0:
+            raise InputProblem(processed_dir / "pairs.csv", f"no usable pairs in split '{s}'")
+    dims = (splits["train"].face.shape[1], splits["train"].voice.shape[1])
+    provenance = {}
+    for name, path in (("face", face_path), ("voice", voice_path)):
+        with open_features(path) as r:
+            provenance[f"{name}_features"] = {
+                k: r.attrs[k] for k in PROVENANCE_KEYS if k in r.attrs
+            }
+    return AVData(splits, list(classes), dims, fold, dropped, provenance)
+
+
+def pair_frame(dataset: PairDataset, outputs: dict[str, np.ndarray]) -> pd.DataFrame:
+    """One row per pair: ids, kind, true labels, predictions and class probabilities.
+
+    `outputs` holds the model's `head_probabilities` per pair and each pair's dataset `index`.
+    """
+    df = dataset.pairs.iloc[outputs["index"].astype(np.int64)].reset_index(drop=True).copy()
+    df["emotion_true"] = np.where(df.congruent == 1, df.face_emotion, IGNORE)
+    df["emotion_pred"] = outputs["emotion"].argmax(1)
+    for head in ("face_emotion", "voice_emotion"):
+        if head in outputs:
+            df[f"{head}_pred"] = outputs[head].argmax(1)
+    for c, name in enumerate(EMOTIONS):
+        df[f"prob_{name}"] = outputs["emotion"][:, c]
+    if "congruence" in outputs:
+        df["congruence_prob"] = outputs["congruence"]
+        df["congruence_pred"] = (outputs["congruence"] >= 0.5).astype(int)
+    return df
