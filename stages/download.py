@@ -16,11 +16,11 @@ app = typer.Typer(add_completion=False)
 @app.command()
 def main(
     dataset: str = typer.Argument(..., help="afewva | ravdess | cremad"),
-    out_dir: Path = typer.Option(None, help="default: data/raw/<dataset>"),
+    out_dir: Path = typer.Option(..., help="the raw dataset folder to fill"),
     params_file: Path = typer.Option(Path("params.yaml"), "--params"),
 ) -> None:
     params = load_params(params_file)
-    out = out_dir or Path("data/raw") / dataset
+    out = out_dir
 
     def work() -> None:
         module, name = dataset_module(dataset), f"download.{dataset}"

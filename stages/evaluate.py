@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 
 from affectpipe.config import from_section, load_params, section
-from affectpipe.evaluate import EvaluateConfig, VAModelInputs, evaluate_all
+from affectpipe.evaluate import AVModelInputs, EvaluateConfig, VAModelInputs, evaluate_all
 from affectpipe.results import fmt, update_readme
 from affectpipe.stage import run_stage
 
@@ -25,16 +25,29 @@ def va_models(specs: list[str]) -> dict[str, VAModelInputs]:
     return out
 
 
+def av_models(specs: list[str]) -> list[AVModelInputs]:
+    """`model:dataset:checkpoint` options -> inputs, in the order given."""
+    out = []
+    for spec in specs:
+        parts = spec.split(":")
+        if len(parts) != 3:
+            raise typer.BadParameter(f"'{spec}': expected model:dataset:checkpoint")
+        out.append(AVModelInputs(parts[0], parts[1], Path(parts[2])))
+    return out
+
+
 @app.command()
 def main(
     va: list[str] = typer.Option(
         ..., help="a VA model to score, variant:checkpoint:features (repeat per variant)"
     ),
-    models_dir: Path = typer.Option(Path("models")),
-    features_dir: Path = typer.Option(Path("data/features")),
-    processed_dir: Path = typer.Option(Path("data/processed")),
-    metrics_dir: Path = typer.Option(Path("metrics")),
-    plots_dir: Path = typer.Option(Path("plots")),
+    av: list[str] = typer.Option(
+        ..., help="an AV model to score, model:dataset:checkpoint (repeat per model)"
+    ),
+    features_dir: Path = typer.Option(..., help="the feature stores the AV checkpoints name"),
+    processed_dir: Path = typer.Option(..., help="holds afewva/frames.csv and <dataset>/"),
+    metrics_dir: Path = typer.Option(..., help="va.json and av.json go here"),
+    plots_dir: Path = typer.Option(..., help="va/, av/ and figures/ go here"),
     readme: Path = typer.Option(None, help="also refresh this README's results block"),
     params_file: Path = typer.Option(Path("params.yaml"), "--params"),
 ) -> None:
@@ -42,7 +55,7 @@ def main(
     cfg = run_stage(lambda: from_section(EvaluateConfig, section(params, "evaluate"), "evaluate"))
     results = run_stage(
         lambda: evaluate_all(
-            cfg, va_models(va), models_dir, features_dir, processed_dir, metrics_dir, plots_dir
+            cfg, va_models(va), av_models(av), features_dir, processed_dir, metrics_dir, plots_dir
         )  # fmt: skip
     )
     for variant, scores in results["va"].items():

@@ -20,8 +20,8 @@ app = typer.Typer(add_completion=False)
 def main(
     backbone: str = typer.Argument(..., help="clip | videomae | wav2vec2"),
     dataset: str = typer.Argument(..., help="afewva | ravdess | cremad"),
-    in_dir: Path = typer.Option(None, help="default: data/processed/<dataset>"),
-    out_dir: Path = typer.Option(Path("data/features")),
+    in_dir: Path = typer.Option(..., help="the processed dataset folder"),
+    out_dir: Path = typer.Option(..., help="<backbone>_<dataset>.h5 goes here"),
     params_file: Path = typer.Option(Path("params.yaml"), "--params"),
 ) -> None:
     params = load_params(params_file)
@@ -33,7 +33,7 @@ def main(
         lambda: extract_features(
             backbone,
             dataset,
-            in_dir or Path("data/processed") / dataset,
+            in_dir,
             out,
             cfg,
             compute,

@@ -26,18 +26,17 @@ def summary(report: dict) -> str:
 @app.command()
 def main(
     dataset: str = typer.Argument(..., help="afewva | ravdess | cremad"),
-    raw_dir: Path = typer.Option(None, help="default: data/raw/<dataset>"),
-    out_dir: Path = typer.Option(None, help="default: data/processed/<dataset>"),
+    raw_dir: Path = typer.Option(..., help="the download stage's folder"),
+    out_dir: Path = typer.Option(..., help="the processed dataset folder to write"),
     params_file: Path = typer.Option(Path("params.yaml"), "--params"),
 ) -> None:
     params = load_params(params_file)
-    raw = raw_dir or Path("data/raw") / dataset
-    out = out_dir or Path("data/processed") / dataset
+    raw, out = raw_dir, out_dir
 
     def work() -> dict:
         module, name = dataset_module(dataset), f"preprocess.{dataset}"
         cfg = from_section(module.PreprocessConfig, section(params, name), name)
-        return module.preprocess(cfg, raw, out, seed=params["seed"])
+        return module.preprocess(cfg, raw, out, seed=section(params, "seed"))
 
     report = run_stage(work)
     skipped = report.get("skipped", [])

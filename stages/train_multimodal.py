@@ -1,6 +1,6 @@
 """Stage `train_multimodal`: cached face/voice embeddings -> a fusion or single-modality model.
 
-python stages/train_multimodal.py fusion ravdess   # or audio | video, cremad
+dvc repro train_multimodal@fusion-ravdess   # dvc.yaml gives every path; or audio | video, cremad
 
 The model of preprocessing's test fold goes to the top of `--ckpt-dir`; with
 `train_multimodal.folds: all` the model of every other fold k goes to `fold<k>/`. Each folder
@@ -29,20 +29,18 @@ app = typer.Typer(add_completion=False)
 def main(
     model: str = typer.Argument(..., help=" | ".join(MODALITIES)),
     dataset: str = typer.Argument(..., help="ravdess | cremad"),
-    processed_dir: Path = typer.Option(None, help="default: data/processed/<dataset>"),
-    features_dir: Path = typer.Option(Path("data/features")),
-    ckpt_dir: Path = typer.Option(None, help="default: models/multimodal/<model>_<dataset>"),
-    live_dir: Path = typer.Option(None, help="default: plots/train/multimodal-<model>-<dataset>"),
+    processed_dir: Path = typer.Option(..., help="the dataset's clips.csv and pairs.csv"),
+    features_dir: Path = typer.Option(..., help="holds <face|voice_features>_<dataset>.h5"),
+    ckpt_dir: Path = typer.Option(..., help="checkpoint folder (fold<k>/ inside)"),
+    live_dir: Path = typer.Option(..., help="dvclive folder"),
     params_file: Path = typer.Option(Path("params.yaml"), "--params"),
 ) -> None:
     params = load_params(params_file)
     name = "train_multimodal"
     cfg = run_stage(lambda: from_section(TrainMultimodalConfig, section(params, name), name))
-    loop = run_stage(lambda: loop_config(cfg.train, params["seed"]))
+    loop = run_stage(lambda: loop_config(cfg.train, section(params, "seed")))
     pairs = f"preprocess.{dataset}.pairs"  # other folds redraw their pairs the same way
     pair_cfg = run_stage(lambda: from_section(PairConfig, section(params, pairs), pairs))
-    processed_dir = processed_dir or Path("data/processed") / dataset
-    ckpt_dir = ckpt_dir or Path("models/multimodal") / f"{model}_{dataset}"
 
     def train(folder: Path, live: Path | None, fold: int | None, redraw: PairConfig | None):
         return run_stage(
@@ -51,8 +49,7 @@ def main(
             )
         )
 
-    live = live_dir or Path("plots/train") / f"multimodal-{model}-{dataset}"
-    report = train(ckpt_dir, live, None, None)  # preprocessing's test fold, as written
+    report = train(ckpt_dir, live_dir, None, None)  # preprocessing's test fold, as written
     reports, folders = {report["test_fold"]: report}, {report["test_fold"]: ckpt_dir}
     if cfg.folds == "all":
         clips = run_stage(lambda: read_table(processed_dir / "clips.csv", CLIP_COLUMNS))

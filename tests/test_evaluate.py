@@ -54,7 +54,7 @@ def test_va_variant_metrics_and_plot_files(tmp_path: Path):
         "frames": df.rename(columns={"valence_true": "valence", "arousal_true": "arousal"}),
         "z": np.random.default_rng(0).normal(size=(len(df), 8)),
     }
-    cfg = EvaluateConfig(embedding_plots=["pca"], trace_clips=2)
+    cfg = EvaluateConfig(embedding_plots=["pca"], trace_clips=2, seed=0)
     report = evaluate_va_variant("cached", df, embeddings, cfg, tmp_path)
     true, pred = df[["valence_true", "arousal_true"]], df[["valence_pred", "arousal_pred"]]
     assert report["ccc_mean"] == pytest.approx(

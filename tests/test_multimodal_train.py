@@ -176,7 +176,9 @@ def test_the_shipped_params_build_the_config():
 def test_stage_script_refuses_bad_params_in_one_line(tmp_path):
     params = {"seed": 0, "train_multimodal": PARAMS | {"folds": "every"}, "preprocess": PAIRS}
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
-    args = ["audio", "ravdess", "--params", str(tmp_path / "params.yaml")]
+    paths = [f"--{o}" if i % 2 == 0 else str(tmp_path / o) for o in
+             ("processed-dir", "features-dir", "ckpt-dir", "live-dir") for i in (0, 1)]  # fmt: skip
+    args = ["audio", "ravdess", *paths, "--params", str(tmp_path / "params.yaml")]
     result = CliRunner().invoke(stage().app, args)
     assert result.exit_code == 1 and "train_multimodal.folds" in result.output
 

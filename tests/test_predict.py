@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import asdict
+from dataclasses import asdict, fields, replace
 from pathlib import Path
 
 import numpy as np
@@ -12,16 +12,19 @@ import torch
 from typer.testing import CliRunner
 
 from affectpipe.cli import MAX_SIDE, THRESHOLD, VA_RATE, app
+from affectpipe.config import ConfigError
+from affectpipe.data.av import ClipSettings
 from affectpipe.data.labels import EMOTIONS
 from affectpipe.data.media import write_video
 from affectpipe.features.backbones import load_backbone
-from affectpipe.models.checkpoint import save_checkpoint
+from affectpipe.models.checkpoint import load_checkpoint, save_checkpoint
 from affectpipe.models.load import ProvenanceMismatch
 from affectpipe.models.multimodal import AVEmotionModel, AVModelConfig
 from affectpipe.models.va import VAModel
-from affectpipe.predict import PredictConfig, Predictor, predict_paths
+from affectpipe.predict import PredictConfig, Predictor, predict_paths, settings_from_params
+from affectpipe.problems import InputProblem
 from tests.pipeline_repo import REPO
-from tests.va_configs import model_config, va_settings, window
+from tests.va_configs import PARAMS, model_config, window
 
 TOP_KEYS = {
     "file", "duration_s", "fps", "width", "height", "has_audio", "frames", "valence_mean",
@@ -75,11 +78,12 @@ def build_tiny_models(
 
 
 def make_predictor(models_dir: Path, **changes) -> Predictor:
-    """A CPU predictor with the CLI's defaults; VA preprocessing as params.yaml has it."""
+    """A CPU predictor with the CLI's defaults; preprocessing as params.yaml has it (the tiny
+    checkpoints record none)."""
     cfg = PredictConfig(**{"models_dir": models_dir, "va_variant": "best", "av_dataset": "ravdess",
                            "device": "cpu", "va_rate": VA_RATE, "max_side": MAX_SIDE,
                            "threshold": THRESHOLD, **changes})  # fmt: skip
-    return Predictor(cfg, va_settings())
+    return Predictor(cfg, settings_from_params(PARAMS, cfg.av_dataset))
 
 
 def make_video(path: Path, n: int = 30, size=(64, 48), fps: float = 15, audio: bool = True,
@@ -243,7 +247,7 @@ def test_cli_prints_json_for_one_file(models_dir, tmp_path):
     args = ["predict", str(video), "--models-dir", str(models_dir), "--params", "none.yaml"]
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 1 and "Traceback" not in result.output
-    assert "records no VA preprocessing" in result.stderr and "crop_size" in result.stderr
+    assert "records no VASettings" in result.stderr and "crop_size" in result.stderr
 
 
 def test_cli_exit_code_1_names_the_bad_file_and_writes_the_rest(models_dir, tmp_path):
@@ -337,7 +341,7 @@ def test_lora_variant_runs_the_adapted_encoder(tmp_path):
 
 
 def test_engines_prepare_videos_as_the_checkpoints_record(tmp_path):
-    from affectpipe.inference import AVEngine, AVSettings, VAEngine, VASettings
+    from affectpipe.inference import AVEngine, VAEngine, VASettings
 
     recorded = {
         "afewva": {"crop_size": 48, "margin": 0.5},
@@ -346,23 +350,55 @@ def test_engines_prepare_videos_as_the_checkpoints_record(tmp_path):
     }
     root = build_tiny_models(tmp_path / "models", recorded=recorded)
     cpu = torch.device("cpu")
+    params = settings_from_params(PARAMS, "ravdess")
     # what params.yaml says now differs: the checkpoint wins, params fill the rest
     va = VAEngine(root / "finetune" / "cached", cpu, VASettings(crop_size=99, margin=0.1))
     assert (va.settings.crop_size, va.settings.margin) == (48, 0.5)
-    av = AVEngine(
-        root / "multimodal" / "fusion_ravdess", cpu, AVSettings(frame_size=200, margin=0.3)
-    )
+    clip = replace(params.clip, frame_size=200, margin=0.3)
+    av = AVEngine(root / "multimodal" / "fusion_ravdess", cpu, clip, layer=0)
     s = av.settings
     assert (s.n_frames, s.frame_size, s.crop, s.sample_rate) == (8, 96, "center", 8000)
-    assert s.margin == 0.3 and av.layer == 1
-    # a checkpoint that records nothing keeps the given settings
+    assert (s.margin, s.silence_db) == (0.3, params.clip.silence_db) and av.layer == 1
+    # a checkpoint that records nothing is prepared as params.yaml says
     old = build_tiny_models(tmp_path / "old")
-    assert (
-        VAEngine(
-            old / "finetune" / "cached", cpu, VASettings(crop_size=99, margin=0.25)
-        ).settings.crop_size
-        == 99
-    )
+    va = VAEngine(old / "finetune" / "cached", cpu, VASettings(crop_size=99, margin=0.25))
+    assert va.settings.crop_size == 99
+    av = AVEngine(old / "multimodal" / "fusion_ravdess", cpu, clip, layer=0)
+    assert av.settings == clip and av.layer == 0
+
+
+def test_settings_from_params_are_the_shipped_sections():
+    s = settings_from_params(PARAMS, "cremad")
+    cremad = PARAMS["preprocess"]["cremad"]
+    assert asdict(s.clip) == {f.name: cremad[f.name] for f in fields(ClipSettings)}
+    assert (s.va.crop_size, s.va.margin) == (64, 0.25) and s.layer == -1
+    none = settings_from_params({}, "ravdess")  # no params file: the checkpoints must record
+    assert (none.va, none.clip, none.layer) == (None, None, None)
+    with pytest.raises(ConfigError, match=r"'preprocess.ravdess.crop'"):
+        settings_from_params({"preprocess": {"ravdess": {**cremad, "crop": "x"}}}, "ravdess")
+
+
+def test_av_preprocessing_from_neither_checkpoint_nor_params_is_named(tmp_path):
+    from affectpipe.inference import AVEngine
+
+    root = build_tiny_models(tmp_path / "m", va=False)
+    fusion, cpu = root / "multimodal" / "fusion_ravdess", torch.device("cpu")
+    params = settings_from_params(PARAMS, "ravdess")
+    with pytest.raises(ConfigError, match=r"records no ClipSettings.*'preprocess.ravdess.n_fr"):
+        AVEngine(fusion, cpu, None, params.layer)
+    with pytest.raises(ConfigError, match=r"no wav2vec2 layer.*'extract.wav2vec2.layer'"):
+        AVEngine(fusion, cpu, params.clip, None)
+
+
+def test_a_damaged_recorded_window_names_the_checkpoint_and_key(tmp_path):
+    from affectpipe.inference import VAEngine, VASettings
+
+    ckpt = build_tiny_models(tmp_path / "m", av_models=()) / "finetune" / "cached"
+    payload = load_checkpoint(ckpt)
+    del payload["config"]["window"]["eval_stride"]
+    save_checkpoint(ckpt, payload["state_dict"], payload["config"], payload["provenance"], 0, {})
+    with pytest.raises(InputProblem, match=r"model\.pt: recorded WindowConfig.*eval_stride"):
+        VAEngine(ckpt, torch.device("cpu"), VASettings(crop_size=64, margin=0.25))
 
 
 def _va_checkpoint_meta(root: Path, variant: str, meta) -> None:
@@ -409,9 +445,8 @@ def test_the_cli_finds_the_checkout_from_any_directory(tmp_path, monkeypatch):
 
 
 def test_va_preprocessing_from_neither_checkpoint_nor_params_is_named(tmp_path):
-    from affectpipe.config import ConfigError
     from affectpipe.inference import VAEngine
 
     root = build_tiny_models(tmp_path / "m", av_models=())
-    with pytest.raises(ConfigError, match=r"records no VA preprocessing.*'preprocess.afewva.crop"):
+    with pytest.raises(ConfigError, match=r"records no VASettings.*'preprocess.afewva.crop"):
         VAEngine(root / "finetune" / "cached", torch.device("cpu"), None)

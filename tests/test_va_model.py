@@ -103,7 +103,7 @@ def test_unknown_pool_is_refused_by_name():
     record = {**model_config("lora", 8).record(), "pool": "mean"}
     with pytest.raises(
         InputProblem,
-        match=r"^ckpt: recorded VAModelConfig: 'model': unknown pool 'mean'; valid: \[",
+        match=r"^ckpt: recorded VAModelConfig: unknown pool 'mean'; valid: \[",
     ):
         va_model_config(record, "ckpt")
 
@@ -150,9 +150,9 @@ def test_bad_config_is_refused_by_name():
     record = model_config("cached", 8).record()
     with pytest.raises(InputProblem, match=r"unknown pipeline 'vit'; valid: \['lora'"):
         va_model_config({**record, "pipeline": "vit"}, "ckpt")
-    with pytest.raises(InputProblem, match=r"^ckpt: .*unknown key 'model.heads'"):
+    with pytest.raises(InputProblem, match=r"^ckpt: .*unknown key 'heads'"):
         va_model_config({**record, "heads": 2}, "ckpt")
-    with pytest.raises(InputProblem, match=r"^ckpt: .*missing key 'model.linear_path'"):
+    with pytest.raises(InputProblem, match=r"^ckpt: .*missing key 'linear_path'"):
         va_model_config({k: v for k, v in record.items() if k != "linear_path"}, "ckpt")
     with pytest.raises(ValueError, match=r"lora_blocks \[7\] out of range for 4 blocks"):
         resolve_blocks([7], 4)

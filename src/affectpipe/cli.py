@@ -31,11 +31,11 @@ def _predictor(models_dir: Path, device: str, va_variant: str, dataset: str, rat
 
     hf_logging.disable_progress_bar()  # one "Loading weights" bar per backbone is noise here
     params = load_params(params_file) if params_file.is_file() else {}
-    va, av = settings_from_params(params, dataset)
+    settings = settings_from_params(params, dataset)
     cfg = PredictConfig(models_dir=models_dir, va_variant=va_variant, av_dataset=dataset,
                         device=device, va_rate=rate, max_side=max_side,
                         threshold=threshold)  # fmt: skip
-    return Predictor(cfg, va, av)
+    return Predictor(cfg, settings)
 
 
 def _fail(err: Exception) -> typer.Exit:

@@ -90,7 +90,7 @@ def _problems(errors: list[Any], cls: Any, name: str) -> list[str]:
         by_key.setdefault(_key_path(tuple(error["loc"])), []).append(error)
     problems = []
     for loc, errs in by_key.items():
-        key = ".".join([name, *map(str, loc)])
+        key = ".".join([*([name] if name else []), *map(str, loc)])
         kind = errs[0]["type"]
         if kind == "missing":
             problems.append(f"missing key '{key}'")
@@ -100,7 +100,8 @@ def _problems(errors: list[Any], cls: Any, name: str) -> list[str]:
                 f"unknown key '{key}'" + (f" (valid: {', '.join(valid)})" if valid else "")
             )
         elif kind == "value_error":  # a section's own check (__post_init__) names the value
-            problems.append(f"'{key}': {errs[0]['msg'].removeprefix('Value error, ')}")
+            msg = errs[0]["msg"].removeprefix("Value error, ")
+            problems.append(f"'{key}': {msg}" if key else msg)
         else:
             wanted = " or ".join(dict.fromkeys(e["msg"] for e in errs))
             problems.append(f"'{key}': {wanted}, got {errs[0].get('input')!r}")
@@ -111,7 +112,7 @@ def validate_section(cls: type[T], values: Any, name: str) -> T:
     """`cls` from a mapping; a missing, unknown or mistyped key is a `ConfigError` naming every
     offending key as `name.key`, and nothing else (the caller says where the mapping came from)."""
     if not isinstance(values, dict):
-        raise ConfigError(f"'{name}' must be a mapping, got {values!r}")
+        raise ConfigError(f"'{name or cls.__name__}' must be a mapping, got {values!r}")
     try:
         return pydantic.TypeAdapter(cls).validate_python(values)
     except pydantic.ValidationError as e:
@@ -122,28 +123,8 @@ def from_section(cls: type[T], values: Any, name: str) -> T:
     """Build params section `cls` from params.yaml's mapping at `name`: one line naming every
     missing, unknown or mistyped key."""
     if not is_params_section(cls):
-        return _legacy_from_section(cls, values, name)
+        raise TypeError(f"{cls.__name__} is not a @params_section")
     try:
         return validate_section(cls, values, name)
     except ConfigError as e:
         raise ConfigError(f"params.yaml: {e}") from None
-
-
-def _legacy_from_section(cls: type[T], values: dict[str, Any], name: str) -> T:
-    """Plain dataclasses, until every section is a `@params_section`."""
-    fields = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
-    unknown = sorted(set(values) - set(fields))
-    if unknown:
-        raise ConfigError(
-            f"params '{name}': unknown key(s) {unknown}; valid keys: {sorted(fields)}"
-        )
-    missing = [
-        n
-        for n, f in fields.items()
-        if n not in values
-        and f.default is dataclasses.MISSING
-        and f.default_factory is dataclasses.MISSING
-    ]
-    if missing:
-        raise ConfigError(f"params '{name}': missing key(s) {missing}")
-    return cls(**values)

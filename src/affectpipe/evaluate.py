@@ -7,9 +7,9 @@ names such as `va.cached.test.ccc_mean` or `av.fusion.ravdess.test.congruence_au
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -17,6 +17,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from affectpipe import metrics, plots
+from affectpipe.config import params_section
 from affectpipe.data.av_dataset import load_av_data, pair_frame
 from affectpipe.data.av_pairs import dataset_classes
 from affectpipe.data.labels import EMOTIONS
@@ -36,12 +37,23 @@ class VAModelInputs:
 
 
 @dataclass(frozen=True)
+class AVModelInputs:
+    """One trained audio-visual model to score: its checkpoint folder (with `fold<k>/` beside it
+    when cross-validated), on the dataset it was trained on."""
+
+    model: str  # fusion | audio | video
+    dataset: str  # ravdess | cremad
+    checkpoint: Path
+
+
+@params_section
 class EvaluateConfig:
-    av_models: list[str] = field(default_factory=lambda: ["fusion", "audio", "video"])
-    av_datasets: list[str] = field(default_factory=lambda: ["ravdess", "cremad"])
-    embedding_plots: list[str] = field(default_factory=lambda: ["pca", "umap"])
-    trace_clips: int = 4  # clips drawn in the VA trace figure
-    seed: int = 0  # UMAP layout
+    """params.yaml `evaluate`: how the figures are drawn (which models are scored is the
+    stage's inputs, from dvc.yaml)."""
+
+    embedding_plots: list[Literal["pca", "umap"]]
+    trace_clips: int  # clips drawn in the VA trace figure
+    seed: int  # UMAP layout
 
 
 def _clean(values: dict[str, Any]) -> dict[str, Any]:
@@ -216,21 +228,18 @@ def evaluate_va(
 
 
 def evaluate_all(
-    cfg: EvaluateConfig, va_models: dict[str, VAModelInputs], models_dir: Path,
+    cfg: EvaluateConfig, va_models: dict[str, VAModelInputs], av_models: list[AVModelInputs],
     features_dir: Path, processed_dir: Path, metrics_dir: Path, plots_dir: Path,
 ) -> dict[str, Any]:  # fmt: skip
-    """Score every given VA model and configured AV model; write `metrics/va.json`,
-    `metrics/av.json` and plots."""
+    """Score every given VA and AV model; write `metrics/va.json`, `metrics/av.json` and plots."""
     for sub in ("va", "av", "figures"):
         (plots_dir / sub).mkdir(parents=True, exist_ok=True)
     va = evaluate_va(cfg, va_models, processed_dir / "afewva" / "frames.csv", plots_dir)
     av: dict[str, Any] = {}
-    for model in cfg.av_models:
-        for dataset in cfg.av_datasets:
-            av.setdefault(model, {})[dataset] = evaluate_av_model(
-                model, dataset, models_dir / "multimodal" / f"{model}_{dataset}", features_dir,
-                processed_dir / dataset, plots_dir,
-            )  # fmt: skip
+    for m in av_models:
+        av.setdefault(m.model, {})[m.dataset] = evaluate_av_model(
+            m.model, m.dataset, m.checkpoint, features_dir, processed_dir / m.dataset, plots_dir
+        )
     write_json(metrics_dir / "va.json", {"va": va})
     write_json(metrics_dir / "av.json", {"av": av})
     return {"va": va, "av": av}

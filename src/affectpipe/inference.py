@@ -12,16 +12,20 @@ import dataclasses
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
 
 from affectpipe.config import ConfigError, from_section, params_section
+from affectpipe.data.av import ClipSettings
 from affectpipe.data.media import sample_indices
 from affectpipe.features import embed as E
 from affectpipe.features.backbones import Backbone
-from affectpipe.models.load import backbone_provenance, load_checked_backbone
+from affectpipe.models.checkpoint import MODEL_FILE
+from affectpipe.models.load import backbone_provenance, load_checked_backbone, saved_config
+
+T = TypeVar("T")
 
 
 def entry_dtype(entry: dict[str, Any], device: torch.device) -> torch.dtype:
@@ -74,12 +78,6 @@ def embed_voice(
     return emb[0]
 
 
-def _dataclass_kwargs(cls: type, values: dict[str, Any]) -> dict[str, Any]:
-    """The entries of a saved config that `cls` takes (a checkpoint may store more)."""
-    names = {f.name for f in dataclasses.fields(cls)}
-    return {k: v for k, v in values.items() if k in names}
-
-
 VA_CROP = "foreground"  # no landmarks in a user's video: the plain-background face box stands in
 
 
@@ -92,31 +90,50 @@ class VASettings:
     margin: float
 
 
-def va_settings(entry: dict[str, Any], base: VASettings | None, source: Path) -> VASettings:
-    """What the checkpoint's inputs record, over `base` (params.yaml), which fills what older
-    checkpoints lack; with neither, a `ConfigError` names the missing key."""
-    names = [f.name for f in dataclasses.fields(VASettings)]
-    recorded = json.loads(entry.get("source_settings") or "{}")
-    values = (dataclasses.asdict(base) if base is not None else {}) | {
-        k: v for k, v in recorded.items() if k in names
-    }
+def recorded_settings(
+    cls: type[T], entries: list[dict[str, Any]], base: T | None, name: str, source: Path
+) -> T:
+    """`cls` as the checkpoint's inputs record it (`source_settings`, copied from the dataset's
+    preprocess report), so a video is prepared as the training data was, whatever params.yaml
+    says now. `base` (params.yaml's section `name`) fills what older checkpoints lack; with
+    neither, a `ConfigError` names the missing key."""
+    names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    values = dataclasses.asdict(base) if base is not None else {}  # type: ignore[call-overload]
+    for entry in entries:
+        recorded = json.loads(entry.get("source_settings") or "{}")
+        values |= {k: v for k, v in recorded.items() if k in names}
     try:
-        return from_section(VASettings, values, "preprocess.afewva")
+        return from_section(cls, values, name)
     except ConfigError as err:
         raise ConfigError(
-            f"{source} records no VA preprocessing and no params file gives it: {err}"
+            f"{source} records no {cls.__name__} and no params file gives it: {err}"
         ) from None
 
 
-def recorded_settings(entry: dict[str, Any], base: Any) -> Any:
-    """`base` (AVSettings) with what the checkpoint's inputs record in place.
+def va_settings(entry: dict[str, Any], base: VASettings | None, source: Path) -> VASettings:
+    """The AFEW-VA face crop the VA checkpoint's CLIP features were made with."""
+    return recorded_settings(VASettings, [entry], base, "preprocess.afewva", source)
 
-    Features and checkpoints carry the dataset's preprocessing (`source_settings`: crop size,
-    margin, frames, sample rate...), so a video is prepared as the training data was, whatever
-    params.yaml says now; `base` (params.yaml or the defaults) fills what older checkpoints lack.
-    """
-    recorded = json.loads(entry.get("source_settings") or "{}")
-    return dataclasses.replace(base, **_dataclass_kwargs(type(base), recorded))
+
+def wav2vec2_layer(entry: dict[str, Any], base: int | None, source: Path) -> int:
+    """The wav2vec2 hidden_states index the voice features were extracted from: the entry's
+    `preprocessing` record, else params.yaml's `extract.wav2vec2.layer` (older checkpoints);
+    with neither, a `ConfigError` names the missing key (a wrong layer is silently wrong)."""
+    layer = json.loads(entry.get("preprocessing") or "{}").get("layer", base)
+    if layer is None:
+        raise ConfigError(f"{source} records no wav2vec2 layer and no params file gives it: "
+                          f"params.yaml: missing key 'extract.wav2vec2.layer'")  # fmt: skip
+    return int(layer)
+
+
+@dataclass(frozen=True)
+class EngineSettings:
+    """What params.yaml says about preprocessing, for checkpoints that do not record it; `None`
+    where the params give no such section (the checkpoints must then record it)."""
+
+    va: VASettings | None  # preprocess.afewva
+    clip: ClipSettings | None  # preprocess.<dataset>, down to the clip settings
+    layer: int | None  # extract.wav2vec2.layer
 
 
 class VAEngine:
@@ -132,7 +149,8 @@ class VAEngine:
         self.provenance = payload["provenance"]
         entry = backbone_provenance(self.provenance, "clip", self.source)
         self.settings = va_settings(entry, settings, self.source)
-        self.window = from_section(WindowConfig, payload["config"]["window"], f"{ckpt_dir}: window")
+        window = payload["config"]["window"]
+        self.window = saved_config(WindowConfig, window, self.source / MODEL_FILE)
         if payload["config"]["model"]["pipeline"] == "cached":  # CLIP embeds frames, as extract
             self.backbone, self.dtype = load_embedder(entry, device, self.source)
             self.model = va_model_from(payload, self.source, device)
@@ -158,41 +176,31 @@ class VAEngine:
         return video_va(self.model, f.float(), self.window)
 
 
-@dataclass
-class AVSettings:
-    """How a video reaches the face/voice models: as RAVDESS/CREMA-D preprocessing did."""
-
-    n_frames: int = 16
-    frame_size: int = 112
-    crop: str = "foreground"
-    margin: float = 0.1
-    decode_max_side: int = 480
-    sample_rate: int = 16000
-    silence_db: float = -60.0
-    layer: int = -1  # wav2vec2 hidden_states index (extract.wav2vec2.layer)
-
-
 class AVEngine:
-    """Face, voice and fused emotion and congruence from `models/multimodal/<model>_<dataset>/`."""
+    """Face, voice and fused emotion and congruence from `models/multimodal/<model>_<dataset>/`.
 
-    def __init__(self, ckpt_dir: Path, device: torch.device, settings: AVSettings | None = None):
+    `clip` and `layer` are params.yaml's, for checkpoints that do not record theirs."""
+
+    def __init__(self, ckpt_dir: Path, device: torch.device, clip: ClipSettings | None = None,
+                 layer: int | None = None):  # fmt: skip
         from affectpipe.models.load import load_av_model
 
         self.model, payload = load_av_model(ckpt_dir, map_location=device)
         self.source = Path(ckpt_dir)
-        self.settings = settings or AVSettings()
         self.provenance = payload["provenance"]
+        m, prov = self.model, self.provenance
+        face = backbone_provenance(prov, "videomae", self.source) if m.uses_face else None
+        voice = backbone_provenance(prov, "wav2vec2", self.source) if m.uses_voice else None
+        # settings first: a missing one is named before any backbone loads
+        self.settings = recorded_settings(ClipSettings, [e for e in (face, voice) if e],
+                                          clip, f"preprocess.{prov.get('dataset', '<dataset>')}",
+                                          self.source)  # fmt: skip
         self.face = self.voice = None
-        if self.model.uses_face:
-            entry = backbone_provenance(self.provenance, "videomae", self.source)
-            self.face, self.face_dtype = load_embedder(entry, device, self.source)
-            self.settings = recorded_settings(entry, self.settings)
-        if self.model.uses_voice:
-            entry = backbone_provenance(self.provenance, "wav2vec2", self.source)
-            self.voice, self.voice_dtype = load_embedder(entry, device, self.source)
-            self.settings = recorded_settings(entry, self.settings)
-            extracted = json.loads(entry.get("preprocessing") or "{}")
-            self.layer = int(extracted.get("layer", self.settings.layer))
+        if face is not None:
+            self.face, self.face_dtype = load_embedder(face, device, self.source)
+        if voice is not None:
+            self.layer = wav2vec2_layer(voice, layer, self.source)
+            self.voice, self.voice_dtype = load_embedder(voice, device, self.source)
 
     @property
     def modality(self) -> str:

@@ -9,11 +9,12 @@ run, exactly as the pipeline trained them (see `affectpipe.inference`).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from tqdm import tqdm
 
@@ -33,6 +34,9 @@ from affectpipe.records import (
     va_block,
     video_duration,
 )
+
+if TYPE_CHECKING:
+    from affectpipe.inference import EngineSettings
 
 
 def find_inputs(path: Path) -> list[Path]:
@@ -113,30 +117,30 @@ def best_va_variant(models_dir: Path) -> str:
 
 
 class Predictor:
-    """Every model found under `models_dir`, loaded once; call it on a video path."""
+    """Every model found under `models_dir`, loaded once; call it on a video path. `settings`
+    (`settings_from_params`) fill in for checkpoints that do not record their preprocessing."""
 
-    def __init__(self, cfg: PredictConfig, va_settings=None, av_settings=None):
+    def __init__(self, cfg: PredictConfig, settings: EngineSettings):
         from affectpipe.features.backbones import resolve_device
-        from affectpipe.inference import AVEngine, AVSettings, VAEngine
+        from affectpipe.inference import AVEngine, VAEngine
 
         self.cfg = cfg
         self.device = resolve_device(cfg.device)
         self.missing: dict[str, str] = {}
         variant = best_va_variant(cfg.models_dir) if cfg.va_variant == "best" else cfg.va_variant
         va_dir = cfg.models_dir / "finetune" / variant
-        self.va = VAEngine(va_dir, self.device, va_settings) if self._has(va_dir, "va") else None
+        self.va = VAEngine(va_dir, self.device, settings.va) if self._has(va_dir, "va") else None
         self.av: dict[str, AVEngine] = {}
         for name in AV_MODELS:  # the baselines only stand in for a missing fusion model
             d = cfg.models_dir / "multimodal" / f"{name}_{cfg.av_dataset}"
             if "fusion" not in self.av and self._has(d, name):
-                self.av[name] = AVEngine(d, self.device, av_settings)
+                self.av[name] = AVEngine(d, self.device, settings.clip, settings.layer)
         if self.va is None and not self.av:
             raise FileNotFoundError(
                 f"no trained model under {cfg.models_dir}: expected {va_dir}/model.pt or "
                 f"{cfg.models_dir}/multimodal/<fusion|video|audio>_{cfg.av_dataset}/model.pt "
                 f"(run `dvc repro` first, or pass --models-dir)"
             )
-        self.av_settings = next(iter(self.av.values())).settings if self.av else AVSettings()
 
     def _has(self, folder: Path, name: str) -> bool:
         if (folder / "model.pt").is_file():
@@ -170,10 +174,11 @@ class Predictor:
 
     def av_inputs(self, path: Path, info: VideoInfo, n_decoded: int):
         """(frames, 16 kHz samples or None, why there is no voice or None), decoded as the
-        RAVDESS/CREMA-D preprocessing decodes: `n_frames` spread over all `n_decoded` frames."""
+        RAVDESS/CREMA-D preprocessing decodes: `n_frames` spread over all `n_decoded` frames.
+        The engines of one dataset share its clip settings; only called when there is one."""
         from affectpipe.data.media import frames_at, read_track, sample_indices
 
-        s = self.av_settings
+        s = next(iter(self.av.values())).settings
         frames = frames_at(path, sample_indices(n_decoded, s.n_frames), s.decode_max_side)
         wave, why = None, None
         if not info.has_audio:
@@ -239,28 +244,22 @@ def predict_paths(
     return outcomes
 
 
-def settings_from_params(params: dict[str, Any], dataset: str):
-    """(VASettings or None, AVSettings) from a params mapping: the preprocessing the models were
-    trained after (`preprocess.afewva`, `preprocess.<dataset>`, `extract.wav2vec2.layer`), for
-    checkpoints that do not record it. Without `preprocess.afewva` the VA checkpoint's own
-    record must do; absent AV sections keep the defaults, which equal the shipped params."""
-    import dataclasses
-
+def settings_from_params(params: dict[str, Any], dataset: str) -> EngineSettings:
+    """The preprocessing the models were trained after, from a params mapping
+    (`preprocess.afewva`, `preprocess.<dataset>`, `extract.wav2vec2.layer`), for checkpoints
+    that do not record it. A section the params lack is `None`: the checkpoints' own records
+    must then do, else the engines name the missing key."""
     from affectpipe.config import from_section
-    from affectpipe.inference import AVSettings, VASettings
+    from affectpipe.data.av import ClipSettings
+    from affectpipe.inference import EngineSettings, VASettings
 
-    def pick(cls, values: dict[str, Any], rename: dict[str, str] | None = None) -> dict:
-        names = {f.name for f in dataclasses.fields(cls)}
-        values = {(rename or {}).get(k, k): v for k, v in values.items()}
-        return {k: v for k, v in values.items() if k in names}
+    def build(cls: type, name: str) -> Any:
+        values = params.get("preprocess", {}).get(name)
+        if values is None:
+            return None
+        names = {f.name for f in dataclasses.fields(cls)}  # the section holds more (folds...)
+        return from_section(cls, {k: v for k, v in values.items() if k in names},
+                            f"preprocess.{name}")  # fmt: skip
 
-    prep = params.get("preprocess", {})
-    afewva = prep.get("afewva")
-    va = None
-    if afewva is not None:
-        va = from_section(VASettings, pick(VASettings, afewva), "preprocess.afewva")
-    av_values = pick(AVSettings, prep.get(dataset, {}))
     layer = params.get("extract", {}).get("wav2vec2", {}).get("layer")
-    if layer is not None:
-        av_values["layer"] = layer
-    return va, AVSettings(**av_values)
+    return EngineSettings(build(VASettings, "afewva"), build(ClipSettings, dataset), layer)

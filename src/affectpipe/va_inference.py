@@ -18,7 +18,6 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
-from affectpipe.config import from_section
 from affectpipe.data.va_clips import check_same_inputs, open_inputs, split_clips
 from affectpipe.data.windows import (
     ClipData,
@@ -27,7 +26,8 @@ from affectpipe.data.windows import (
     overlap_average,
     window_starts,
 )
-from affectpipe.models.load import load_va_model
+from affectpipe.models.checkpoint import MODEL_FILE
+from affectpipe.models.load import load_va_model, saved_config
 from affectpipe.models.va import VAModel
 
 
@@ -70,7 +70,7 @@ def video_va(model: VAModel, f: torch.Tensor, window: WindowConfig) -> np.ndarra
 def _run(ckpt_dir: Path, inputs: Path, split: str, batch_size: int | None):
     model, ckpt = load_va_model(ckpt_dir)
     model.eval()
-    window = from_section(WindowConfig, ckpt["config"]["window"], f"{ckpt_dir}: window")
+    window = saved_config(WindowConfig, ckpt["config"]["window"], ckpt_dir / MODEL_FILE)
     if batch_size:
         window = replace(window, batch_size=batch_size)
     with open_inputs(inputs, model.cfg.pipeline) as reader:

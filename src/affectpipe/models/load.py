@@ -72,7 +72,7 @@ def saved_config(cls: type[T], values: dict[str, Any], source: Path | str) -> T:
     and every offending key."""
     if is_params_section(cls):
         try:
-            return validate_section(cls, values, "model")
+            return validate_section(cls, values, "")
         except ConfigError as e:
             raise InputProblem(source, f"recorded {cls.__name__}: {e}") from None
     names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
