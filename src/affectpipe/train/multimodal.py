@@ -29,7 +29,7 @@ from affectpipe.models.multimodal import (
 )
 from affectpipe.problems import ProblemLog
 from affectpipe.seeding import seed_everything
-from affectpipe.train.loop import FitResult, LoopConfig, fit
+from affectpipe.train.loop import FitResult, LoopConfig, OptimConfig, fit
 
 Tensors = dict[str, torch.Tensor]
 VAL_KEYS = (
@@ -44,18 +44,10 @@ VAL_KEYS = (
 
 
 @params_section
-class AVTrainParams:
-    """The `train_multimodal.train` params: batch size and the shared loop's knobs."""
+class AVTrainParams(OptimConfig):
+    """The `train_multimodal.train` params: the shared loop's knobs and the batch size."""
 
     batch_size: int
-    epochs: int
-    lr: float
-    weight_decay: float
-    warmup_frac: float  # fraction of optimiser steps with linear warm-up, then cosine
-    grad_clip: float  # max gradient norm; 0 disables clipping
-    grad_accum: int  # batches per optimiser step
-    patience: int  # epochs without a better val/score before stopping; 0: never stop
-    mixed_precision: str  # auto | no | bf16 | fp16
 
 
 @params_section
@@ -73,8 +65,7 @@ class TrainMultimodalConfig:
 
 def loop_config(train: AVTrainParams, seed: int) -> LoopConfig:
     """The shared loop's config from the `train` params; selection is on `val/score`."""
-    values = {k: v for k, v in asdict(train).items() if k != "batch_size"}
-    return LoopConfig(**values, monitor="val/score", mode="max", seed=seed)
+    return LoopConfig.of(train, monitor="val/score", mode="max", seed=seed)
 
 
 def validation_score(m: dict, modality: str) -> float:
