@@ -32,7 +32,7 @@ def main(
     spec = run_stage(lambda: section(params, "extract.clip.spec"))
     blocks = run_stage(lambda: section(params, "pretrain.model.lora_blocks"))
     compute = run_stage(lambda: compute_config(params))
-    log = ProblemLog(run_stage(lambda: section(params, "extract.bad_input")))
+    log = run_stage(lambda: ProblemLog(section(params, "extract.bad_input")))
     n = run_stage(lambda: build_block_cache(in_dir, out, spec, blocks, cfg, compute, log))
     if os.environ.get("RANK", "0") != "0":  # torchrun/accelerate: rank 0 merged and reports
         return

@@ -13,19 +13,14 @@ from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
-import torch
-from torch.utils.data import DataLoader
 
 from affectpipe import metrics, plots
+from affectpipe.av_inference import predict_av
 from affectpipe.config import params_section
-from affectpipe.data.av_dataset import load_av_data, pair_frame
 from affectpipe.data.av_pairs import dataset_classes
 from affectpipe.data.labels import EMOTIONS
-from affectpipe.data.pairs import PairConfig
-from affectpipe.models.load import load_av_model
-from affectpipe.models.multimodal import AVEmotionModel, head_probabilities
 from affectpipe.models.va import PIPELINE_TITLES
-from affectpipe.problems import ProblemLog, write_json
+from affectpipe.problems import write_json
 
 
 @dataclass(frozen=True)
@@ -113,51 +108,6 @@ def evaluate_va_variant(
                 f"{name}: test frame embeddings ({method.upper()})", method, cfg.seed,
             )  # fmt: skip
     return _clean(report)
-
-
-def predict_av(
-    ckpt_dir: Path, features_dir: Path, processed_dir: Path, splits: tuple[str, ...] = ("test",)
-) -> tuple[dict[str, pd.DataFrame], dict[str, Any]]:
-    """Per split, one row per pair with true/predicted emotions, per-modality predictions, class
-    probabilities (`prob_<emotion>`), congruence probability/label and kind (see
-    `data.av_dataset.pair_frame`); and the checkpoint's provenance.
-
-    The pairs and features are those the checkpoint was trained against: same dataset, same
-    test fold, and feature files whose provenance matches (else `StaleCacheError`).
-    """
-    model, payload = load_av_model(Path(ckpt_dir))
-    prov = payload["provenance"]
-    data = load_av_data(
-        Path(processed_dir),
-        Path(features_dir) / prov["face_file"],
-        Path(features_dir) / prov["voice_file"],
-        model.cfg.classes,
-        ProblemLog("skip"),
-        prov["test_fold"],
-        PairConfig(**prov["pairs"]) if prov.get("pairs") else None,
-        prov.get("seed", 0),
-        expect={k: prov[k] for k in ("face_features", "voice_features")},
-    )
-    frames = {}
-    for split in splits:
-        if split not in data.splits:
-            raise ValueError(f"unknown split '{split}'; valid: {sorted(data.splits)}")
-        loader = DataLoader(data.splits[split], batch_size=256, shuffle=False)
-        df = pair_frame(data.splits[split], collect_outputs(model, loader))
-        frames[split] = df.assign(dataset=prov["dataset"], model=prov["modality"])
-    return frames, prov
-
-
-@torch.no_grad()
-def collect_outputs(model: AVEmotionModel, loader: DataLoader) -> dict[str, np.ndarray]:
-    """Head probabilities and pair index of every pair in `loader`, as NumPy arrays."""
-    model.eval()
-    rows: dict[str, list[np.ndarray]] = {}
-    for batch in loader:
-        probs = head_probabilities(model(face=batch["face"], voice=batch["voice"]))
-        for k, v in {**probs, "index": batch["index"]}.items():
-            rows.setdefault(k, []).append(v.cpu().numpy())
-    return {k: np.concatenate(v) for k, v in rows.items()}
 
 
 def cross_validate_av(

@@ -163,7 +163,9 @@ def load_av_data(
     for s, ds in splits.items():
         check_labels(ds, classes, str(processed_dir / "pairs.csv"))
         if len(ds) == 0:
-            raise InputProblem(processed_dir / "pairs.csv", f"no usable pairs in split '{s}'")
+            why = " (preprocessing made no validation fold: `val_fold: -1`; training selects its"
+            why = why + " epoch on validation, so it needs one)" if s == "val" else ""
+            raise InputProblem(processed_dir / "pairs.csv", f"no usable pairs in split '{s}'{why}")
     dims = (splits["train"].face.shape[1], splits["train"].voice.shape[1])
     provenance = {}
     for name, path in (("face", face_path), ("voice", voice_path)):

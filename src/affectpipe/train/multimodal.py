@@ -15,6 +15,7 @@ from typing import Literal
 import torch
 from torch.utils.data import DataLoader
 
+from affectpipe.av_inference import collect_outputs
 from affectpipe.config import params_section
 from affectpipe.data.av_dataset import AVData, PairDataset, load_av_data, pair_frame
 from affectpipe.data.av_pairs import dataset_classes, feature_paths
@@ -25,7 +26,6 @@ from affectpipe.models.multimodal import (
     AVEmotionModel,
     AVModelConfig,
     AVModelParams,
-    head_probabilities,
 )
 from affectpipe.problems import ProblemLog
 from affectpipe.seeding import seed_everything
@@ -89,12 +89,7 @@ def eval_fn(
     model: AVEmotionModel, loader: DataLoader, accelerator, dataset: PairDataset, classes: list[int]
 ) -> dict[str, float]:
     """Validation metrics for `loop.fit` over the whole set (gathered across processes)."""
-    parts: dict[str, list[torch.Tensor]] = {}
-    for batch in loader:
-        probs = head_probabilities(model(face=batch["face"], voice=batch["voice"]))
-        for k, v in {**probs, "index": batch["index"]}.items():
-            parts.setdefault(k, []).append(accelerator.gather_for_metrics(v))
-    outputs = {k: torch.cat(v).float().cpu().numpy() for k, v in parts.items()}
+    outputs = collect_outputs(model, loader, accelerator.gather_for_metrics)
     m = av_test_metrics(pair_frame(dataset, outputs), classes)
     out = {k: float(m[k]) for k in VAL_KEYS if m.get(k) is not None}
     out["score"] = validation_score(m, accelerator.unwrap_model(model).cfg.modality)
