@@ -10,7 +10,7 @@ Validation (types, `Literal` choices, nested sections, unknown keys) is pydantic
 from __future__ import annotations
 
 import dataclasses
-import re
+import types
 import typing
 from pathlib import Path
 from typing import Any, TypeVar
@@ -78,16 +78,32 @@ def _field_names(cls: Any, loc: tuple[Any, ...]) -> list[str]:
     return sorted(f.name for f in dataclasses.fields(cls)) if dataclasses.is_dataclass(cls) else []
 
 
-def _key_path(loc: tuple[Any, ...]) -> tuple[Any, ...]:
-    """Field names and indices of a pydantic error location, without its union-member tags."""
-    return tuple(p for p in loc if isinstance(p, int) or re.fullmatch(r"\w+", str(p)))
+def _key_path(cls: Any, loc: tuple[Any, ...]) -> tuple[Any, ...]:
+    """Field names, mapping keys and indices of a pydantic error location, without the tags
+    pydantic inserts after a union field to say which member failed (`workers.int`)."""
+    path: list[Any] = []
+    hint: Any = cls
+    skip_tag = False
+    for part in loc:
+        if skip_tag:
+            skip_tag, hint = False, None
+            continue
+        path.append(part)
+        if dataclasses.is_dataclass(hint):
+            hint = typing.get_type_hints(hint).get(part)
+        elif typing.get_origin(hint) in (dict, list, tuple):
+            hint = typing.get_args(hint)[-1]
+        else:
+            hint = None
+        skip_tag = typing.get_origin(hint) in (typing.Union, types.UnionType)
+    return tuple(path)
 
 
 def _problems(errors: list[Any], cls: Any, name: str) -> list[str]:
     """One phrase per offending key; the alternatives of a union are joined with 'or'."""
     by_key: dict[tuple[Any, ...], list[Any]] = {}
     for error in errors:
-        by_key.setdefault(_key_path(tuple(error["loc"])), []).append(error)
+        by_key.setdefault(_key_path(cls, tuple(error["loc"])), []).append(error)
     problems = []
     for loc, errs in by_key.items():
         key = ".".join([*([name] if name else []), *map(str, loc)])
