@@ -4,9 +4,9 @@ Keys come from a momentum (EMA) copy of the whole trainable query path (LoRA blo
 transformer, standardisation, projector) applied to the same cached frozen input, so queued keys
 of different steps come from one slowly moving encoder. A FIFO memory queue of past keys (with
 their VA labels and clip ids) supplies negatives beyond the batch. Queue and pointer are
-buffers: they are checkpointed and move with the model. Under several processes, keys are
-gathered from all of them before enqueueing, as MoCo does, so every process holds the same
-queue.
+buffers, so they move with the module between devices; checkpoints hold the VA model alone.
+Under several processes, keys are gathered from all of them before enqueueing, as MoCo does, so
+every process holds the same queue.
 """
 
 from __future__ import annotations
