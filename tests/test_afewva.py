@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import shutil
+import struct
+import zlib
 from pathlib import Path
 
 import pandas as pd
@@ -140,6 +142,50 @@ def _stray_file(raw: Path) -> None:
     (raw / "notes.txt").write_text("x")
 
 
+def _huge_valence(raw: Path) -> None:
+    _set("valence", 10**400)(raw)  # a 401-digit integer: no float holds it
+
+
+def _deep_json(raw: Path) -> None:
+    path = raw / "001" / "001.json"
+    edit_json(path, lambda d: d["frames"]["00001"].__setitem__("valence", "DEEP"))
+    path.write_text(path.read_text().replace('"DEEP"', "[" * 100_000 + "]" * 100_000))
+
+
+def _duplicate_frame_key(raw: Path) -> None:
+    path = raw / "001" / "001.json"
+    doc = json.loads(path.read_text())
+    entry = json.dumps(doc["frames"]["00001"])
+    path.write_text(json.dumps(doc).replace('"frames": {', f'"frames": {{"00001": {entry}, ', 1))
+
+
+def _non_ascii_digit_key(raw: Path) -> None:
+    def edit(d):
+        d["frames"]["0000\u00b2"] = d["frames"].pop("00001")  # a superscript two: isdigit()
+
+    edit_json(raw / "001" / "001.json", edit)
+
+
+def _landmarks_moved(dx: float, scale: float = 1.0):
+    def corrupt(raw: Path) -> None:
+        def edit(d):
+            points = d["frames"]["00001"]["landmarks"]
+            d["frames"]["00001"]["landmarks"] = [[x * scale + dx, y * scale] for x, y in points]
+
+        edit_json(raw / "001" / "001.json", edit)
+
+    corrupt.__name__ = f"_landmarks_moved_{dx:g}_x{scale:g}"
+    return corrupt
+
+
+def _decompression_bomb(raw: Path) -> None:
+    png = raw / "001" / "00001.png"
+    data = bytearray(png.read_bytes())  # IHDR claims 20000x10000: PIL refuses at open
+    data[16:24] = struct.pack(">II", 20000, 10000)
+    data[29:33] = struct.pack(">I", zlib.crc32(bytes(data[12:29])))
+    png.write_bytes(bytes(data))
+
+
 BAD_INPUTS = [
     (_drop_frame_label, "frame has no usable annotation"),
     (_drop_png, "annotated frame has no PNG"),
@@ -153,6 +199,14 @@ BAD_INPUTS = [
     (_not_an_image, "unreadable image"),
     (_empty_clip, "empty clip folder"),
     (_stray_file, "not an AFEW-VA clip folder"),
+    (_huge_valence, r"valence 10+\.\.\. \(401 characters\) outside -10\.\.10"),
+    (_deep_json, "JSON nested too deeply"),
+    (_duplicate_frame_key, "frame '00001': the key appears more than once"),
+    (_non_ascii_digit_key, "not a 5-digit key"),
+    (_landmarks_moved(-1000.0), "landmarks outside the 48x40 image"),
+    (_landmarks_moved(1e308), r"landmark coordinate 1e\+308 is no pixel position"),
+    (_landmarks_moved(0.0, scale=0.01), "landmarks give no usable face box"),
+    (_decompression_bomb, "image too large to decode safely"),
 ]
 
 

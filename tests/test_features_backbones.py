@@ -33,9 +33,29 @@ def test_tiny_preset_loads_frozen_from_a_saved_folder(kind, cls):
     assert b.dim == b.model.config.hidden_size
     # the same folder loaded as a local spec is the same model, with the same provenance hash
     again = load_backbone(kind, str(folder))
-    assert again.config_hash == b.config_hash
+    assert again.config_hash == b.config_hash and again.weights_hash == b.weights_hash
     for p, q in zip(b.model.parameters(), again.model.parameters(), strict=True):
         assert torch.equal(p, q)
+
+
+def test_weights_with_the_same_config_are_refused_by_their_hash(tmp_path):
+    from affectpipe.models.load import ProvenanceMismatch, check_backbone
+
+    b = load_backbone("clip", "tiny")
+    entry = {"backbone": "clip", "spec": str(tmp_path), "config_hash": b.config_hash,
+             "weights_hash": b.weights_hash}  # fmt: skip
+    assert check_backbone(b, entry, "model.ckpt") is b
+    with torch.no_grad():  # a retrained or swapped checkpoint: one weight differs, config not
+        next(b.model.parameters()).view(-1)[0] += 1e-3
+    b.model.save_pretrained(tmp_path)
+    b.processor.save_pretrained(tmp_path)
+    changed = load_backbone("clip", str(tmp_path))
+    assert changed.config_hash == b.config_hash and changed.weights_hash != entry["weights_hash"]
+    with pytest.raises(ProvenanceMismatch, match=r"^model.ckpt: .*other weights.*same config"):
+        check_backbone(changed, entry, "model.ckpt")
+    old = {k: v for k, v in entry.items() if k != "weights_hash"}
+    with pytest.raises(ProvenanceMismatch, match="records no weights hash"):
+        check_backbone(changed, old, "model.ckpt")
 
 
 def test_tiny_preset_is_byte_stable_across_builds(tmp_path, monkeypatch):

@@ -335,6 +335,24 @@ def test_interrupted_extraction_leaves_no_file_a_reader_accepts(tmp_path, monkey
         open_features(out)
 
 
+def test_leftovers_of_a_killed_run_are_removed_and_reported(tmp_path, capsys):
+    folder = write_av(tmp_path / "ravdess")
+    out = tmp_path / "feats" / "clip.h5"
+    out.parent.mkdir()
+    killed = [out.with_name("clip.h5.part-1-of-2"), out.with_name("clip.h5.part-0-of-2.tmp"),
+              out.with_name("clip.h5.tmp")]  # fmt: skip
+    for p in killed:
+        p.write_bytes(b"half a file")
+    other = out.with_name("other.h5.part-0-of-2")  # another store's: not ours to touch
+    other.write_bytes(b"x")
+    extract_features("clip", "ravdess", folder, out, config("clip", batch_size=2), CPU)
+    assert sorted(p.name for p in out.parent.iterdir()) == ["clip.h5", "other.h5.part-0-of-2"]
+    err = capsys.readouterr().err
+    assert "removed leftovers of an interrupted run: clip.h5.part-0-of-2.tmp" in err
+    with open_features(out) as r:
+        assert r.attrs["backbone"] == "clip"
+
+
 def test_bad_frames_file_is_recorded_under_skip_and_raised_under_strict(tmp_path):
     folder = write_av(tmp_path / "ravdess", bad="frames")
     out = tmp_path / "v.h5"

@@ -35,6 +35,23 @@ def test_degenerate_inputs_give_nan_not_a_number_that_looks_valid():
     assert metrics.ccc([1, 2, 3], [1, 1, 1]) == pytest.approx(0.0)
 
 
+def test_constant_predictions_give_nan_pearson_and_exactly_zero_ccc():
+    # constants whose mean is not exactly representable: their deviations are rounding noise
+    rng = np.random.default_rng(4)
+    t = rng.uniform(-1, 1, 97)
+    for c in rng.uniform(-1, 1, 200):
+        p = np.full(97, c)
+        assert np.isnan(metrics.pearson(t, p)), c
+        assert np.isnan(metrics.pearson(p, t)), c
+        r = metrics.ccc(t, p)
+        assert r == 0.0 and np.copysign(1.0, r) == 1.0, (c, r)  # no -0.0 either
+
+
+def test_a_small_but_real_spread_is_not_constant():
+    t = np.linspace(-1, 1, 50)
+    assert metrics.pearson(t, 1.0 + 1e-6 * t) == pytest.approx(1.0)
+
+
 def test_pearson_and_rmse_match_numpy():
     rng = np.random.default_rng(3)
     t, p = rng.normal(size=100), rng.normal(size=100)

@@ -35,7 +35,9 @@ TOP_KEYS = {
 
 def _entry(kind: str) -> tuple[dict, int]:
     b = load_backbone(kind, "tiny")
-    return {"backbone": kind, "spec": "tiny", "config_hash": b.config_hash, "dim": b.dim}, b.dim
+    entry = {"backbone": kind, "spec": "tiny", "config_hash": b.config_hash,
+             "weights_hash": b.weights_hash, "dim": b.dim}  # fmt: skip
+    return entry, b.dim
 
 
 def build_tiny_models(

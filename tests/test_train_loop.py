@@ -120,3 +120,38 @@ def test_bad_loop_config_names_the_field():
         from_section(LoopConfig, values, "train")
     with pytest.raises(ConfigError, match=r"missing key 'train.seed'"):
         from_section(LoopConfig, {k: v for k, v in values.items() if k != "seed"}, "train")
+
+
+def test_a_non_finite_training_loss_stops_with_one_line_and_no_checkpoint(tmp_path):
+    torch.manual_seed(0)
+    x, y = _data().tensors
+    x[5, 1] = float("nan")  # one NaN feature
+    train = DataLoader(TensorDataset(x, y), batch_size=8)
+    with pytest.raises(ValueError, match=r"^epoch 1/2, batch 1: the training loss is nan"):
+        fit(Linear(), train, DataLoader(_data(8)), _step, _eval,
+            loop(epochs=2, monitor="val/mse", mode="min"), None, tmp_path / "ckpt")  # fmt: skip
+    assert not (tmp_path / "ckpt").exists()
+
+
+def test_checkpoints_refuse_non_finite_weights_and_record_nan_metrics_as_null(tmp_path):
+    from affectpipe.models.checkpoint import save_checkpoint
+
+    state = {"w": torch.tensor([1.0, float("inf")])}
+    with pytest.raises(ValueError, match="refusing to save non-finite weights \\('w'\\)"):
+        save_checkpoint(tmp_path / "bad", state, {}, {}, 0, {"loss": 1.0})
+    assert not (tmp_path / "bad").exists()
+    save_checkpoint(tmp_path / "ok", {"w": torch.ones(2)}, {}, {}, 3, {"pearson": math.nan})
+    meta = json.loads((tmp_path / "ok" / "checkpoint.json").read_text())
+    assert meta["metrics"] == {"pearson": None} and meta["epoch"] == 3
+    assert load_checkpoint(tmp_path / "ok")["metrics"] == {"pearson": None}
+
+
+def test_json_outputs_are_replaced_whole_or_not_at_all(tmp_path):
+    from affectpipe.problems import write_json
+
+    path = tmp_path / "report.json"
+    write_json(path, {"a": 1})
+    with pytest.raises(ValueError):
+        write_json(path, {"a": math.nan})  # not serialisable: the old file stays
+    assert json.loads(path.read_text()) == {"a": 1}
+    assert [p.name for p in tmp_path.iterdir()] == ["report.json"]  # no temporary left

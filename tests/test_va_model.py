@@ -174,19 +174,58 @@ def test_queue_is_fifo_and_wraps_around():
     assert set(dict(q.named_buffers())) == {"keys", "va", "clip", "ptr"}
 
 
-def test_momentum_update_is_ema_of_query_projector():
+def _moco_batch() -> dict[str, torch.Tensor]:
+    return {
+        "x": torch.randn(2, 4, 64),
+        "valid": torch.ones(2, 4, dtype=torch.bool),
+        "va": torch.rand(2, 4, 2) * 2 - 1,
+        "t": torch.arange(4).repeat(2, 1),
+        "clip": torch.tensor([0, 1]),
+    }
+
+
+def test_key_encoder_is_ema_of_the_whole_trainable_query_path():
+    torch.manual_seed(0)
     model = VAModel(model_config("cached", 64))
+    trainable = set(model.trainable_parameters(("temporal", "projector", "temporal_head")))
+    assert any(n.startswith("temporal.") for n in trainable)  # the trunk, not only the projector
     moco = ContrastivePretrainer(model, contrastive(momentum=0.9, queue_size=8))
     with torch.no_grad():
-        for p in model.projector.parameters():
-            p.add_(1.0)
-    before = [p.clone() for p in moco.key_projector.parameters()]
-    moco.momentum_update()
-    for k, k0, q in zip(
-        moco.key_projector.parameters(), before, model.projector.parameters(), strict=True
-    ):
-        torch.testing.assert_close(k, 0.9 * k0 + 0.1 * q)
-    assert not any(p.requires_grad for p in moco.key_projector.parameters())
+        for p in model.parameters():
+            p.add_(1.0)  # the query moved, trainable or not (frozen ones must not follow)
+    before = {n: p.clone() for n, p in moco.key_model.named_parameters()}
+    moco.train()
+    moco(_moco_batch())  # a training forward makes the EMA step
+    query = dict(model.named_parameters())
+    for name, k in moco.key_model.named_parameters():
+        want = 0.9 * before[name] + 0.1 * query[name] if name in trainable else before[name]
+        torch.testing.assert_close(k, want, rtol=0, atol=1e-6, msg=name)
+    assert not any(p.requires_grad for p in moco.key_model.parameters())
+    assert not moco.key_model.training  # no dropout in keys
+
+
+def test_keys_change_only_through_the_ema():
+    torch.manual_seed(0)
+    model = VAModel(model_config("cached", 64))
+    model.trainable_parameters(("temporal", "projector", "temporal_head", "regressor"))
+    moco = ContrastivePretrainer(model, contrastive(momentum=0.5, queue_size=64))
+    batch = _moco_batch()
+    moco.train()
+    out = moco(batch)
+    out["loss"].backward()
+    assert all(p.grad is None for p in moco.key_model.parameters())
+    # the queued keys are exactly what the key encoder computes from the same input
+    moco.eval()
+    with torch.no_grad():
+        keys = moco.key_model(batch["x"], batch["valid"])["z"].flatten(0, 1)
+    torch.testing.assert_close(moco.queue.keys[:8], keys)
+    # an optimiser step moves the query but not the key encoder: only the EMA step does
+    state = {n: p.clone() for n, p in moco.key_model.named_parameters()}
+    torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=1.0).step()
+    assert all(torch.equal(p, state[n]) for n, p in moco.key_model.named_parameters())
+    moco.train()
+    moco(batch)
+    assert not all(torch.equal(p, state[n]) for n, p in moco.key_model.named_parameters())
 
 
 def test_pretrainer_enqueues_valid_frames_only_in_training():

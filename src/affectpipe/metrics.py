@@ -23,6 +23,9 @@ from affectpipe.data.labels import EMOTIONS
 ArrayLike = Sequence[float] | np.ndarray
 
 
+CONSTANT_RTOL = 1e-9  # spread below this fraction of the magnitude: constant
+
+
 def _pair(y_true: ArrayLike, y_pred: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
     t = np.asarray(y_true, dtype=np.float64).ravel()
     p = np.asarray(y_pred, dtype=np.float64).ravel()
@@ -31,23 +34,36 @@ def _pair(y_true: ArrayLike, y_pred: ArrayLike) -> tuple[np.ndarray, np.ndarray]
     return t, p
 
 
+def _deviations(x: np.ndarray) -> np.ndarray:
+    """`x - mean(x)`, exactly zero where `x` is constant up to a relative 1e-9 of its scale:
+    a constant's deviations would otherwise be rounding noise that Pearson's r normalises
+    into an arbitrary correlation."""
+    scale = float(np.abs(x).max(initial=0.0))
+    if float(np.ptp(x)) <= CONSTANT_RTOL * scale:
+        return np.zeros_like(x)
+    return x - x.mean()
+
+
 def ccc(y_true: ArrayLike, y_pred: ArrayLike) -> float:
-    """Concordance correlation coefficient: 2 cov / (var_t + var_p + (mean_t - mean_p)^2)."""
+    """Concordance correlation coefficient: 2 cov / (var_t + var_p + (mean_t - mean_p)^2).
+
+    A constant prediction gives 0 against a varying target (the formula's value, AVEC's mean
+    predictor); NaN only when it is undefined (both sides the same constant, or < 2 values)."""
     t, p = _pair(y_true, y_pred)
     if t.size < 2:
         return float("nan")
-    dt, dp = t - t.mean(), p - p.mean()
+    dt, dp = _deviations(t), _deviations(p)
     num = 2.0 * np.dot(dt, dp)
     den = np.dot(dt, dt) + np.dot(dp, dp) + t.size * (t.mean() - p.mean()) ** 2
-    return float(num / den) if den > 0 else float("nan")
+    return float(num / den) + 0.0 if den > 0 else float("nan")  # + 0.0: no negative zero
 
 
 def pearson(y_true: ArrayLike, y_pred: ArrayLike) -> float:
-    """Pearson's r; NaN when either side is constant."""
+    """Pearson's r; NaN when either side is constant (up to `CONSTANT_RTOL`)."""
     t, p = _pair(y_true, y_pred)
     if t.size < 2:
         return float("nan")
-    dt, dp = t - t.mean(), p - p.mean()
+    dt, dp = _deviations(t), _deviations(p)
     den = np.sqrt(np.dot(dt, dt) * np.dot(dp, dp))
     return float(np.dot(dt, dp) / den) if den > 0 else float("nan")
 

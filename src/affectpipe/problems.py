@@ -8,6 +8,7 @@ report. Nothing is dropped without a reason on record.
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -47,6 +48,15 @@ class ProblemLog:
 
 
 def write_json(path: Path, obj: object) -> None:
-    """Write JSON deterministically (sorted keys, fixed indent, trailing newline)."""
+    """Write JSON deterministically (sorted keys, fixed indent, trailing newline), atomically:
+    a temporary name, then a rename, so a killed run or a full disk never leaves half a file
+    at `path`. Serialising first means an unwritable object leaves `path` untouched."""
+    text = json.dumps(obj, indent=2, sort_keys=True, allow_nan=False) + "\n"
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(obj, indent=2, sort_keys=True, allow_nan=False) + "\n")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        tmp.write_text(text)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)

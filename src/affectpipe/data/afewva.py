@@ -13,6 +13,7 @@ import math
 import os
 import shutil
 import zipfile
+from collections import Counter
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -131,11 +132,22 @@ class FrameLabel:
     landmarks: np.ndarray  # (68, 2) pixels
 
 
+MIN_FACE_PX = 8  # a landmark box smaller than this (pixels a side) holds no usable face
+MIN_FACE_INSIDE = 0.5  # share of the face box that must lie inside the image
+MAX_LANDMARK_PX = 100_000  # larger coordinates are no pixel position of any video frame
+
+
+def _short(value: Any, limit: int = 24) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
+
+
 def _label_value(value: Any, name: str, where: str, json_path: Path) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float):
-        raise InputProblem(json_path, f"frame {where}: {name} is {value!r}, not a number")
-    if not math.isfinite(value) or not -VA_SCALE <= value <= VA_SCALE:
-        raise InputProblem(json_path, f"frame {where}: {name} {value} outside -10..10")
+        raise InputProblem(json_path, f"frame {where}: {name} is {_short(value)}, not a number")
+    # compared as given: a 400-digit integer does not fit a float, and NaN fails every test
+    if not -VA_SCALE <= value <= VA_SCALE:
+        raise InputProblem(json_path, f"frame {where}: {name} {_short(value)} outside -10..10")
     return float(value) / VA_SCALE
 
 
@@ -150,24 +162,47 @@ def _landmarks(value: Any, where: str, json_path: Path) -> np.ndarray:
         raise InputProblem(
             json_path, f"frame {where}: landmarks shape {points.shape}, expected (68, 2) numbers"
         )
+    largest = float(np.abs(points).max())
+    if largest > MAX_LANDMARK_PX:
+        raise InputProblem(
+            json_path, f"frame {where}: landmark coordinate {_short(largest)} is no pixel position"
+        )
     return points
 
 
+class _DuplicateKeys(dict):
+    """A JSON object that remembers the keys it saw more than once (json keeps the last)."""
+
+    duplicates: list[str]
+
+
+def _object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    obj = _DuplicateKeys(pairs)
+    obj.duplicates = sorted(k for k, n in Counter(k for k, _ in pairs).items() if n > 1)
+    return obj
+
+
 def read_annotation(json_path: Path, log: ProblemLog) -> tuple[str, dict[str, FrameLabel]]:
-    """Parse one `NNN.json`: (actor, {frame key: label}). Bad frames go to `log`."""
+    """Parse one `NNN.json`: (actor, {frame key: label}). Bad frames go to `log`; a frame key
+    given twice is ambiguous, so neither of its entries is used."""
     try:
-        doc = json.loads(json_path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise InputProblem(json_path, f"not valid JSON ({err})") from err
+        doc = json.loads(json_path.read_text(encoding="utf-8"), object_pairs_hook=_object)
+    except RecursionError as err:
+        raise InputProblem(json_path, "not an AFEW-VA annotation: JSON nested too deeply") from err
+    except (ValueError, UnicodeDecodeError) as err:  # incl. JSONDecodeError, huge integers
+        raise InputProblem(json_path, f"not valid JSON ({str(err)[:200]})") from err
     if not isinstance(doc, dict) or not isinstance(doc.get("frames"), dict):
         raise InputProblem(json_path, "no 'frames' object: not an AFEW-VA annotation file")
     actor = doc.get("actor")
     if not isinstance(actor, str) or not actor.strip():
         raise InputProblem(json_path, f"'actor' is {actor!r}; actor-disjoint splits need it")
     labels: dict[str, FrameLabel] = {}
+    duplicates = set(getattr(doc["frames"], "duplicates", []))
     for key, entry in sorted(doc["frames"].items()):
         try:
-            if not (key.isdigit() and isinstance(entry, dict)):
+            if key in duplicates:
+                raise InputProblem(json_path, f"frame {key!r}: the key appears more than once")
+            if not (key.isascii() and key.isdigit() and isinstance(entry, dict)):
                 raise InputProblem(json_path, f"frame {key!r}: not a 5-digit key with an object")
             labels[key] = FrameLabel(
                 frame=int(key),
@@ -207,14 +242,38 @@ class CropJob:
     size: int
 
 
+def box_problem(box: tuple[float, float, float, float], width: int, height: int) -> str | None:
+    """Why the landmark box cannot be a face in a `width` x `height` image, or None.
+
+    Landmarks may run a little past the border (a face cut by the frame edge), but a box
+    mostly outside the image, tiny, or of non-finite size would train on black pixels."""
+    x0, y0, x1, y1 = box
+    if not all(math.isfinite(v) for v in box) or x1 - x0 < MIN_FACE_PX or y1 - y0 < MIN_FACE_PX:
+        return f"landmarks give no usable face box ({_short(tuple(round(v, 1) for v in box))})"
+    inside_w = max(0.0, min(x1, width) - max(x0, 0.0))
+    inside_h = max(0.0, min(y1, height) - max(y0, 0.0))
+    if inside_w * inside_h < MIN_FACE_INSIDE * (x1 - x0) * (y1 - y0):
+        return (f"landmarks outside the {width}x{height} image (face box "
+                f"{tuple(round(v, 1) for v in box)})")  # fmt: skip
+    return None
+
+
 def crop_face(job: CropJob) -> str | None:
-    """Crop and resize one face; returns the problem text instead of raising (runs in a pool)."""
+    """Crop and resize one face; returns the problem text instead of raising (runs in a pool):
+    whatever goes wrong with one frame costs that frame alone."""
     try:
         with Image.open(job.src) as img:
+            problem = box_problem(job.box, *img.size)
+            if problem is not None:
+                return problem
             img = img.convert("RGB")
             crop = img.crop(tuple(round(v) for v in job.box))  # outside the frame: black
+    except Image.DecompressionBombError as err:
+        return f"image too large to decode safely ({err})"
     except (OSError, UnidentifiedImageError, SyntaxError) as err:
         return f"unreadable image ({type(err).__name__}: {err})"
+    except Exception as err:  # noqa: BLE001 - isolate the frame, keep the reason
+        return f"cannot crop ({type(err).__name__}: {err})"
     crop = crop.resize((job.size, job.size), Image.Resampling.BILINEAR)
     job.dst.parent.mkdir(parents=True, exist_ok=True)
     crop.save(job.dst, optimize=False)

@@ -33,7 +33,8 @@ from affectpipe.features.store import open_features
 from affectpipe.losses import IGNORE
 from affectpipe.problems import InputProblem, ProblemLog
 
-PROVENANCE_KEYS = ("backbone", "spec", "config_hash", "preprocessing", "source_settings")
+PROVENANCE_KEYS = ("backbone", "spec", "config_hash", "weights_hash", "preprocessing",
+                   "source_settings")  # fmt: skip
 
 
 def load_clip_embeddings(

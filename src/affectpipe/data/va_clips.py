@@ -61,7 +61,8 @@ def split_clips(reader: FeatureReader, split: str) -> list[ClipData]:
 
 def input_provenance(reader: FeatureReader) -> dict[str, Any]:
     """Where the inputs came from: travels into every checkpoint."""
-    keys = ("backbone", "spec", "config_hash", "content", "block", "dim", "source_settings")
+    keys = ("backbone", "spec", "config_hash", "weights_hash", "content", "block", "dim",
+            "source_settings")  # fmt: skip
     return {k: reader.attrs[k] for k in keys if k in reader.attrs}
 
 

@@ -54,6 +54,7 @@ class Backbone:
     processor: Any  # the backbone's own transformers image processor / feature extractor
     dim: int  # embedding size
     config_hash: str  # sha256 of the model config JSON (sorted keys), for provenance
+    weights_hash: str  # sha256 of the weights as loaded (`weights_hash`): same config, new weights
     # uint8 (N, H, W, 3) frames -> (N, 3, h, w) pixel_values, as `processor` makes them; the
     # image backbones only (see `pixels`)
     pixels: ImagePixels | None = field(init=False, repr=False, compare=False)
@@ -91,6 +92,20 @@ def config_hash(config: tf.PretrainedConfig) -> str:
     d = {k: v for k, v in d.items() if not k.startswith("_") and k not in drop}
     blob = json.dumps(d, sort_keys=True, default=str).encode()
     return hashlib.sha256(blob).hexdigest()
+
+
+def weights_hash(model: torch.nn.Module) -> str:
+    """sha256 of the state dict as loaded: names, dtypes, shapes and raw bytes, sorted by name.
+
+    The config hash alone passes a retrained or swapped checkpoint of the same architecture;
+    this does not. Hashing the tensors rather than the files gives one value for a hub id and
+    a local copy of it (about 1 s per 500 MB)."""
+    digest = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        t = tensor.detach().cpu().contiguous()
+        digest.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
+        digest.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
 
 
 def _check_kind(kind: str) -> None:
@@ -248,6 +263,7 @@ def load_backbone(kind: str, spec: str, device: str | torch.device = "cpu") -> B
         processor=processor,
         dim=int(model.config.hidden_size),
         config_hash=config_hash(model.config),
+        weights_hash=weights_hash(model),
     )
 
 
@@ -264,4 +280,5 @@ def real_size(kind: str, device: str | torch.device = "cpu", seed: int = 0) -> B
         processor=default_processor(kind, config),
         dim=int(config.hidden_size),
         config_hash=config_hash(config),
+        weights_hash=weights_hash(model),
     )

@@ -51,6 +51,7 @@ def cache_attrs(
         "backbone": backbone.kind,
         "spec": backbone.spec,
         "config_hash": backbone.config_hash,
+        "weights_hash": backbone.weights_hash,
         "content": BLOCK_CONTENT,
         "block": block,
         "tokens": tokens,

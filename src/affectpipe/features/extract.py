@@ -126,6 +126,7 @@ def provenance(
         "backbone": kind,
         "spec": backbone.spec,
         "config_hash": backbone.config_hash,
+        "weights_hash": backbone.weights_hash,
         "model_class": type(backbone.model).__name__,
         "pooling": E.POOLING[kind],
         "dim": backbone.dim,

@@ -13,6 +13,7 @@ threads).
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -136,6 +137,20 @@ def part_path(out: Path, rank: int, world: int) -> Path:
     return out.with_name(f"{out.name}.part-{rank}-of-{world}")
 
 
+def remove_leftovers(out: Path, world: int) -> list[Path]:
+    """Delete what a killed run with another process count left beside `out` (its part files
+    and their temporaries, the store's own temporary); return them, for the log. This run's
+    own part names are left alone: each process overwrites its own, and another process may
+    already be writing one."""
+    mine = {part_path(out, r, world).name for r in range(world)}
+    candidates = [*out.parent.glob(f"{out.name}.part-*"), out.with_name(out.name + ".tmp")]
+    stale = sorted(p for p in candidates
+                   if p.is_file() and p.name.removesuffix(".tmp") not in mine)  # fmt: skip
+    for p in stale:
+        p.unlink(missing_ok=True)
+    return stale
+
+
 def extract_shard(
     backbone: Backbone,
     plan: Plan,
@@ -249,6 +264,9 @@ def run_sharded(
     rank, world = env_rank()
     part = part_path(out, rank, world)
     out.parent.mkdir(parents=True, exist_ok=True)
+    if rank == 0 and (stale := remove_leftovers(out, world)):
+        names = ", ".join(p.name for p in stale)
+        print(f"{out.parent}: removed leftovers of an interrupted run: {names}", file=sys.stderr)
     if world > 1:
         import torch.distributed as dist
 

@@ -6,6 +6,8 @@ provenance, epoch and metrics as text, so `git diff`/`dvc diff` readers need no 
 
 from __future__ import annotations
 
+import json
+import math
 import os
 from pathlib import Path
 from typing import Any
@@ -27,20 +29,31 @@ def save_checkpoint(
     epoch: int,
     metrics: dict[str, float],
 ) -> None:
-    """Write `model.pt` (via a temporary name) and `checkpoint.json` into `ckpt_dir`."""
+    """Write `model.pt` and `checkpoint.json` into `ckpt_dir`, each via a temporary name.
+
+    Non-finite weights are refused (a diverged run must not leave a checkpoint that predicts
+    NaN); non-finite metrics (e.g. Pearson's r of a constant prediction) are recorded as null.
+    """
     ckpt_dir = Path(ckpt_dir)
+    cpu = {k: v.detach().cpu() for k, v in state.items()}
+    bad = next((k for k, v in cpu.items() if v.is_floating_point() and not v.isfinite().all()),
+               None)  # fmt: skip
+    if bad is not None:
+        raise ValueError(f"{ckpt_dir}: refusing to save non-finite weights ('{bad}'): training "
+                         f"diverged; check the inputs for NaN/inf or lower the lr")  # fmt: skip
     ckpt_dir.mkdir(parents=True, exist_ok=True)
     payload = {
         "config": config,
         "provenance": provenance,
-        "state_dict": {k: v.detach().cpu() for k, v in state.items()},
+        "state_dict": cpu,
         "epoch": epoch,
-        "metrics": metrics,
+        "metrics": {k: v if math.isfinite(v) else None for k, v in metrics.items()},
     }
+    meta = {k: v for k, v in payload.items() if k != "state_dict"}
+    json.dumps(meta, allow_nan=False)  # unserialisable metadata fails before any file changes
     tmp = ckpt_dir / (MODEL_FILE + ".tmp")
     torch.save(payload, tmp)
     os.replace(tmp, ckpt_dir / MODEL_FILE)
-    meta = {k: v for k, v in payload.items() if k != "state_dict"}
     write_json(ckpt_dir / META_FILE, meta)
 
 

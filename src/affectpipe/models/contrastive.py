@@ -1,8 +1,10 @@
 """Stage-1 contrastive pretraining around a `VAModel`, in the manner of MoCo (He et al. 2020).
 
-Keys come from a momentum (EMA) copy of the frame projector applied to the same frame features,
-and a FIFO memory queue of past keys (with their VA labels and clip ids) supplies negatives
-beyond the batch. Queue and pointer are buffers: they are checkpointed and move with the model.
+Keys come from a momentum (EMA) copy of the whole trainable query path (LoRA block or temporal
+transformer, standardisation, projector) applied to the same cached frozen input, so queued keys
+of different steps come from one slowly moving encoder. A FIFO memory queue of past keys (with
+their VA labels and clip ids) supplies negatives beyond the batch. Queue and pointer are
+buffers, so they move with the module between devices; checkpoints hold the VA model alone.
 Under several processes, keys are gathered from all of them before enqueueing, as MoCo does, so
 every process holds the same queue.
 """
@@ -24,7 +26,7 @@ class ContrastiveConfig:
     """Loss weights and the MoCo machinery of stage 1 (`pretrain.contrastive`)."""
 
     queue_size: int  # K: keys kept as extra negatives
-    momentum: float  # m: EMA rate of the key projector
+    momentum: float  # m: EMA rate of the key encoder
     tau: float  # temperature
     window: int  # positives: same clip, at most this many frames apart ...
     va_threshold: float  # ... and VA distance below this; negatives: above it
@@ -86,20 +88,29 @@ class ContrastivePretrainer(nn.Module):
     """Wraps a `VAModel`; `forward(batch)` returns the stage-1 losses."""
 
     def __init__(self, model: VAModel, cfg: ContrastiveConfig):
+        """`model` must already have its trainable parts chosen (`trainable_parameters`) and
+        its feature statistics set: the key encoder starts as an exact copy of it."""
         super().__init__()
         self.model = model
         self.cfg = cfg
-        self.key_projector = copy.deepcopy(model.projector).requires_grad_(False)
+        self.key_model = copy.deepcopy(model).requires_grad_(False).eval()
         self.queue = MemoryQueue(cfg.queue_size, model.cfg.embed_dim)
+
+    def train(self, mode: bool = True) -> ContrastivePretrainer:
+        """The key encoder always runs without dropout, as MoCo v2's has none."""
+        super().train(mode)
+        self.key_model.eval()
+        return self
 
     @torch.no_grad()
     def momentum_update(self) -> None:
-        """key = m * key + (1 - m) * query, parameter by parameter."""
+        """key = m * key + (1 - m) * query for every trainable tensor of the query path; the
+        frozen ones stay bit-identical copies (an EMA of two equal floats can drift by an ulp)."""
         m = self.cfg.momentum
-        for pk, pq in zip(
-            self.key_projector.parameters(), self.model.projector.parameters(), strict=True
-        ):
-            pk.mul_(m).add_(pq.detach(), alpha=1.0 - m)
+        keys = dict(self.key_model.named_parameters())
+        for name, pq in self.model.named_parameters():
+            if pq.requires_grad:
+                keys[name].mul_(m).add_(pq.detach(), alpha=1.0 - m)
 
     def forward(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
         valid = batch["valid"]
@@ -108,7 +119,7 @@ class ContrastivePretrainer(nn.Module):
         if self.training:
             self.momentum_update()
         with torch.no_grad():
-            k = self.key_projector(out["f"].detach())[valid]  # (N, E), N = valid frames
+            k = self.key_model(batch["x"], valid)["z"][valid]  # (N, E), N = valid frames
         q = out["z"][valid]  # (N, E)
         va = batch["va"][valid].float()  # (N, 2)
         frame_clip = batch["clip"][:, None].expand(b, n)[valid]  # (N,)
@@ -131,7 +142,7 @@ class ContrastivePretrainer(nn.Module):
         return {"loss": loss, "local": local, "global": glob, "smooth": smooth}
 
     def checkpoint_state(self) -> dict[str, Tensor]:
-        """Stage 1 hands on the VA model; the queue and key projector are training machinery."""
+        """Stage 1 hands on the VA model; the queue and key encoder are training machinery."""
         return self.model.checkpoint_state()
 
     def load_checkpoint_state(self, state: dict[str, Tensor]) -> None:

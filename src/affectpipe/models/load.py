@@ -49,13 +49,23 @@ def backbone_provenance(provenance: dict[str, Any], kind: str, source: Path) -> 
 
 
 def check_backbone(backbone: Backbone, entry: dict[str, Any], source: Path | str) -> Backbone:
-    """`backbone` if its config hash is the one `entry` recorded, else `ProvenanceMismatch`."""
+    """`backbone` if its config and weights hashes are the ones `entry` recorded, else
+    `ProvenanceMismatch` (one line naming what differs)."""
+    what = f"{source}: made with {entry['backbone']} '{entry['spec']}'"
+    fix = "re-extract features and retrain (dvc repro), or point the spec at the original model"
     if backbone.config_hash != entry["config_hash"]:
         raise ProvenanceMismatch(
-            f"{source}: trained on {entry['backbone']} '{entry['spec']}' with config hash "
-            f"{entry['config_hash'][:12]}, but that spec now loads a backbone with hash "
-            f"{backbone.config_hash[:12]}; re-extract features and retrain, or point the spec "
-            f"at the original model"
+            f"{what} with config hash {entry['config_hash'][:12]}, but that spec now loads a "
+            f"backbone with config hash {backbone.config_hash[:12]}; {fix}"
+        )
+    recorded = entry.get("weights_hash")
+    if recorded is None:
+        raise ProvenanceMismatch(f"{what} records no weights hash (an older version made it); "
+                                 f"{fix}")  # fmt: skip
+    if backbone.weights_hash != recorded:
+        raise ProvenanceMismatch(
+            f"{what} with weights hash {recorded[:12]}, but that spec now loads other weights "
+            f"(hash {backbone.weights_hash[:12]}, same config); {fix}"
         )
     return backbone
 

@@ -127,6 +127,12 @@ def _train_epoch(model, loader, step_fn, acc, opt, sched, cfg, params, desc) -> 
     for batch in tqdm(loader, desc=desc, leave=False, disable=not acc.is_main_process):
         with acc.accumulate(model):
             out = step_fn(model, batch)
+            loss = float(out["loss"].detach())
+            if not math.isfinite(loss):
+                raise ValueError(
+                    f"{desc}, batch {n + 1}: the training loss is {loss}; the inputs hold "
+                    f"NaN/inf (check the feature store) or the lr diverges"
+                )
             acc.backward(out["loss"])
             if acc.sync_gradients and cfg.grad_clip > 0:
                 acc.clip_grad_norm_(params, cfg.grad_clip)
