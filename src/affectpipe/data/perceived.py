@@ -39,7 +39,7 @@ LETTERS: dict[str, int] = {  # the ratings' emotion letters onto the unified ids
     "S": EMOTION_ID["sad"],
 }
 LETTER_OF: dict[int, str] = {e: letter for letter, e in LETTERS.items()}
-MODES = {"face": "Face", "voice": "Voice", "av": "MultiModal"}  # our name -> the table's prefix
+MODES = {"voice": "Voice", "face": "Face", "av": "MultiModal"}  # ours -> the table's, in its order
 SUMMARY_COLUMNS = ["FileName"] + [f"{p}{k}" for p in MODES.values() for k in ("Vote", "Level")]
 GROUPS = ("congruent", "incongruent", "other")
 NO_VOTE = -1  # face_emotion / voice_emotion of a tied vote: no single majority emotion
@@ -175,13 +175,22 @@ def build_perceived(
             continue
         v = votes[clip.clip_id]
         group, reason = classify(v["face"], v["voice"], int(clip.emotion), cfg)
-        cells = {f"{m}_{k}": s for m in MODES for k, s in zip(("vote", "level"), format_vote(v[m]))}
+        cells = {}
+        for m in MODES:
+            cells[f"{m}_vote"], cells[f"{m}_level"] = format_vote(v[m])
         rows.append(
             {
-                "clip_id": clip.clip_id, "actor": clip.actor, "fold": clip.fold,
-                "split": clip.split, "emotion": clip.emotion, "group": group, "reason": reason,
-                **cells, "face_emotion": v["face"].single, "voice_emotion": v["voice"].single,
-            }  # fmt: skip
+                "clip_id": clip.clip_id,
+                "actor": clip.actor,
+                "fold": clip.fold,
+                "split": clip.split,
+                "emotion": clip.emotion,
+                "group": group,
+                "reason": reason,
+                **cells,
+                "face_emotion": v["face"].single,
+                "voice_emotion": v["voice"].single,
+            }
         )
     return pd.DataFrame(rows, columns=PERCEIVED_COLUMNS)
 

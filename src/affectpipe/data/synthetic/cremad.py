@@ -92,15 +92,27 @@ def rate(shown: tuple[int, ...], strength: float, rng: np.random.Generator) -> V
     return Vote(tuple(voted), tuple(round(float(np.mean(picks[e])), 2) for e in voted))
 
 
-def shown_emotions(
-    cfg: SyntheticCremadConfig, emotion: int, rng: np.random.Generator
-) -> tuple[int, int]:
-    """(face, voice) emotion of a performance: the acted one in both, or, for a seeded
-    `incongruent_fraction` of them, another one in the face or (drawn) the voice."""
-    if rng.random() >= cfg.incongruent_fraction:
-        return emotion, emotion
-    other = int(rng.choice([c for c in sorted(CREMAD_EMOTION.values()) if c != emotion]))
-    return (other, emotion) if rng.random() < 0.5 else (emotion, other)
+def _take(cfg: SyntheticCremadConfig, a: int, s: str, code: str, level: str) -> list[int]:
+    """The seed of one performance's rendering; its plan and ratings extend it."""
+    return [cfg.seed, a, SENTENCES.index(s), CREMAD_EMOTION[code], LEVELS.index(level)]
+
+
+def shown(cfg: SyntheticCremadConfig) -> dict[str, tuple[int, int]]:
+    """File stem -> (face, voice) emotion rendered: the acted one in both, or, for a seeded
+    `incongruent_fraction` of performances, another one in the face or (drawn) the voice."""
+    out = {}
+    classes = sorted(CREMAD_EMOTION.values())
+    for a, s, code, level in performances(cfg):
+        emotion, rng = (
+            CREMAD_EMOTION[code],
+            np.random.default_rng([*_take(cfg, a, s, code, level), 1]),
+        )
+        pair = (emotion, emotion)
+        if rng.random() < cfg.incongruent_fraction:
+            other = int(rng.choice([c for c in classes if c != emotion]))
+            pair = (other, emotion) if rng.random() < 0.5 else (emotion, other)
+        out[f"{a}_{s}_{code}_{level}"] = pair
+    return out
 
 
 def generate(cfg: SyntheticCremadConfig, out_dir: Path) -> list[Path]:
@@ -113,12 +125,12 @@ def generate(cfg: SyntheticCremadConfig, out_dir: Path) -> list[Path]:
         a: Actor.sample(np.random.default_rng([seed, a]), female=bool(rng_sex.integers(2)))
         for a in range(cfg.first_actor, cfg.first_actor + cfg.actors)
     }
+    plan = shown(cfg)
     for a, s, code, level in tqdm(list(performances(cfg)), desc="synthetic cremad", unit="clip"):
-        emotion = CREMAD_EMOTION[code]
-        take = [seed, a, SENTENCES.index(s), emotion, LEVELS.index(level)]
+        stem, take = f"{a}_{s}_{code}_{level}", _take(cfg, a, s, code, level)
         rng = np.random.default_rng(take)
-        raters = np.random.default_rng([*take, 1])  # apart: the rendering stream is unchanged
-        face, voice_emotion = shown_emotions(cfg, emotion, raters)
+        raters = np.random.default_rng([*take, 2])  # apart: the rendering stream is unchanged
+        face, voice_emotion = plan[stem]
         frames, voice = make_clip(
             actors[a],
             voice_emotion,
@@ -131,7 +143,6 @@ def generate(cfg: SyntheticCremadConfig, out_dir: Path) -> list[Path]:
             rng,
             face_emotion=face,
         )
-        stem = f"{a}_{s}_{code}_{level}"
         strength = LEVEL_STRENGTH[level]
         votes[stem] = {
             "voice": rate((voice_emotion,), strength, raters),
