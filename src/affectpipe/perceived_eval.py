@@ -73,6 +73,7 @@ def join_votes(predicted: pd.DataFrame, table: pd.DataFrame) -> pd.DataFrame:
     votes = table.set_index("clip_id")
     out = predicted.rename(columns={"face_clip": "clip_id"}).drop(columns=["voice_clip"])
     out["group"] = out.clip_id.map(votes.group)
+    out["emotion"] = out.clip_id.map(votes.emotion).astype(int)  # the acted emotion
     for m in MODALITIES:
         out[f"{m}_vote"] = out.clip_id.map(votes[f"{m}_emotion"]).astype(int)
     return out
