@@ -73,7 +73,8 @@ def settings_of(cfg: ClipSettings) -> dict[str, Any]:
 
 @params_section
 class AVPreprocessConfig(ClipSettings):
-    """`preprocess.ravdess` and `preprocess.cremad`: the clip settings, then splits and pairs."""
+    """`preprocess.ravdess` (and `preprocess.cremad`, which adds `perceived`): the clip settings,
+    then splits and pairs."""
 
     bad_input: Policy  # strict: stop at the first bad file | skip: record it and go on
     folds: FoldConfig
