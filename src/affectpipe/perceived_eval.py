@@ -25,7 +25,7 @@ from affectpipe.av_inference import predict_pairs
 from affectpipe.data.av_pairs import read_table
 from affectpipe.data.pairs import PAIR_COLUMNS
 from affectpipe.data.perceived import NO_VOTE, PERCEIVED_COLUMNS
-from affectpipe.problems import ProblemLog
+from affectpipe.problems import ProblemLog, write_json
 
 TABLE = "perceived.csv"
 MODALITIES = ("face", "voice")
@@ -106,7 +106,8 @@ def perceived_metrics(frame: pd.DataFrame, threshold: float) -> dict[str, Any]:
 def _fold_frame(
     ckpt_dir: Path, table: pd.DataFrame, features_dir: Path, log: ProblemLog, source: str
 ) -> tuple[int, pd.DataFrame]:
-    """(test fold, predictions joined to votes) of one checkpoint on its test fold's clips."""
+    """(test fold, predictions joined to votes) of one checkpoint on its test fold's clips (the
+    checkpoint names its fold, so every rated clip goes through it and the rest is dropped)."""
     predicted, prov = predict_pairs(ckpt_dir, features_dir, as_pairs(table), log, source)
     fold = int(prov["test_fold"])
     frame = join_votes(predicted, table)
@@ -123,8 +124,6 @@ def evaluate_perceived(
     Writes `out_json` (each fold's figures, or the reason for a skip) and `out_csv` (the test
     fold's clips with their votes and predictions).
     """
-    from affectpipe.problems import write_json
-
     path = processed_dir / TABLE
     if not path.is_file():
         return None
@@ -150,7 +149,11 @@ def evaluate_perceived(
         out["cv"] = {k: v for k, v in cv.items() if k not in ("per_fold", "folds")}
     write_json(
         out_json,
-        {"threshold": threshold, "per_fold": _json(per_fold), "skipped": log.to_json()},
+        {
+            "threshold": threshold,
+            "per_fold": _json(per_fold),
+            "skipped": [dict(s) for s in sorted({tuple(s.items()) for s in log.to_json()})],
+        },
     )
     return out
 
