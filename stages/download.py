@@ -22,13 +22,15 @@ def main(
     params = load_params(params_file)
     out = out_dir
 
-    def work() -> None:
+    def work() -> list[str]:
         module, name = dataset_module(dataset), f"download.{dataset}"
         cfg = from_section(module.DownloadConfig, section(params, name), name)
-        module.download(cfg, out)
+        return module.download(cfg, out) or []
 
-    run_stage(work)
+    notes = run_stage(work)
     typer.echo(f"download {dataset}: wrote {out}")
+    for note in notes:
+        typer.echo(f"  note: {note}", err=True)
 
 
 if __name__ == "__main__":

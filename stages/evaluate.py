@@ -67,6 +67,10 @@ def main(
             test = scores["test"]
             typer.echo(f"av {model} {dataset}: accuracy {fmt(test['accuracy'])} "
                        f"macro-F1 {fmt(test['macro_f1'])}")  # fmt: skip
+            if "congruence_auc_perceived" in test:  # crowd-rated clips (CREMA-D)
+                typer.echo(f"  perceived: congruence AUC {fmt(test['congruence_auc_perceived'])} "
+                           f"on {test['n_perceived_congruent']} congruent, "
+                           f"{test['n_perceived_incongruent']} incongruent clips")  # fmt: skip
     if readme is not None:
         update_readme(readme, metrics_dir)
 

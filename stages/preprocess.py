@@ -41,6 +41,10 @@ def main(
     report = run_stage(work)
     skipped = report.get("skipped", [])
     typer.echo(f"preprocess {dataset}: {summary(report)}; {len(skipped)} input(s) skipped")
+    perceived = report.get("perceived")  # CREMA-D's crowd-rated clips
+    if perceived is not None:
+        groups = ", ".join(f"{n} {g}" for g, n in perceived.get("groups", {}).items())
+        typer.echo(f"  perceived set: {groups or perceived.get('skipped')}")
     typer.echo(f"  full report: {out}/report.json")
     for item in skipped[:20]:
         typer.echo(f"  skipped {item['path']}: {item['reason']}", err=True)

@@ -14,7 +14,9 @@ import soundfile as sf
 from affectpipe.config import ConfigError
 from affectpipe.data import cremad, fetch, media
 from affectpipe.data.labels import EMOTIONS
-from affectpipe.problems import InputProblem
+from affectpipe.data.perceived import SUMMARY, read_summary
+from affectpipe.data.synthetic.cremad import shown
+from affectpipe.problems import InputProblem, ProblemLog
 from tests.data_configs import config
 from tests.test_fetch import serve
 
@@ -83,17 +85,41 @@ def test_names_that_do_not_parse_say_why(name, message):
 
 def test_synthetic_layout_rates_and_manifest(raw):
     manifest = pd.read_csv(raw / "manifest.csv")
-    assert len(manifest) == 2 * N_CLIPS
+    assert len(manifest) == 2 * N_CLIPS + 1 and SUMMARY in set(manifest.path)
     assert "VideoFlash/1002_IEO_ANG_HI.flv" in set(manifest.path)
     assert "AudioWAV/1001_IEO_NEU_XX.wav" in set(manifest.path)
     assert sf.info(raw / "AudioWAV" / "1001_DFA_ANG_XX.wav").samplerate == 16000
     assert media.has_audio_track(raw / "VideoFlash" / "1001_DFA_ANG_XX.flv")
 
 
+def test_synthetic_ratings_parse_and_follow_what_was_rendered(raw, tmp_path):
+    votes = read_summary(raw / SUMMARY, ProblemLog("strict"))  # the real table's reader
+    plan = shown(download_config(synthetic=TINY).synthetic)
+    assert set(votes) == set(plan) and len(plan) == N_CLIPS
+    apart = {stem for stem, (face, voice) in plan.items() if face != voice}
+    assert 0 < len(apart) < N_CLIPS  # incongruent_fraction of params.yaml (0.2)
+    for mode, i in (("face", 0), ("voice", 1)):  # raters mostly name what each modality shows
+        hits = [plan[stem][i] in v[mode].emotions for stem, v in votes.items()]
+        assert np.mean(hits) > 0.7, mode
+    # a clip rendered with face and voice apart differs from its congruent rendering, and only it
+    same = tmp_path / "same"
+    cremad.download(download_config(synthetic=TINY | {"incongruent_fraction": 0.0}), same)
+    for stem in plan:
+        changed = any(
+            (raw / d / f"{stem}{x}").read_bytes() != (same / d / f"{stem}{x}").read_bytes()
+            for d, x in (("AudioWAV", ".wav"), ("VideoFlash", ".flv"))
+        )
+        assert changed == (stem in apart), stem
+
+
 def test_preprocess_pairs_flv_and_wav_by_name(raw, tmp_path):
     report = cremad.preprocess(preprocess_config(), raw, tmp_path, seed=0)
     clips = pd.read_csv(tmp_path / "clips.csv")
     assert len(clips) == N_CLIPS and report["skipped"] == []
+    perceived = pd.read_csv(tmp_path / "perceived.csv")
+    assert len(perceived) == N_CLIPS == sum(report["perceived"]["groups"].values())
+    assert report["perceived"]["groups"]["incongruent"] > 0
+    assert set(perceived.fold) == {0, 1}
     assert (clips.has_video == 1).all() and (clips.has_audio == 1).all()
     assert (clips.groupby("fold").emotion.nunique() == 6).all()
     assert set(clips.emotion_name) == {"neutral", "happy", "sad", "angry", "fearful", "disgust"}
@@ -162,12 +188,14 @@ def test_github_download_follows_lfs_pointers_and_verifies(raw, tmp_path):
             ("AudioWAV", "1002_DFA_ANG_XX.wav"),
         )
     }
+    ratings = (raw / SUMMARY).read_bytes()  # a plain git file: raw_url serves it as it is
     tree = {
         "truncated": False,
-        "tree": [{"path": "README.md", "type": "blob"}]
+        "tree": [{"path": "README.md", "type": "blob"}, {"path": SUMMARY, "type": "blob"}]
         + [{"path": p, "type": "blob"} for p in files],
     }
     routes = {f"/repos/{repo}/git/trees/{ref}": json.dumps(tree).encode()}
+    routes[f"/raw/{repo}/{ref}/{SUMMARY}"] = ratings
     for path, body in files.items():
         pointer = (
             f"version https://git-lfs.github.com/spec/v1\n"
@@ -183,12 +211,18 @@ def test_github_download_follows_lfs_pointers_and_verifies(raw, tmp_path):
             "media_url": f"{url}/media",
             "actors": [1001],
         }
-        cremad.download(download_config(**cfg), tmp_path / "raw")
+        assert cremad.download(download_config(**cfg), tmp_path / "raw") == []
         manifest = pd.read_csv(tmp_path / "raw" / "manifest.csv")
         assert sorted(manifest.path) == [
             "AudioWAV/1001_DFA_ANG_XX.wav",
             "VideoFlash/1001_DFA_ANG_XX.flv",
+            SUMMARY,
         ]
+        assert (tmp_path / "raw" / SUMMARY).read_bytes() == ratings
+        tree["tree"] = [e for e in tree["tree"] if e["path"] != SUMMARY]
+        routes[f"/repos/{repo}/git/trees/{ref}"] = json.dumps(tree).encode()
+        notes = cremad.download(download_config(**cfg), tmp_path / "unrated")
+        assert notes and f"the github source has no {SUMMARY}" in notes[0]
         routes[f"/media/{repo}/{ref}/AudioWAV/1001_DFA_ANG_XX.wav"] = b"corrupted"
         with pytest.raises(fetch.DownloadError, match="1001_DFA_ANG_XX.wav.part: size 9 bytes"):
             cremad.download(download_config(**cfg), tmp_path / "raw2")
@@ -204,12 +238,29 @@ def test_unknown_source_and_folders_fail_by_name():
 def test_folder_source_takes_the_configured_folders(raw, tmp_path):
     cremad.download(download_config(source="folder", path=str(raw), folders=["AudioWAV"]), tmp_path)
     manifest = pd.read_csv(tmp_path / "manifest.csv")
-    assert len(manifest) == N_CLIPS and manifest.path.str.startswith("AudioWAV/").all()
+    assert len(manifest) == N_CLIPS + 1 and SUMMARY in set(manifest.path)
+    assert manifest.path.str.startswith("AudioWAV/").sum() == N_CLIPS
     with pytest.raises(InputProblem, match=r"no CREMA-D media \(VideoFlash/\) in this folder"):
         cremad.download(
             download_config(source="folder", path=str(tmp_path), folders=["VideoFlash"]),
             tmp_path / "again",
         )
+
+
+def test_a_folder_without_ratings_downloads_and_preprocesses_with_a_recorded_skip(raw, tmp_path):
+    src = tmp_path / "src"
+    shutil.copytree(raw / "AudioWAV", src / "AudioWAV")
+    shutil.copytree(raw / "VideoFlash", src / "VideoFlash")
+    notes = cremad.download(download_config(source="folder", path=str(src)), tmp_path / "raw")
+    assert notes == [
+        f"the folder source has no {SUMMARY}: preprocessing records that, and what needs it is "
+        "skipped"
+    ]
+    report = cremad.preprocess(preprocess_config(), tmp_path / "raw", tmp_path / "out", seed=0)
+    assert report["perceived"] == {
+        "skipped": f"no {SUMMARY} in {tmp_path / 'raw'}: no perceived evaluation set"
+    }
+    assert pd.read_csv(tmp_path / "out" / "perceived.csv").empty
 
 
 def test_lfs_pointer_is_parsed_and_plain_text_is_not():

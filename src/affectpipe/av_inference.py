@@ -15,7 +15,7 @@ import pandas as pd
 import torch
 from torch.utils.data import DataLoader
 
-from affectpipe.data.av_dataset import load_av_data, pair_frame
+from affectpipe.data.av_dataset import PairDataset, load_av_data, load_clip_embeddings, pair_frame
 from affectpipe.data.pairs import PairConfig
 from affectpipe.models.load import load_av_model
 from affectpipe.models.multimodal import AVEmotionModel, head_probabilities
@@ -55,6 +55,30 @@ def predict_av(
         df = pair_frame(data.splits[split], collect_outputs(model, loader))
         frames[split] = df.assign(dataset=prov["dataset"], model=prov["modality"])
     return frames, prov
+
+
+def predict_pairs(
+    ckpt_dir: Path, features_dir: Path, pairs: pd.DataFrame, log: ProblemLog, source: str
+) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """`predict_av`'s per-pair table for pairs given here rather than drawn from `pairs.csv`
+    (`data.pairs.PAIR_COLUMNS`; e.g. each rated clip's own face and voice), with the features
+    the checkpoint names, checked against its provenance; and the checkpoint's provenance."""
+    model, payload = load_av_model(Path(ckpt_dir))
+    prov = payload["provenance"]
+    face, voice = (
+        load_clip_embeddings(
+            Path(features_dir) / prov[f"{m}_file"],
+            set(pairs[f"{m}_clip"]),
+            log,
+            prov[f"{m}_features"],
+        )
+        for m in ("face", "voice")
+    )
+    data = PairDataset(pairs, face, voice, log, source)
+    if len(data) == 0:
+        return data.pairs.assign(dataset=prov["dataset"], model=prov["modality"]), prov
+    outputs = collect_outputs(model, DataLoader(data, batch_size=256, shuffle=False))
+    return pair_frame(data, outputs).assign(dataset=prov["dataset"], model=prov["modality"]), prov
 
 
 @torch.no_grad()

@@ -20,6 +20,7 @@ from affectpipe.config import params_section
 from affectpipe.data.av_pairs import dataset_classes
 from affectpipe.data.labels import EMOTIONS
 from affectpipe.models.va import PIPELINE_TITLES
+from affectpipe.perceived_eval import evaluate_perceived
 from affectpipe.problems import write_json
 
 
@@ -152,6 +153,12 @@ def evaluate_av_model(
                                dataset_classes(dataset))  # fmt: skip
         write_json(plots_dir / "av" / f"{model}_{dataset}_cv.json", cv)
         result["cv"] = _clean({k: v for k, v in cv.items() if k != "per_fold"})
+    name = plots_dir / "av" / f"{model}_{dataset}_perceived"
+    perceived = evaluate_perceived(ckpt_dir, features_dir, processed_dir, name.with_suffix(".json"),
+                                   name.with_suffix(".csv"))  # fmt: skip
+    for part, scores in (perceived or {}).items():  # crowd-perceived congruence (CREMA-D)
+        if part in result:
+            result[part] = _clean(result[part] | scores)
     return result
 
 

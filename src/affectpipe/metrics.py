@@ -296,15 +296,15 @@ def majority_metrics(train: pd.DataFrame, test: pd.DataFrame, classes: list[int]
     return {f"majority_{k}": v for k, v in base.items()}
 
 
-def fold_summary(per_fold: dict[int, dict]) -> dict:
-    """Mean and (population) std across folds of the headline metrics, plus each fold's."""
+def fold_summary(per_fold: dict[int, dict], keys: Sequence[str] = CV_KEYS) -> dict:
+    """Mean and (population) std across folds of the headline metrics `keys`, plus each fold's."""
     out: dict = {"folds": len(per_fold)}
-    for key in CV_KEYS:
+    for key in keys:
         values = [m[key] for m in per_fold.values() if m.get(key) is not None]
         if values:
             out[f"{key}_mean"] = float(np.mean(values))
             out[f"{key}_std"] = float(np.std(values))
     out["per_fold"] = {
-        f"fold{k}": {key: m.get(key) for key in CV_KEYS if key in m} for k, m in per_fold.items()
+        f"fold{k}": {key: m.get(key) for key in keys if key in m} for k, m in per_fold.items()
     }
     return out

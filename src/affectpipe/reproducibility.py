@@ -81,7 +81,14 @@ CLASSIFICATION = {
 } | {
     f"congruence_{m}{part}{s}"
     for m in ("accuracy", "f1", "auc")
-    for part in ("", "_easy", "_hard")
+    for part in ("", "_easy", "_hard", "_perceived")
+    for s in ("", "_mean")
+}
+# face and voice heads on crowd-rated clips: against the perceived vote and the acted emotion
+CLASSIFICATION |= {
+    f"{m}_accuracy_{t}{s}"
+    for m in ("face", "voice")
+    for t in ("vote", "acted")
     for s in ("", "_mean")
 }
 FP32_VARIANTS = ("lora", "probe")  # VA variants trained on the fp32 block cache

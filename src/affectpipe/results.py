@@ -40,6 +40,16 @@ CV_COLUMNS = {
     "congruence_auc_easy": "AUC easy",
     "congruence_auc_hard": "AUC hard",
 }
+PERCEIVED_COLUMNS = {
+    "congruence_auc_perceived": "congr. AUC",
+    "congruence_accuracy_perceived": "congr. acc.",
+    "congruence_f1_perceived": "congr. F1",
+    "face_accuracy_vote": "face vs vote",
+    "face_accuracy_acted": "face vs acted",
+    "voice_accuracy_vote": "voice vs vote",
+    "voice_accuracy_acted": "voice vs acted",
+}
+PERCEIVED_COUNTS = ("n_perceived_congruent", "n_perceived_incongruent")
 
 
 def fmt(value: Any) -> str:
@@ -89,7 +99,37 @@ def render(metrics_dir: Path) -> str:
                 "(mean ± std across folds; `train_multimodal.folds: all`):\n\n"
                 + _table(["model / dataset", "folds"] + list(CV_COLUMNS.values()), cv_rows)
             )
+        perceived = _perceived_rows(av)
+        if perceived:
+            parts.append(
+                "Congruence on real clips as crowd raters perceived them (CREMA-D ratings: "
+                "face-only and voice-only votes apart, or both the acted emotion; each clip's own "
+                "face and voice; face/voice heads against the single-emotion votes and the acted "
+                "emotion), test fold and every fold (mean ± std; clips summed):\n\n"
+                + _table(
+                    ["model / dataset", "part", "congruent", "incongruent"]
+                    + list(PERCEIVED_COLUMNS.values()),
+                    perceived,
+                )
+            )
     return "\n\n".join(parts) if parts else "No metrics yet: run `make repro`."
+
+
+def _perceived_rows(av: dict[str, Any]) -> list[list[str]]:
+    """Rows of the perceived table: the test fold, then the cross-validated figures."""
+    rows = []
+    for model, per_ds in av.items():
+        for ds, scores in per_ds.items():
+            test, cv = scores.get("test", {}), scores.get("cv", {})
+            if "congruence_auc_perceived" in test:
+                counts = [str(test.get(k, "–")) for k in PERCEIVED_COUNTS]
+                values = [fmt(test.get(k)) for k in PERCEIVED_COLUMNS]
+                rows.append([f"{model} / {ds}", "test fold", *counts, *values])
+            if "congruence_auc_perceived_mean" in cv:
+                counts = [str(cv.get(k, "–")) for k in PERCEIVED_COUNTS]
+                values = [_mean_std(cv, k) for k in PERCEIVED_COLUMNS]
+                rows.append([f"{model} / {ds}", f"{cv.get('folds', '–')} folds", *counts, *values])
+    return rows
 
 
 def _mean_std(cv: dict[str, Any], key: str) -> str:

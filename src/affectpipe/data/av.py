@@ -11,6 +11,7 @@ reverse), and the problem is on record.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -72,7 +73,8 @@ def settings_of(cfg: ClipSettings) -> dict[str, Any]:
 
 @params_section
 class AVPreprocessConfig(ClipSettings):
-    """`preprocess.ravdess` and `preprocess.cremad`: the clip settings, then splits and pairs."""
+    """`preprocess.ravdess` (and `preprocess.cremad`, which adds `perceived`): the clip settings,
+    then splits and pairs."""
 
     bad_input: Policy  # strict: stop at the first bad file | skip: record it and go on
     folds: FoldConfig
@@ -201,8 +203,13 @@ def build(
     seed: int,
     log: ProblemLog,
     notes: list[str],
+    extras: Callable[[pd.DataFrame], dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
-    """Write every product under `out_dir`; returns the report (also written as report.json)."""
+    """Write every product under `out_dir`; returns the report (also written as report.json).
+
+    `extras(clips)` writes a dataset's own products (CREMA-D's perceived set) from the final
+    clip table and returns their report entries.
+    """
     run = _Run(cfg, out_dir, log)
     clips = process(sources, run)
     if clips.empty:
@@ -216,6 +223,7 @@ def build(
     pairs = make_pairs(clips, cfg.pairs, seed)
     clips.to_csv(out_dir / "clips.csv", index=False)
     pairs.to_csv(out_dir / "pairs.csv", index=False)
+    extra = extras(clips) if extras is not None else {}
     report = {
         "dataset": dataset,
         "clips": len(clips),
@@ -236,6 +244,6 @@ def build(
         "splits": _split_summary(clips, pairs),
         # what `predict` must repeat on a new video; travels into features and checkpoints
         "settings": settings_of(cfg),
-    }
+    } | extra
     write_json(out_dir / "report.json", report)
     return report

@@ -39,6 +39,7 @@ class AVLayout:
     expected: Callable[[Any], str]  # (cfg) -> what a folder source must hold, for the error
     remote: Callable[[Any, Path], list[Path]]  # (cfg, out_dir) -> the published source's files
     synthetic: Callable[[Any, Path], list[Path]]  # (synthetic cfg, out_dir) -> the look-alike
+    tables: tuple[str, ...] = ()  # side files (CREMA-D's ratings), relative; taken when present
 
 
 def check_folder_source(cfg: AVDownloadConfig, dataset: str) -> None:
@@ -55,12 +56,14 @@ def take_folder(cfg: AVDownloadConfig, layout: AVLayout, out_dir: Path) -> list[
     files = layout.folder_media(src, cfg)
     if not files:
         raise InputProblem(src, f"no {layout.title} media ({layout.expected(cfg)}) in this folder")
+    files += [src / t for t in layout.tables if (src / t).is_file()]
     fetch.verify_against_manifest(src, files)
     return fetch.take_folder(src, out_dir, files, cfg.folder_mode)
 
 
-def download(cfg: AVDownloadConfig, layout: AVLayout, out_dir: Path) -> None:
-    """Fill `out_dir` (data/raw/<dataset>) in the official layout, plus `manifest.csv`.
+def download(cfg: AVDownloadConfig, layout: AVLayout, out_dir: Path) -> list[str]:
+    """Fill `out_dir` (data/raw/<dataset>) in the official layout, plus `manifest.csv`; returns
+    notes for the console: each of the layout's side tables the source lacked.
 
     The synthetic set has its own `synthetic.seed`, tracked with this stage's params section,
     so a new top-level seed does not regenerate the raw data.
@@ -73,3 +76,9 @@ def download(cfg: AVDownloadConfig, layout: AVLayout, out_dir: Path) -> None:
     else:
         files = layout.remote(cfg, out_dir)
     fetch.write_manifest(out_dir, files)
+    return [
+        f"the {cfg.source} source has no {t}: preprocessing records that, and what needs it is "
+        "skipped"
+        for t in layout.tables
+        if not (out_dir / t).is_file()
+    ]

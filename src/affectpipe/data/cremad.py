@@ -13,11 +13,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+import pandas as pd
+
 from affectpipe.config import params_section
 from affectpipe.data import av, av_download, fetch
-from affectpipe.data.av import AVPreprocessConfig as PreprocessConfig
+from affectpipe.data.av import AVPreprocessConfig
 from affectpipe.data.av_download import AVLayout, FolderMode, check_folder_source
 from affectpipe.data.labels import CREMAD_EMOTION
+from affectpipe.data.perceived import SUMMARY, PerceivedConfig, preprocess_perceived
 from affectpipe.data.synthetic.cremad import LEVELS, SENTENCES, SyntheticCremadConfig, generate
 from affectpipe.problems import InputProblem, ProblemLog
 
@@ -101,9 +104,11 @@ def _github(cfg: DownloadConfig, out_dir: Path) -> list[Path]:
     tree = fetch.fetch_json(f"{cfg.api_url}/repos/{cfg.repo}/git/trees/{cfg.ref}?recursive=1")
     if tree.get("truncated"):  # type: ignore[union-attr]
         raise fetch.DownloadError(f"{cfg.repo}: the repository tree listing came back truncated")
-    files = []
+    files, tables = [], []
     for entry in tree["tree"]:  # type: ignore[index]
         folder, _, name = entry["path"].partition("/")
+        if entry["type"] == "blob" and entry["path"] in LAYOUT.tables:
+            tables.append(entry["path"])
         if entry["type"] != "blob" or folder not in cfg.folders:
             continue
         if not name.endswith(FOLDERS[folder]):
@@ -114,7 +119,7 @@ def _github(cfg: DownloadConfig, out_dir: Path) -> list[Path]:
     if not files:
         raise fetch.DownloadError(f"{cfg.repo}@{cfg.ref}: no media under {cfg.folders}")
     taken = []
-    for rel in files:
+    for rel in files + tables:  # the ratings are plain git files; an LFS pointer is followed too
         pointer = lfs_pointer(fetch.fetch_text(f"{cfg.raw_url}/{cfg.repo}/{cfg.ref}/{rel}"))
         sha, size = pointer if pointer else (None, None)
         base = cfg.media_url if pointer else cfg.raw_url
@@ -133,12 +138,14 @@ LAYOUT = AVLayout(
     expected=lambda cfg: " and/or ".join(f"{f}/" for f in cfg.folders),
     remote=_github,
     synthetic=generate,
+    tables=(SUMMARY,),  # the crowd ratings (data/perceived.py), taken when the source has them
 )
 
 
-def download(cfg: DownloadConfig, out_dir: Path) -> None:
-    """Fill `out_dir` (data/raw/cremad) from `cfg.source` (`av_download.download`)."""
-    av_download.download(cfg, LAYOUT, out_dir)
+def download(cfg: DownloadConfig, out_dir: Path) -> list[str]:
+    """Fill `out_dir` (data/raw/cremad) from `cfg.source` (`av_download.download`), the crowd
+    ratings' `processedResults/summaryTable.csv` included when the source has it; returns notes."""
+    return av_download.download(cfg, LAYOUT, out_dir)
 
 
 # -------------------------------------------------------------------------- preprocess
@@ -183,7 +190,22 @@ def sources(raw_dir: Path, log: ProblemLog, notes: list[str]) -> list[av.ClipSou
     return out
 
 
+@params_section
+class PreprocessConfig(AVPreprocessConfig):
+    """`preprocess.cremad`: the shared AV settings, and how crowd ratings make the perceived set."""
+
+    perceived: PerceivedConfig
+
+
 def preprocess(cfg: PreprocessConfig, raw_dir: Path, out_dir: Path, seed: int) -> dict[str, Any]:
-    """Write data/processed/cremad per docs/design.md; returns the report."""
+    """Write data/processed/cremad per docs/design.md, and `perceived.csv` from the crowd ratings
+    (`affectpipe.data.perceived`); returns the report."""
     log, notes = ProblemLog(cfg.bad_input), []
-    return av.build("cremad", sources(raw_dir, log, notes), cfg, out_dir, seed, log, notes)
+
+    def perceived(clips: pd.DataFrame) -> dict[str, Any]:
+        args = (raw_dir, clips, cfg.perceived, out_dir, cfg.folds.folds, log)
+        return {"perceived": preprocess_perceived(*args)}
+
+    return av.build(
+        "cremad", sources(raw_dir, log, notes), cfg, out_dir, seed, log, notes, perceived
+    )

@@ -117,9 +117,9 @@ LAYOUT = AVLayout(
 )
 
 
-def download(cfg: DownloadConfig, out_dir: Path) -> None:
+def download(cfg: DownloadConfig, out_dir: Path) -> list[str]:
     """Fill `out_dir` (data/raw/ravdess) from `cfg.source` (`av_download.download`)."""
-    av_download.download(cfg, LAYOUT, out_dir)
+    return av_download.download(cfg, LAYOUT, out_dir)
 
 
 # -------------------------------------------------------------------------- preprocess

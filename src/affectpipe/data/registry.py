@@ -1,6 +1,7 @@
 """Dataset name -> the module that downloads and preprocesses it.
 
-Each module has the same face: `DownloadConfig` and `download(cfg, out_dir)`, `PreprocessConfig`
+Each module has the same face: `DownloadConfig` and `download(cfg, out_dir)` (returning notes for
+the console, or None), `PreprocessConfig`
 and `preprocess(cfg, raw_dir, out_dir, seed)`; the configs are the `download.<dataset>` and
 `preprocess.<dataset>` params sections, built once by the stage scripts.
 """

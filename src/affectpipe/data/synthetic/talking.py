@@ -93,12 +93,14 @@ def make_clip(
     size: tuple[int, int],
     rng: np.random.Generator,
     video: bool = True,
+    face_emotion: int | None = None,
 ) -> tuple[np.ndarray | None, Voice]:
-    """One performance: (frames (T, H, W, 3) or None, voice) with the same emotion."""
+    """One performance: (frames (T, H, W, 3) or None, voice), the face showing `face_emotion`
+    when given (a performance whose face and voice disagree), else the voice's `emotion`."""
     voice = synthesize(
         voice_style(emotion, strength), actor.speaker, sentence, duration, sample_rate, rng
     )
     if not video:
         return None, voice
-    expr = emotion_expression(emotion, strength)
+    expr = emotion_expression(emotion if face_emotion is None else face_emotion, strength)
     return render_talking(actor, expr, voice, fps, size[0], size[1], rng), voice
