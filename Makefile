@@ -13,7 +13,7 @@ export PYTHONDONTWRITEBYTECODE ?= 1
 # dvc.yaml commands call `python`: make it the venv's.
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: venv repro test test-fast lint bench results clean-venv
+.PHONY: venv repro test test-fast lint bench results plots-page clean-venv
 
 venv: $(VENV)/.installed
 
@@ -47,6 +47,11 @@ bench: venv
 	$(BIN)/python bench/va_epoch.py
 	$(BIN)/python bench/multimodal_epoch.py
 	$(BIN)/python bench/scale.py
+
+# The committed page `dvc plots show` fills (.dvc/plots_page.html), rebuilt from the pinned npm
+# packages (needs npm); the same pins give the same bytes.
+plots-page: venv
+	$(BIN)/python -m affectpipe.plots_page
 
 clean-venv:
 	rm -rf $(VENV)

@@ -47,7 +47,9 @@ def main(
     features_dir: Path = typer.Option(..., help="the feature stores the AV checkpoints name"),
     processed_dir: Path = typer.Option(..., help="holds afewva/frames.csv and <dataset>/"),
     metrics_dir: Path = typer.Option(..., help="va.json and av.json go here"),
-    plots_dir: Path = typer.Option(..., help="va/, av/ and figures/ go here"),
+    plots_dir: Path = typer.Option(
+        ..., help="va/ (with selection.json, the VA variant predict serves), av/, figures/"
+    ),
     readme: Path = typer.Option(None, help="also refresh this README's results block"),
     params_file: Path = typer.Option(Path("params.yaml"), "--params"),
 ) -> None:
@@ -62,6 +64,10 @@ def main(
         test = scores["test"]
         typer.echo(f"va {variant}: test CCC valence {fmt(test['ccc_valence'])} "
                    f"arousal {fmt(test['ccc_arousal'])} mean {fmt(test['ccc_mean'])}")  # fmt: skip
+    if results["va_selection"] is not None:
+        chosen = results["va_selection"]["selected"]
+        typer.echo(f"va for predict: {chosen} (best validation CCC mean, "
+                   f"{fmt(results['va_selection']['scores'][chosen])})")  # fmt: skip
     for model, per_dataset in results["av"].items():
         for dataset, scores in per_dataset.items():
             test = scores["test"]

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
 from pathlib import Path
+
+import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 VENV_BIN = Path(sys.executable).parent
@@ -62,3 +65,21 @@ class PipelineRepo:
     def commit(self, message: str) -> None:
         self.run("git", "add", "-A", ".")  # only a test copy: outputs are DVC-ignored here
         self.run("git", "commit", "-q", "--allow-empty", "-m", message)
+
+
+def ran_stages(output: str) -> list[str]:
+    """The stages a `dvc repro` ran, from its output."""
+    return re.findall(r"Running stage '([^']+)'", output)
+
+
+def set_param(repo: PipelineRepo, dotted: str, value: object) -> None:
+    """Set one params.yaml key (DVC compares values, so the layout may change)."""
+    path = repo.root / "params.yaml"
+    params = yaml.safe_load(path.read_text())
+    *parents, leaf = dotted.split(".")
+    node = params
+    for key in parents:
+        node = node[key]
+    assert leaf in node, dotted
+    node[leaf] = value
+    path.write_text(yaml.safe_dump(params, sort_keys=False))

@@ -1,7 +1,9 @@
-"""Evaluation helpers: per-clip tables, the mean baseline, VA plots and metrics."""
+"""Evaluation helpers: per-clip tables, the mean baseline, VA plots and metrics, and the
+record of the VA variant chosen on validation."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -9,7 +11,16 @@ import pandas as pd
 import pytest
 
 from affectpipe import metrics
-from affectpipe.evaluate import EvaluateConfig, evaluate_va_variant, mean_baseline, per_clip_table
+from affectpipe.evaluate import (
+    EvaluateConfig,
+    VAModelInputs,
+    evaluate_all,
+    evaluate_va_variant,
+    mean_baseline,
+    per_clip_table,
+)
+from affectpipe.problems import InputProblem
+from affectpipe.va_selection import select_va, validation_score
 
 
 def frames(n_clips: int = 3, n: int = 20, seed: int = 0) -> pd.DataFrame:
@@ -69,3 +80,44 @@ def test_va_variant_metrics_and_plot_files(tmp_path: Path):
         "figures/va_embeddings_pca_cached.png",
     ):
         assert (tmp_path / name).exists(), name
+
+
+def fake_finetune(folder: Path, metrics_: dict) -> Path:
+    """A finetune checkpoint record with the given metrics (evaluate_va is stubbed: no weights)."""
+    folder.mkdir(parents=True)
+    (folder / "checkpoint.json").write_text(json.dumps({"metrics": metrics_}))
+    return folder
+
+
+def test_evaluate_records_the_variant_with_the_best_validation_ccc_never_test(
+    tmp_path: Path, monkeypatch
+):
+    monkeypatch.setattr("affectpipe.evaluate.evaluate_va", lambda *a: {})
+    models = {
+        variant: VAModelInputs(fake_finetune(tmp_path / variant, scores), tmp_path / "x.h5")
+        for variant, scores in {
+            "lora": {"val/ccc_mean": 0.61, "test/ccc_mean": 0.99},
+            "probe": {"val/ccc_mean": 0.6123456789},
+            "cached": {"val/ccc_mean": float("nan")},  # diverged: listed, never selected
+        }.items()
+    }
+    cfg = EvaluateConfig(embedding_plots=[], trace_clips=1, seed=0)
+    result = evaluate_all(cfg, models, [], tmp_path, tmp_path, tmp_path / "m", tmp_path / "p")
+    record = json.loads((tmp_path / "p" / "va" / "selection.json").read_text())
+    assert record == result["va_selection"] == {
+        "selected": "probe", "criterion": "val/ccc_mean",
+        "scores": {"lora": 0.61, "probe": 0.612346, "cached": None},
+    }  # fmt: skip
+
+
+def test_of_equal_validation_scores_the_first_variant_given_wins():
+    assert select_va({"probe": 0.5, "lora": 0.5, "cached": 0.1}) == "probe"
+    with pytest.raises(ValueError, match="no VA variant has a finite val/ccc_mean"):
+        select_va({"lora": None})
+
+
+@pytest.mark.parametrize("meta", ['{"metrics": {}}', "{bad", '{"metrics": {"val/ccc_mean": "1"}}'])
+def test_a_checkpoint_without_a_validation_score_is_an_error_naming_it(tmp_path: Path, meta):
+    (tmp_path / "checkpoint.json").write_text(meta)
+    with pytest.raises(InputProblem, match=r"checkpoint\.json: .*(val/ccc_mean|unreadable)"):
+        validation_score(tmp_path)

@@ -7,14 +7,13 @@ the later tests change params on top of it, in the order a user would.
 from __future__ import annotations
 
 import json
-import re
 
 import pytest
 import torch
 import yaml
 
 from affectpipe.reproducibility import compare, platform_record
-from tests.pipeline_repo import REPO, PipelineRepo
+from tests.pipeline_repo import REPO, PipelineRepo, ran_stages, set_param
 from tests.test_dvc_deps import import_closure, scripts_of, stages
 
 pytestmark = pytest.mark.slow
@@ -26,23 +25,6 @@ def repo(tmp_path_factory: pytest.TempPathFactory) -> PipelineRepo:
     repo.run("dvc", "repro")
     repo.commit("pipeline outputs")
     return repo
-
-
-def ran_stages(output: str) -> list[str]:
-    return re.findall(r"Running stage '([^']+)'", output)
-
-
-def set_param(repo: PipelineRepo, dotted: str, value: object) -> None:
-    """Set one params.yaml key (DVC compares values, so the layout may change)."""
-    path = repo.root / "params.yaml"
-    params = yaml.safe_load(path.read_text())
-    *parents, leaf = dotted.split(".")
-    node = params
-    for key in parents:
-        node = node[key]
-    assert leaf in node, dotted
-    node[leaf] = value
-    path.write_text(yaml.safe_dump(params, sort_keys=False))
 
 
 def test_repro_builds_every_stage_output(repo: PipelineRepo):

@@ -80,11 +80,12 @@ def build_tiny_models(
 
 
 def make_predictor(models_dir: Path, **changes) -> Predictor:
-    """A CPU predictor with the CLI's defaults; preprocessing as params.yaml has it (the tiny
-    checkpoints record none)."""
-    cfg = PredictConfig(**{"models_dir": models_dir, "va_variant": "best", "av_dataset": "ravdess",
-                           "device": "cpu", "va_rate": VA_RATE, "max_side": MAX_SIDE,
-                           "threshold": THRESHOLD, **changes})  # fmt: skip
+    """A CPU predictor with the CLI's defaults but no selection record (the first trained VA
+    variant serves); preprocessing as params.yaml has it (the tiny checkpoints record none)."""
+    cfg = PredictConfig(**{"models_dir": models_dir, "va_variant": "best",
+                           "va_selection": models_dir / "no-selection.json",
+                           "av_dataset": "ravdess", "device": "cpu", "va_rate": VA_RATE,
+                           "max_side": MAX_SIDE, "threshold": THRESHOLD, **changes})  # fmt: skip
     return Predictor(cfg, settings_from_params(PARAMS, cfg.av_dataset))
 
 
@@ -403,35 +404,67 @@ def test_a_damaged_recorded_window_names_the_checkpoint_and_key(tmp_path):
         VAEngine(ckpt, torch.device("cpu"), VASettings(crop_size=64, margin=0.25))
 
 
-def _va_checkpoint_meta(root: Path, variant: str, meta) -> None:
-    folder = root / "finetune" / variant
-    folder.mkdir(parents=True)
-    (folder / "model.pt").write_bytes(b"")
-    (folder / "checkpoint.json").write_text(meta if isinstance(meta, str) else json.dumps(meta))
+def _trained(root: Path, *variants: str) -> Path:
+    for variant in variants:
+        (root / "finetune" / variant).mkdir(parents=True)
+        (root / "finetune" / variant / "model.pt").write_bytes(b"")
+    return root
 
 
-def test_the_default_va_model_is_the_best_by_the_validation_ccc_its_checkpoint_recorded(
-    tmp_path,
-):
-    from affectpipe.predict import best_va_variant
+def test_best_is_the_variant_evaluate_recorded_and_a_named_variant_overrides_it(tmp_path):
+    from affectpipe.predict import va_variant
+    from affectpipe.va_selection import write_selection
 
-    assert best_va_variant(tmp_path) == "lora"  # nothing trained: the first variant
-    _va_checkpoint_meta(tmp_path, "cached", {"metrics": {"val/ccc_mean": 0.4}})
-    assert best_va_variant(tmp_path) == "cached"  # the only one trained
-    _va_checkpoint_meta(tmp_path, "lora", "{not json")  # unreadable: ranks below any score
-    _va_checkpoint_meta(tmp_path, "probe", {"metrics": {"val/ccc_mean": 0.6, "test/x": 0.9}})
-    assert best_va_variant(tmp_path) == "probe"
-    (tmp_path / "finetune" / "probe" / "model.pt").unlink()  # a record without its weights
-    assert best_va_variant(tmp_path) == "cached"
+    models = _trained(tmp_path / "models", "lora", "probe")
+    record = tmp_path / "selection.json"
+    write_selection(record, {"lora": 0.5, "probe": 0.7})
+    assert va_variant("best", record, models) == ("probe", None)
+    assert va_variant("lora", record, models) == ("lora", None)
 
 
-@pytest.mark.parametrize("score", [True, float("inf"), float("nan"), "0.9"])
-def test_a_recorded_score_that_is_not_a_finite_number_never_wins(tmp_path, score):
-    from affectpipe.predict import best_va_variant
+def test_without_a_record_the_first_trained_variant_stands_in_and_says_why(tmp_path):
+    from affectpipe.predict import va_variant
+    from affectpipe.va_selection import write_selection
 
-    _va_checkpoint_meta(tmp_path, "cached", {"metrics": {"val/ccc_mean": 0.1}})
-    _va_checkpoint_meta(tmp_path, "lora", json.dumps({"metrics": {"val/ccc_mean": score}}))
-    assert best_va_variant(tmp_path) == "cached"
+    models = _trained(tmp_path / "models", "probe", "cached")
+    record = tmp_path / "selection.json"
+    variant, note = va_variant("best", record, models)
+    assert variant == "probe"
+    assert f"{record}: no VA selection record" in note and "serving 'probe'" in note
+    write_selection(record, {"lora": 0.9, "probe": 0.1})  # selects a variant not trained here
+    variant, note = va_variant("best", record, models)
+    assert variant == "probe" and "selects 'lora', which has no trained model" in note
+
+
+@pytest.mark.parametrize("text", ["{not json", "[]", '{"selected": 3}', "{}"])
+def test_a_broken_selection_record_is_an_error_naming_it(tmp_path, text):
+    from affectpipe.predict import va_variant
+
+    (tmp_path / "selection.json").write_text(text)
+    with pytest.raises(InputProblem, match=r"selection\.json: .*(unreadable|names no variant)"):
+        va_variant("best", tmp_path / "selection.json", _trained(tmp_path / "m", "lora"))
+
+
+def test_cli_serves_the_checkouts_selected_variant(models_dir, tmp_path, monkeypatch):
+    from affectpipe.va_selection import write_selection
+
+    checkout = tmp_path / "checkout"  # where predict runs: a checkout with evaluate's record
+    for name in ("dvc.yaml", "params.yaml"):
+        (checkout / name).parent.mkdir(parents=True, exist_ok=True)
+        (checkout / name).write_text((REPO / name).read_text())
+    monkeypatch.chdir(checkout)
+    video = make_video(tmp_path / "a.mp4")
+    args = ["predict", str(video), "--models-dir", str(models_dir), "--device", "cpu"]
+    write_selection(checkout / "plots/va/selection.json", {"lora": 0.2, "cached": 0.3})
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["models"]["va"].endswith("finetune/cached")
+    assert "note:" not in result.stderr
+    write_selection(checkout / "plots/va/selection.json", {"lora": 0.4, "cached": 0.3})
+    result = CliRunner().invoke(app, args)  # lora is not trained here: cached stands in, noted
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["models"]["va"].endswith("finetune/cached")
+    assert "note: " in result.stderr and "selects 'lora'" in result.stderr
 
 
 def test_the_cli_finds_the_checkout_from_any_directory(tmp_path, monkeypatch):

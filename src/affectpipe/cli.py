@@ -14,6 +14,8 @@ app = typer.Typer(add_completion=False, no_args_is_help=True,
 VA_RATE = 4.0  # valence/arousal samples per second of video
 MAX_SIDE = 256  # sampled VA frames are shrunk to this longer side before cropping
 THRESHOLD = 0.5  # congruence probability at or above which the verdict is congruent
+VA_VARIANT_HELP = ("VA model models/finetune/<variant>: best (the one evaluate selected on "
+                   "validation CCC, plots/va/selection.json) | lora | probe | cached")  # fmt: skip
 
 
 def _predictor(models_dir: Path, device: str, va_variant: str, dataset: str, rate: float,
@@ -24,7 +26,13 @@ def _predictor(models_dir: Path, device: str, va_variant: str, dataset: str, rat
     from transformers.utils import logging as hf_logging
 
     from affectpipe.config import load_params
-    from affectpipe.predict import PredictConfig, Predictor, project_root, settings_from_params
+    from affectpipe.predict import (
+        VA_SELECTION,
+        PredictConfig,
+        Predictor,
+        project_root,
+        settings_from_params,
+    )
 
     models_dir = models_dir or project_root() / "models"
     params_file = params_file or project_root() / "params.yaml"
@@ -32,10 +40,14 @@ def _predictor(models_dir: Path, device: str, va_variant: str, dataset: str, rat
     hf_logging.disable_progress_bar()  # one "Loading weights" bar per backbone is noise here
     params = load_params(params_file) if params_file.is_file() else {}
     settings = settings_from_params(params, dataset)
-    cfg = PredictConfig(models_dir=models_dir, va_variant=va_variant, av_dataset=dataset,
+    cfg = PredictConfig(models_dir=models_dir, va_variant=va_variant,
+                        va_selection=project_root() / VA_SELECTION, av_dataset=dataset,
                         device=device, va_rate=rate, max_side=max_side,
                         threshold=threshold)  # fmt: skip
-    return Predictor(cfg, settings)
+    predictor = Predictor(cfg, settings)
+    if predictor.note:
+        typer.echo(f"note: {predictor.note}", err=True)
+    return predictor
 
 
 def _fail(err: Exception) -> typer.Exit:
@@ -57,9 +69,7 @@ def predict(
         "video); default: JSON on stdout",
     ),  # fmt: skip
     device: str = typer.Option("auto", help="auto | cpu | cuda | cuda:N"),
-    va_variant: str = typer.Option(
-        "best", help="VA model models/finetune/<variant>: best (by validation CCC) | lora | ..."
-    ),
+    va_variant: str = typer.Option("best", help=VA_VARIANT_HELP),
     dataset: str = typer.Option("ravdess", help="emotion model trained on: ravdess | cremad"),
     rate: float = typer.Option(VA_RATE, help="valence/arousal samples per second of video"),
     max_side: int = typer.Option(MAX_SIDE, help="VA frames shrunk to this longer side first"),
@@ -102,9 +112,7 @@ def demo(
     ),
     device: str = typer.Option("auto", help="auto | cpu | cuda | cuda:N"),
     dataset: str = typer.Option("ravdess", help="emotion model trained on: ravdess | cremad"),
-    va_variant: str = typer.Option(
-        "best", help="VA model models/finetune/<variant>: best (by validation CCC) | lora | ..."
-    ),
+    va_variant: str = typer.Option("best", help=VA_VARIANT_HELP),
     params_file: Path = typer.Option(None, "--params", help="default: the checkout's params.yaml"),
 ) -> None:
     """Interactive demo: upload a video or pick a sample; see emotions, congruence and VA."""

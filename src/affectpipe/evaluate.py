@@ -3,6 +3,8 @@
 This is the only place the test split is scored. Each model runs once over its test split;
 metrics go to one nested JSON per task (`va`, `av`) so that `dvc metrics` shows flat, stable
 names such as `va.cached.test.ccc_mean` or `av.fusion.ravdess.test.congruence_auc_hard`.
+Beside them it records which VA variant `predict` serves, chosen on validation
+(`affectpipe.va_selection`).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from affectpipe.data.labels import EMOTIONS
 from affectpipe.models.va import PIPELINE_TITLES
 from affectpipe.perceived_eval import evaluate_perceived
 from affectpipe.problems import write_json
+from affectpipe.va_selection import SELECTION_FILE, validation_score, write_selection
 
 
 @dataclass(frozen=True)
@@ -188,9 +191,12 @@ def evaluate_all(
     cfg: EvaluateConfig, va_models: dict[str, VAModelInputs], av_models: list[AVModelInputs],
     features_dir: Path, processed_dir: Path, metrics_dir: Path, plots_dir: Path,
 ) -> dict[str, Any]:  # fmt: skip
-    """Score every given VA and AV model; write `metrics/va.json`, `metrics/av.json` and plots."""
+    """Score every given VA and AV model; write `metrics/va.json`, `metrics/av.json` and plots,
+    and record the VA variant with the best validation score for `predict`."""
     for sub in ("va", "av", "figures"):
         (plots_dir / sub).mkdir(parents=True, exist_ok=True)
+    scores = {variant: validation_score(m.checkpoint) for variant, m in va_models.items()}
+    selection = write_selection(plots_dir / SELECTION_FILE, scores) if scores else None
     va = evaluate_va(cfg, va_models, processed_dir / "afewva" / "frames.csv", plots_dir)
     av: dict[str, Any] = {}
     for m in av_models:
@@ -199,4 +205,4 @@ def evaluate_all(
         )
     write_json(metrics_dir / "va.json", {"va": va})
     write_json(metrics_dir / "av.json", {"av": av})
-    return {"va": va, "av": av}
+    return {"va": va, "av": av, "va_selection": selection}

@@ -10,8 +10,6 @@ run, exactly as the pipeline trained them (see `affectpipe.inference`).
 from __future__ import annotations
 
 import dataclasses
-import json
-import math
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
@@ -20,7 +18,7 @@ from tqdm import tqdm
 
 from affectpipe.config import params_section
 from affectpipe.data.media import VideoInfo, is_video, list_videos, probe
-from affectpipe.models.checkpoint import META_FILE, MODEL_FILE
+from affectpipe.models.checkpoint import MODEL_FILE
 from affectpipe.models.va import PIPELINES
 from affectpipe.problems import InputProblem
 from affectpipe.records import (
@@ -34,6 +32,7 @@ from affectpipe.records import (
     va_block,
     video_duration,
 )
+from affectpipe.va_selection import SELECTION_FILE, read_selection
 
 if TYPE_CHECKING:
     from affectpipe.inference import EngineSettings
@@ -68,7 +67,8 @@ class PredictConfig:
     """What `affectpipe predict` loads and how densely it samples a video (the CLI's options)."""
 
     models_dir: Path
-    va_variant: str  # models/finetune/<variant>: best (by validation) | lora | probe...
+    va_variant: str  # models/finetune/<variant>: best (evaluate's pick on validation) | lora...
+    va_selection: Path  # evaluate's record of the best variant, read for `best`
     av_dataset: str  # models/multimodal/<model>_<dataset>: ravdess | cremad
     device: str  # auto (CUDA when present) | cpu | cuda | cuda:N
     va_rate: float  # valence/arousal samples per second of video
@@ -83,6 +83,7 @@ class PredictConfig:
 
 AV_MODELS: tuple[str, ...] = ("fusion", "video", "audio")
 PROJECT_ROOT = Path(__file__).resolve().parents[2]  # the checkout, for an editable install
+VA_SELECTION = Path("plots") / SELECTION_FILE  # in the checkout: evaluate writes it (dvc.yaml)
 
 
 def project_root() -> Path:
@@ -95,25 +96,25 @@ def project_root() -> Path:
     return Path.cwd()
 
 
-def best_va_variant(models_dir: Path) -> str:
-    """The fine-tuned VA variant whose checkpoint recorded the highest validation CCC (finetune
-    keeps each variant's best epoch by `val/ccc_mean`, never looking at test data). Only trained
-    finetune checkpoints compete; one without a finite recorded score ranks last; ties and no
-    checkpoint at all go to the first in `PIPELINES`."""
-
-    def score(variant: str) -> float:
-        folder = models_dir / "finetune" / variant
-        if not (folder / MODEL_FILE).is_file():
-            return -math.inf
-        try:
-            meta = json.loads((folder / META_FILE).read_text())
-        except (OSError, ValueError):
-            return -1e9
-        value = meta.get("metrics", {}).get("val/ccc_mean") if isinstance(meta, dict) else None
-        ok = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
-        return float(value) if ok else -1e9
-
-    return max(PIPELINES, key=score)  # max keeps the first of equal scores
+def va_variant(requested: str, selection: Path, models_dir: Path) -> tuple[str, str | None]:
+    """The VA variant to serve: `requested` itself, or for `best` the one `evaluate` selected on
+    validation (`selection`, `affectpipe.va_selection`). With no record, or one naming a variant
+    not trained under `models_dir`, the first trained variant (`PIPELINES` order) stands in, and
+    the second value says so; a broken record is an `InputProblem`."""
+    if requested != "best":
+        return requested, None
+    trained = [v for v in PIPELINES if (models_dir / "finetune" / v / MODEL_FILE).is_file()]
+    try:
+        chosen = read_selection(selection)
+    except FileNotFoundError:
+        problem = f"{selection}: no VA selection record (`dvc repro` writes it, in evaluate)"
+    else:
+        if chosen in trained or not trained:
+            return chosen, None
+        problem = f"{selection} selects '{chosen}', which has no trained model under {models_dir}"
+    fallback = (trained or list(PIPELINES))[0]
+    return fallback, f"{problem}; serving '{fallback}', the first trained variant (--va-variant " \
+                     f"chooses one)"  # fmt: skip
 
 
 class Predictor:
@@ -127,7 +128,7 @@ class Predictor:
         self.cfg = cfg
         self.device = resolve_device(cfg.device)
         self.missing: dict[str, str] = {}
-        variant = best_va_variant(cfg.models_dir) if cfg.va_variant == "best" else cfg.va_variant
+        variant, self.note = va_variant(cfg.va_variant, cfg.va_selection, cfg.models_dir)
         va_dir = cfg.models_dir / "finetune" / variant
         self.va = VAEngine(va_dir, self.device, settings.va) if self._has(va_dir, "va") else None
         self.av: dict[str, AVEngine] = {}
