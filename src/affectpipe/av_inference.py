@@ -17,7 +17,8 @@ from torch.utils.data import DataLoader
 
 from affectpipe.data.av_dataset import load_av_data, pair_frame
 from affectpipe.data.pairs import PairConfig
-from affectpipe.models.load import load_av_model
+from affectpipe.models.checkpoint import MODEL_FILE
+from affectpipe.models.load import calibration_from, load_av_model
 from affectpipe.models.multimodal import AVEmotionModel, head_probabilities
 from affectpipe.problems import ProblemLog
 
@@ -31,10 +32,15 @@ def predict_av(
     probabilities (`prob_<emotion>`), congruence probability/label and kind (see
     `data.av_dataset.pair_frame`); and the checkpoint's provenance.
 
+    Probabilities and the congruence verdict are calibrated by the checkpoint's own
+    `Calibration` (its threshold included); the model's raw probabilities stay beside them
+    (`raw_prob_<emotion>`, `congruence_prob_raw`).
+
     The pairs and features are those the checkpoint was trained against: same dataset, same
     test fold, and feature files whose provenance matches (else `StaleCacheError`).
     """
     model, payload = load_av_model(Path(ckpt_dir))
+    calibration = calibration_from(payload, Path(ckpt_dir) / MODEL_FILE)
     prov = payload["provenance"]
     data = load_av_data(
         Path(processed_dir),
@@ -52,7 +58,8 @@ def predict_av(
         if split not in data.splits:
             raise ValueError(f"unknown split '{split}'; valid: {sorted(data.splits)}")
         loader = DataLoader(data.splits[split], batch_size=256, shuffle=False)
-        df = pair_frame(data.splits[split], collect_outputs(model, loader))
+        raw = collect_outputs(model, loader)
+        df = pair_frame(data.splits[split], calibration.apply(raw), calibration.threshold, raw)
         frames[split] = df.assign(dataset=prov["dataset"], model=prov["modality"])
     return frames, prov
 
