@@ -14,16 +14,17 @@ from affectpipe.calibration import (
     Calibration,
     CalibrationParams,
     choose_threshold,
+    congruence_threshold,
     fit_calibration,
     fit_platt,
     fit_temperature,
+    load_calibration,
     platt_scale,
     scale_temperature,
     threshold_scores,
 )
 from affectpipe.config import ConfigError, from_section
 from affectpipe.models.checkpoint import add_to_checkpoint, load_checkpoint, save_checkpoint
-from affectpipe.models.load import congruence_threshold, load_calibration
 from affectpipe.problems import InputProblem
 
 BOUNDS = (0.05, 20.0)

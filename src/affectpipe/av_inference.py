@@ -15,10 +15,11 @@ import pandas as pd
 import torch
 from torch.utils.data import DataLoader
 
+from affectpipe.calibration import calibration_from
 from affectpipe.data.av_dataset import load_av_data, pair_frame
 from affectpipe.data.pairs import PairConfig
 from affectpipe.models.checkpoint import MODEL_FILE
-from affectpipe.models.load import calibration_from, load_av_model
+from affectpipe.models.load import load_av_model
 from affectpipe.models.multimodal import AVEmotionModel, head_probabilities
 from affectpipe.problems import ProblemLog
 

@@ -13,20 +13,26 @@ fold's model is calibrated on that fold's validation pairs, which it never train
 - **A verdict threshold** on the calibrated congruence probability, chosen on the same
   validation pairs by the `train_multimodal.calibration.threshold` rule, or given as a number.
 
-The result is a `Calibration`, stored in the checkpoint (`models.load.load_calibration` reads
-it back) and applied by `predict`, the demo and `evaluate`.
+The result is a `Calibration`, stored in the checkpoint (`model.pt` and `checkpoint.json`),
+read back by `calibration_from` / `load_calibration` (`congruence_threshold`: the verdict
+threshold alone) and applied by `predict`, the demo and `evaluate`. It lives here rather than
+in `models.load` so the VA stages, which load models but have no calibration, do not depend on it.
 """
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
 
 from affectpipe.config import params_section
+from affectpipe.models.checkpoint import META_FILE
+from affectpipe.problems import InputProblem
 
 ThresholdRule = Literal["balanced_accuracy", "f1"]
 THRESHOLD_RULES: tuple[str, ...] = ("balanced_accuracy", "f1")
@@ -92,7 +98,7 @@ class Calibration:
             platt = (float(platt[0]), float(platt[1])) if platt is not None else None
             cal = cls(temps, platt, float(d["threshold"]), str(d["rule"]),
                       {str(k): int(v) for k, v in d.get("fitted_on", {}).items()})  # fmt: skip
-        except (KeyError, TypeError, ValueError, IndexError) as e:
+        except (AttributeError, KeyError, TypeError, ValueError, IndexError) as e:
             raise ValueError(f"malformed calibration record ({type(e).__name__}: {e})") from None
         if any(not t > 0 for t in temps.values()) or not 0 < cal.threshold < 1:
             raise ValueError(f"calibration record out of range: temperatures {temps}, "
@@ -259,3 +265,42 @@ def fit_calibration(
                                      params.threshold)  # fmt: skip
         fitted["congruence"] = len(y)
     return Calibration(temps, platt, threshold, rule, fitted)
+
+
+# --- reading it back ----------------------------------------------------------------------
+
+
+def calibration_from(payload: dict[str, Any], source: Path | str) -> Calibration:
+    """The calibration a face/voice checkpoint payload holds; `UNCALIBRATED` (the model's own
+    probabilities, verdict at 0.5) for checkpoints written before calibration existed."""
+    record = payload.get("calibration")
+    if record is None:
+        return UNCALIBRATED
+    try:
+        return Calibration.from_json(record)
+    except ValueError as e:
+        raise InputProblem(source, str(e)) from None
+
+
+def load_calibration(ckpt_dir: Path) -> Calibration:
+    """A face/voice checkpoint folder's calibration, read from its `checkpoint.json` (no torch
+    load); see `calibration_from`."""
+    path = Path(ckpt_dir) / META_FILE
+    try:
+        meta = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise InputProblem(
+            path, "no checkpoint here (run the training stage that writes it)"
+        ) from None
+    except (OSError, ValueError) as e:
+        raise InputProblem(path, f"unreadable checkpoint record: {e}") from None
+    if not isinstance(meta, dict):
+        raise InputProblem(path, "not an affectpipe checkpoint record (expected a JSON object)")
+    return calibration_from(meta, path)
+
+
+def congruence_threshold(ckpt_dir: Path) -> float:
+    """The verdict threshold of a fusion checkpoint: the calibrated congruence probability at
+    or above which a pair is called congruent (0.5 for an uncalibrated checkpoint). Compare it
+    with probabilities that went through the same checkpoint's `Calibration.apply`."""
+    return load_calibration(ckpt_dir).threshold

@@ -184,7 +184,8 @@ class AVEngine:
 
     def __init__(self, ckpt_dir: Path, device: torch.device, clip: ClipSettings | None = None,
                  layer: int | None = None):  # fmt: skip
-        from affectpipe.models.load import calibration_from, load_av_model
+        from affectpipe.calibration import calibration_from
+        from affectpipe.models.load import load_av_model
 
         self.model, payload = load_av_model(ckpt_dir, map_location=device)
         self.source = Path(ckpt_dir)

@@ -8,24 +8,20 @@ spec and config hash; the backbone is loaded from the spec and must hash the sam
 Recorded configs are rebuilt by `saved_config`, so a foreign or damaged record is one line naming
 the file and the key. Keys that older checkpoints lack are filled explicitly, in one table per
 model (`VA_MODEL_ADDED_KEYS`, `AV_MODEL_ADDED_KEYS`), with the values those older models had.
-A face/voice checkpoint also holds its `calibration` (`affectpipe.calibration`), fitted on the
-validation fold after training; `load_calibration` reads it back (`congruence_threshold`: the
-verdict threshold alone).
+A face/voice checkpoint also holds its `calibration`, read by `affectpipe.calibration`.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
 from pathlib import Path
 from typing import Any, TypeVar
 
 import torch
 
-from affectpipe.calibration import UNCALIBRATED, Calibration
 from affectpipe.config import ConfigError, is_params_section, validate_section
 from affectpipe.features.backbones import Backbone, load_backbone
-from affectpipe.models.checkpoint import META_FILE, MODEL_FILE, load_checkpoint
+from affectpipe.models.checkpoint import MODEL_FILE, load_checkpoint
 from affectpipe.models.multimodal import AVEmotionModel, AVModelConfig
 from affectpipe.models.va import VAModel, VAModelConfig
 from affectpipe.problems import InputProblem
@@ -147,39 +143,3 @@ def load_av_model(
     model = AVEmotionModel(cfg).to(map_location)
     model.load_state_dict(payload["state_dict"])
     return model.eval(), payload
-
-
-def calibration_from(payload: dict[str, Any], source: Path | str) -> Calibration:
-    """The calibration a face/voice checkpoint payload holds; `UNCALIBRATED` (the model's own
-    probabilities, verdict at 0.5) for checkpoints written before calibration existed."""
-    record = payload.get("calibration")
-    if record is None:
-        return UNCALIBRATED
-    try:
-        return Calibration.from_json(record)
-    except ValueError as e:
-        raise InputProblem(source, str(e)) from None
-
-
-def load_calibration(ckpt_dir: Path) -> Calibration:
-    """A face/voice checkpoint folder's calibration, read from its `checkpoint.json` (no torch
-    load); see `calibration_from`."""
-    path = Path(ckpt_dir) / META_FILE
-    try:
-        meta = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise InputProblem(
-            path, "no checkpoint here (run the training stage that writes it)"
-        ) from None
-    except (OSError, ValueError) as e:
-        raise InputProblem(path, f"unreadable checkpoint record: {e}") from None
-    if not isinstance(meta, dict):
-        raise InputProblem(path, "not an affectpipe checkpoint record (expected a JSON object)")
-    return calibration_from(meta, path)
-
-
-def congruence_threshold(ckpt_dir: Path) -> float:
-    """The verdict threshold of a fusion checkpoint: the calibrated congruence probability at
-    or above which a pair is called congruent (0.5 for an uncalibrated checkpoint). Compare it
-    with probabilities that went through the same checkpoint's `Calibration.apply`."""
-    return load_calibration(ckpt_dir).threshold
