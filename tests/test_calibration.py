@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import asdict
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from affectpipe import metrics
@@ -24,8 +25,10 @@ from affectpipe.calibration import (
     threshold_scores,
 )
 from affectpipe.config import ConfigError, from_section
+from affectpipe.data.labels import EMOTIONS
 from affectpipe.models.checkpoint import add_to_checkpoint, load_checkpoint, save_checkpoint
 from affectpipe.problems import InputProblem
+from affectpipe.reproducibility import TOLERANCES, metric_family
 
 BOUNDS = (0.05, 20.0)
 PARAMS = CalibrationParams(threshold="balanced_accuracy", temperature_range=list(BOUNDS))
@@ -193,3 +196,57 @@ def test_ece_and_brier_on_hand_computed_cases():
     assert metrics.brier(outcome, prob) == pytest.approx((0.01 + 0.88**2 + 0.01) / 3)
     P = np.array([[0.5, 0.5, 0.0], [0.0, 0.0, 1.0]])
     assert metrics.multiclass_brier([0, 2], P) == pytest.approx((0.25 + 0.25) / 2)
+
+
+def pair_table(n: int = 200, seed: int = 0) -> pd.DataFrame:
+    """A `pair_frame` as `predict_av` gives it: calibrated and raw probabilities, a threshold."""
+    rng = np.random.default_rng(seed)
+    congruent = rng.integers(0, 2, n)
+    face = rng.integers(0, 8, n)
+    probs, _ = overconfident(n=n, classes=8, seed=seed)
+    raw_cong = 1 / (1 + np.exp(-(rng.normal(-2, 1, n) + 1.5 * congruent)))
+    cal = Calibration({"emotion": 2.0}, (1.0, 2.0), 0.45, "balanced_accuracy")
+    out = cal.apply({"emotion": probs, "congruence": raw_cong})
+    df = pd.DataFrame({
+        "congruent": congruent,
+        "kind": np.where(congruent == 1, "congruent",
+                         np.where(rng.random(n) < 0.5, "easy", "hard")),
+        "face_emotion": face, "voice_emotion": face,
+        "emotion_true": np.where(congruent == 1, face, -100),
+        "emotion_pred": probs.argmax(1),
+        "congruence_prob": out["congruence"], "congruence_prob_raw": raw_cong,
+        "congruence_pred": (out["congruence"] >= 0.45).astype(int), "congruence_threshold": 0.45,
+    })  # fmt: skip
+    for c, name in enumerate(EMOTIONS):
+        df[f"prob_{name}"], df[f"raw_prob_{name}"] = out["emotion"][:, c], probs[:, c]
+    return df
+
+
+def test_evaluate_metrics_score_the_verdict_at_the_stored_threshold_and_calibration():
+    df = pair_table()
+    m = metrics.av_test_metrics(df, list(range(8)))
+    y, p, raw = df.congruent, df.congruence_prob, df.congruence_prob_raw
+    assert m["congruence_threshold"] == 0.45
+    assert m["congruence_accuracy"] == pytest.approx(metrics.accuracy(y, p >= 0.45))
+    assert m["congruence_f1"] == pytest.approx(metrics.binary_f1(y, (p >= 0.45).astype(int)))
+    assert m["congruence_accuracy_raw"] == pytest.approx(metrics.accuracy(y, raw >= 0.5))
+    assert m["congruence_ece_raw"] == pytest.approx(metrics.ece(y, raw))
+    assert m["congruence_ece"] == pytest.approx(metrics.ece(y, p))
+    assert m["congruence_brier"] == pytest.approx(metrics.brier(y, p))
+    cong = df[df.congruent == 1]
+    posterior = cong[[f"prob_{e}" for e in EMOTIONS]].to_numpy()
+    assert m["emotion_brier"] == pytest.approx(
+        metrics.multiclass_brier(cong.emotion_true, posterior)
+    )
+    top = metrics.top_label(cong.emotion_true, posterior)
+    assert m["emotion_ece"] == pytest.approx(metrics.ece(*top))
+    assert m["emotion_ece"] != m["emotion_ece_raw"]
+
+
+def test_every_metric_evaluate_writes_has_a_tolerance_family():
+    per_fold = {k: metrics.av_test_metrics(pair_table(seed=k), list(range(8))) for k in range(2)}
+    summary = metrics.fold_summary(per_fold)
+    names = [f"av.fusion.ravdess.test.{k}" for k in per_fold[0] if not k.startswith("cm_")]
+    names += [f"av.fusion.ravdess.cv.{k}" for k in summary if k != "per_fold"]
+    assert "av.fusion.ravdess.cv.congruence_ece_raw_mean" in names
+    assert all(metric_family(n) in TOLERANCES for n in names)
