@@ -3,6 +3,7 @@ the calibration metrics and the record stored in a checkpoint."""
 
 from __future__ import annotations
 
+import json
 from dataclasses import asdict
 
 import numpy as np
@@ -250,3 +251,17 @@ def test_every_metric_evaluate_writes_has_a_tolerance_family():
     names += [f"av.fusion.ravdess.cv.{k}" for k in summary if k != "per_fold"]
     assert "av.fusion.ravdess.cv.congruence_ece_raw_mean" in names
     assert all(metric_family(n) in TOLERANCES for n in names)
+
+
+def test_readme_calibration_rows_show_before_and_after(tmp_path):
+    from affectpipe.results import render
+
+    test = {"congruence_accuracy": 0.7, "congruence_accuracy_raw": 0.5, "emotion_ece": 0.1,
+            "emotion_ece_raw": 0.25}  # fmt: skip
+    cv = {"folds": 6, "congruence_accuracy_mean": 0.68, "congruence_accuracy_raw_mean": 0.56,
+          "congruence_threshold_mean": 0.4}  # fmt: skip
+    av = {"fusion": {"ravdess": {"test": test, "cv": cv}}, "audio": {"cremad": {"test": test}}}
+    (tmp_path / "av.json").write_text(json.dumps({"av": av}))
+    table = render(tmp_path).split("Calibration", 1)[1]
+    assert "| fusion / ravdess | 6 folds | 0.560 → 0.680 | – | 0.400 |" in table
+    assert "| audio / cremad | test fold | 0.500 → 0.700 |" in table and "0.250 → 0.100" in table
