@@ -165,7 +165,7 @@ def plot_reliability(pairs: pd.DataFrame, path: Path, title: str) -> None:
         xlabel, ylabel = axes_labels[name]
         ax.set(xlim=(0, 1), ylim=(0, 1.01), aspect="equal", xlabel=xlabel, ylabel=ylabel,
                title=f"{name}, {len(next(iter(curves.values()))[0])} pairs")  # fmt: skip
-        ax.legend(loc="upper left")
+        ax.legend(loc="best")
     fig.suptitle(f"{title} ({ECE_BINS} equal-width bins; points: non-empty bins)")
     save_figure(fig, path)
 
