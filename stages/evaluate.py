@@ -73,6 +73,12 @@ def main(
             test = scores["test"]
             typer.echo(f"av {model} {dataset}: accuracy {fmt(test['accuracy'])} "
                        f"macro-F1 {fmt(test['macro_f1'])}")  # fmt: skip
+            if test.get("congruence_threshold") is not None:
+                typer.echo(f"  congruence accuracy {fmt(test['congruence_accuracy'])} at the "
+                           f"calibrated threshold {fmt(test['congruence_threshold'])} (raw at "
+                           f"0.5: {fmt(test.get('congruence_accuracy_raw'))}); ECE "
+                           f"{fmt(test.get('congruence_ece_raw'))} -> "
+                           f"{fmt(test.get('congruence_ece'))}")  # fmt: skip
             if "congruence_auc_perceived" in test:  # crowd-rated clips (CREMA-D)
                 typer.echo(f"  perceived: congruence AUC {fmt(test['congruence_auc_perceived'])} "
                            f"on {test['n_perceived_congruent']} congruent, "

@@ -4,9 +4,11 @@ import json
 
 import pytest
 import yaml
+from sklearn.metrics import log_loss
 from typer.testing import CliRunner
 
 from affectpipe.av_inference import predict_av
+from affectpipe.calibration import choose_threshold, load_calibration
 from affectpipe.config import ConfigError, from_section
 from affectpipe.evaluate import evaluate_av_model
 from affectpipe.features.store import StaleCacheError
@@ -39,6 +41,7 @@ PARAMS = {
         "patience": 0,
         "mixed_precision": "auto",
     },
+    "calibration": {"threshold": "balanced_accuracy", "temperature_range": [0.05, 20.0]},
 }
 PAIRS = {"ravdess": {"pairs": {"incongruent_ratio": 1.0, "hard_fraction": 0.5}}}
 
@@ -91,10 +94,56 @@ def test_each_model_learns_far_above_chance(ravdess_like, tmp_path, modality):
             "face_emotion_pred",
             "voice_emotion_pred",
             "congruence_prob",
+            "congruence_prob_raw",
             "prob_calm",
+            "raw_prob_calm",
         } <= set(df)
     else:
         assert "congruence_prob" not in df
+    heads = {
+        "fusion": {"emotion", "face_emotion", "voice_emotion"},
+        "audio": {"emotion", "voice_emotion"},
+        "video": {"emotion", "face_emotion"},
+    }
+    assert set(report["calibration"]["temperatures"]) == heads[modality]
+    assert load_calibration(ckpt).to_json() == report["calibration"]  # train.json = checkpoint
+
+
+def test_calibration_is_fitted_on_validation_pairs_and_evaluate_uses_its_threshold(
+    ravdess_like, tmp_path
+):
+    ckpt, report, _ = run(ravdess_like, "fusion", tmp_path)
+    feats, proc = ravdess_like / "features", ravdess_like / "processed"
+    cal = load_calibration(ckpt)
+    assert cal.rule == "balanced_accuracy" and cal.platt is not None
+    frames, _ = predict_av(ckpt, feats, proc, splits=("val", "test"))
+    val = frames["val"]
+    assert cal.fitted_on["congruence"] == len(val) == report["pairs"]["val"]
+    # the stored threshold is the best balanced accuracy on the calibrated validation scores
+    assert cal.threshold == pytest.approx(
+        choose_threshold(
+            val.congruence_prob.to_numpy(), val.congruent.to_numpy(), "balanced_accuracy"
+        )  # fmt: skip
+    )
+    test = frames["test"]
+    assert (test.congruence_pred == (test.congruence_prob >= cal.threshold)).all()
+    assert (test.congruence_threshold == cal.threshold).all()
+    # ... and Platt scaling lowers the validation NLL it was fitted to
+    nll = [log_loss(val.congruent, val[c], labels=[0, 1])
+           for c in ("congruence_prob", "congruence_prob_raw")]  # fmt: skip
+    assert nll[0] <= nll[1] + 1e-9
+    plots = tmp_path / "plots"
+    for sub in ("av", "figures"):
+        (plots / sub).mkdir(parents=True)
+    result = evaluate_av_model("fusion", "ravdess", ckpt, feats, proc, plots)["test"]
+    assert result["congruence_threshold"] == pytest.approx(cal.threshold, abs=1e-6)
+    expected = av_test_metrics(test, list(range(8)))
+    for key in ("congruence_accuracy", "congruence_f1", "congruence_accuracy_raw",
+                "congruence_ece", "congruence_ece_raw", "congruence_brier",
+                "congruence_brier_raw", "emotion_ece", "emotion_ece_raw", "emotion_brier",
+                "emotion_brier_raw"):  # fmt: skip
+        assert result[key] == pytest.approx(expected[key], abs=1e-6), key
+    assert (plots / "figures/reliability_fusion_ravdess.png").stat().st_size > 0
 
 
 def test_predict_refuses_features_the_model_was_not_trained_on(ravdess_like, tmp_path):
@@ -141,6 +190,10 @@ def test_all_folds_trains_a_model_per_fold_and_evaluate_scores_them(ravdess_like
     assert "per_fold" not in result["cv"] and result["test"]["accuracy"] == pytest.approx(
         cv["per_fold"]["fold0"]["accuracy"], abs=1e-6
     )
+    for k in range(3):  # every fold's checkpoint is calibrated on its own validation fold
+        fold_report = json.loads((ckpt / (f"fold{k}" if k else "") / "train.json").read_text())
+        assert fold_report["calibration"]["fitted_on"]["emotion"] > 0
+    assert {"emotion_ece_mean", "emotion_ece_raw_mean", "emotion_brier_mean"} <= set(result["cv"])
 
 
 @pytest.mark.parametrize(

@@ -11,13 +11,19 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
+from affectpipe.calibration import (
+    Calibration,
+    congruence_threshold,
+    platt_scale,
+    scale_temperature,
+)
 from affectpipe.cli import MAX_SIDE, THRESHOLD, VA_RATE, app
 from affectpipe.config import ConfigError
 from affectpipe.data.av import ClipSettings
 from affectpipe.data.labels import EMOTIONS
 from affectpipe.data.media import write_video
 from affectpipe.features.backbones import load_backbone
-from affectpipe.models.checkpoint import load_checkpoint, save_checkpoint
+from affectpipe.models.checkpoint import add_to_checkpoint, load_checkpoint, save_checkpoint
 from affectpipe.models.load import ProvenanceMismatch
 from affectpipe.models.multimodal import AVEmotionModel, AVModelConfig
 from affectpipe.models.va import VAModel
@@ -143,8 +149,10 @@ def check_record(rec: dict) -> None:
             check_probabilities(rec[key])
     if rec["congruence"] is not None:
         c = rec["congruence"]
-        assert 0.0 <= c["probability"] <= 1.0
-        assert c["verdict"] == ("congruent" if c["probability"] >= 0.5 else "incongruent")
+        assert set(c) == {"probability", "verdict", "threshold", "calibrated"}
+        assert 0.0 <= c["probability"] <= 1.0 and 0.0 < c["threshold"] < 1.0
+        assert c["verdict"] == ("congruent" if c["probability"] >= c["threshold"]
+                                else "incongruent")  # fmt: skip
     for u in rec["unavailable"]:
         assert set(u) == {"field", "reason"} and u["field"] in TOP_KEYS and u["reason"]
     json.dumps(rec, allow_nan=False)
@@ -307,6 +315,30 @@ def test_baselines_stand_in_when_there_is_no_fusion_model(tmp_path):
     assert rec["face_emotion"] and rec["voice_emotion"] and rec["emotion"] is None
     assert {u["field"] for u in rec["unavailable"]} == {
         "frames", "valence_mean", "arousal_mean", "emotion", "congruence"}  # fmt: skip
+
+
+def test_predict_applies_the_stored_calibration_and_its_threshold(tmp_path):
+    root = build_tiny_models(tmp_path / "m", va=False)
+    video = make_video(tmp_path / "a.mp4")
+    raw = make_predictor(root)(video)  # written before calibration existed: as the model says
+    assert raw["congruence"]["threshold"] == 0.5 and raw["congruence"]["calibrated"] is False
+    temps = {"emotion": 3.0, "face_emotion": 0.5, "voice_emotion": 2.0}
+    p = platt_scale(np.array([raw["congruence"]["probability"]]), 2.0, 0.7)[0]
+    ckpt = root / "multimodal" / "fusion_ravdess"
+    for threshold, verdict in ((p - 1e-3, "congruent"), (p + 1e-3, "incongruent")):
+        cal = Calibration(temps, (2.0, 0.7), threshold, "balanced_accuracy")
+        add_to_checkpoint(ckpt, "calibration", cal.to_json())
+        assert congruence_threshold(ckpt) == threshold  # what the CREMA-D evaluation reads
+        rec = make_predictor(root)(video)
+        c = rec["congruence"]
+        assert c["threshold"] == pytest.approx(threshold, abs=1e-6) and c["calibrated"] is True
+        assert c["probability"] == pytest.approx(p, abs=1e-5) and c["verdict"] == verdict
+        for head, t in temps.items():
+            before = np.array([raw[head]["probabilities"][e] for e in EMOTIONS])
+            after = [rec[head]["probabilities"][e] for e in EMOTIONS]
+            assert after == pytest.approx(scale_temperature(before[None], t)[0], abs=1e-4)
+    given = make_predictor(root, threshold=0.999)(video)["congruence"]  # --threshold wins
+    assert given["threshold"] == 0.999 and given["verdict"] == "incongruent"
 
 
 def _lora_checkpoint(root: Path, scale: float) -> Path:

@@ -50,6 +50,13 @@ def lock(**outs: str) -> dict:
         ("av.fusion.cremad.test.congruence_f1_hard", "classification"),
         ("av.fusion.cremad.test.macro_f1", "classification"),
         ("av.fusion.cremad.cv.congruence_auc_mean", "classification"),
+        ("av.fusion.ravdess.test.congruence_accuracy_raw", "classification"),
+        ("av.fusion.ravdess.cv.congruence_f1_raw_mean", "classification"),
+        ("av.fusion.ravdess.test.congruence_ece", "calibration"),
+        ("av.fusion.ravdess.test.congruence_brier_raw", "calibration"),
+        ("av.audio.ravdess.cv.emotion_ece_raw_mean", "calibration"),
+        ("av.audio.ravdess.cv.emotion_brier_std", "spread"),
+        ("av.fusion.cremad.test.congruence_threshold", "calibration"),
     ],
 )
 def test_each_metric_belongs_to_the_family_whose_tolerance_it_gets(name, family):

@@ -15,8 +15,10 @@ import pandas as pd
 import torch
 from torch.utils.data import DataLoader
 
+from affectpipe.calibration import calibration_from
 from affectpipe.data.av_dataset import PairDataset, load_av_data, load_clip_embeddings, pair_frame
 from affectpipe.data.pairs import PairConfig
+from affectpipe.models.checkpoint import MODEL_FILE
 from affectpipe.models.load import load_av_model
 from affectpipe.models.multimodal import AVEmotionModel, head_probabilities
 from affectpipe.problems import ProblemLog
@@ -31,10 +33,15 @@ def predict_av(
     probabilities (`prob_<emotion>`), congruence probability/label and kind (see
     `data.av_dataset.pair_frame`); and the checkpoint's provenance.
 
+    Probabilities and the congruence verdict are calibrated by the checkpoint's own
+    `Calibration` (its threshold included); the model's raw probabilities stay beside them
+    (`raw_prob_<emotion>`, `congruence_prob_raw`).
+
     The pairs and features are those the checkpoint was trained against: same dataset, same
     test fold, and feature files whose provenance matches (else `StaleCacheError`).
     """
     model, payload = load_av_model(Path(ckpt_dir))
+    calibration = calibration_from(payload, Path(ckpt_dir) / MODEL_FILE)
     prov = payload["provenance"]
     data = load_av_data(
         Path(processed_dir),
@@ -52,7 +59,8 @@ def predict_av(
         if split not in data.splits:
             raise ValueError(f"unknown split '{split}'; valid: {sorted(data.splits)}")
         loader = DataLoader(data.splits[split], batch_size=256, shuffle=False)
-        df = pair_frame(data.splits[split], collect_outputs(model, loader))
+        raw = collect_outputs(model, loader)
+        df = pair_frame(data.splits[split], calibration.apply(raw), calibration.threshold, raw)
         frames[split] = df.assign(dataset=prov["dataset"], model=prov["modality"])
     return frames, prov
 
@@ -62,8 +70,10 @@ def predict_pairs(
 ) -> tuple[pd.DataFrame, dict[str, Any]]:
     """`predict_av`'s per-pair table for pairs given here rather than drawn from `pairs.csv`
     (`data.pairs.PAIR_COLUMNS`; e.g. each rated clip's own face and voice), with the features
-    the checkpoint names, checked against its provenance; and the checkpoint's provenance."""
+    the checkpoint names, checked against its provenance, calibrated like `predict_av`'s; and
+    the checkpoint's provenance."""
     model, payload = load_av_model(Path(ckpt_dir))
+    calibration = calibration_from(payload, Path(ckpt_dir) / MODEL_FILE)
     prov = payload["provenance"]
     face, voice = (
         load_clip_embeddings(
@@ -77,8 +87,9 @@ def predict_pairs(
     data = PairDataset(pairs, face, voice, log, source)
     if len(data) == 0:
         return data.pairs.assign(dataset=prov["dataset"], model=prov["modality"]), prov
-    outputs = collect_outputs(model, DataLoader(data, batch_size=256, shuffle=False))
-    return pair_frame(data, outputs).assign(dataset=prov["dataset"], model=prov["modality"]), prov
+    raw = collect_outputs(model, DataLoader(data, batch_size=256, shuffle=False))
+    frame = pair_frame(data, calibration.apply(raw), calibration.threshold, raw)
+    return frame.assign(dataset=prov["dataset"], model=prov["modality"]), prov
 
 
 @torch.no_grad()

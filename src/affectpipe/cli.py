@@ -13,14 +13,14 @@ app = typer.Typer(add_completion=False, no_args_is_help=True,
 
 VA_RATE = 4.0  # valence/arousal samples per second of video
 MAX_SIDE = 256  # sampled VA frames are shrunk to this longer side before cropping
-THRESHOLD = 0.5  # congruence probability at or above which the verdict is congruent
+THRESHOLD = None  # congruence verdict threshold; None: the one the checkpoint was calibrated to
 VA_VARIANT_HELP = ("VA model models/finetune/<variant>: best (the one evaluate selected on "
                    "validation CCC, plots/va/selection.json) | lora | probe | cached")  # fmt: skip
 
 
 def _predictor(models_dir: Path, device: str, va_variant: str, dataset: str, rate: float,
                params_file: Path, max_side: int = MAX_SIDE,
-               threshold: float = THRESHOLD):  # fmt: skip
+               threshold: float | None = THRESHOLD):  # fmt: skip
     """Load the models once. Preprocessing settings come from the checkpoints (what the models
     were trained on); params.yaml, when it exists, fills in for checkpoints that lack them."""
     from transformers.utils import logging as hf_logging
@@ -73,8 +73,10 @@ def predict(
     dataset: str = typer.Option("ravdess", help="emotion model trained on: ravdess | cremad"),
     rate: float = typer.Option(VA_RATE, help="valence/arousal samples per second of video"),
     max_side: int = typer.Option(MAX_SIDE, help="VA frames shrunk to this longer side first"),
-    threshold: float = typer.Option(
-        THRESHOLD, help="congruence probability at or above which face and voice agree"
+    threshold: float | None = typer.Option(
+        THRESHOLD,
+        help="calibrated congruence probability at or above which face and voice agree; "
+        "default: the threshold the fusion checkpoint chose on its validation fold",
     ),
     params_file: Path = typer.Option(
         None,

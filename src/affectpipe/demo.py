@@ -135,7 +135,9 @@ def verdict_text(record: dict[str, Any]) -> str:
     """One line on congruence, or why there is none."""
     c = record.get("congruence")
     if c is not None:
-        return f"{c['verdict'].upper()} (face and voice agree with p = {c['probability']:.2f})"
+        how = "calibrated" if c.get("calibrated") else "uncalibrated"
+        return (f"{c['verdict'].upper()} (face and voice agree with p = {c['probability']:.2f}, "
+                f"{how}; congruent from p >= {c['threshold']:.2f})")  # fmt: skip
     reasons = [u["reason"] for u in record["unavailable"] if u["field"] == "congruence"]
     return "congruence unavailable: " + (reasons[0] if reasons else "unknown reason")
 

@@ -117,16 +117,18 @@ def evaluate_va_variant(
 def cross_validate_av(
     ckpt_dir: Path, test_frames: dict[int, pd.DataFrame], features_dir: Path,
     processed_dir: Path, classes: list[int],
-) -> dict[str, Any]:  # fmt: skip
+) -> tuple[dict[str, Any], dict[int, pd.DataFrame]]:  # fmt: skip
     """Test metrics of every fold's model (`fold<k>/` beside the configured fold's, whose test
-    predictions `test_frames` already holds) and their mean and std across folds."""
+    predictions `test_frames` already holds) and their mean and std across folds; and every
+    fold's test predictions (each calibrated by its own checkpoint), by fold."""
     frames = dict(test_frames)
     for folder in sorted(p for p in ckpt_dir.glob("fold*") if p.is_dir()):
         by_split, prov = predict_av(folder, features_dir, processed_dir)
         frames[prov["test_fold"]] = by_split["test"]
-    return metrics.fold_summary(
+    summary = metrics.fold_summary(
         {k: metrics.av_test_metrics(frames[k], classes) for k in sorted(frames)}
     )
+    return summary, frames
 
 
 def evaluate_av_model(
@@ -151,11 +153,19 @@ def evaluate_av_model(
     result: dict[str, Any] = {
         "test": _clean({k: v for k, v in report.items() if not k.startswith("cm_")})
     }
+    pooled, where = test, "test fold"
     if any(p.is_dir() for p in ckpt_dir.glob("fold*")):  # training ran every fold
-        cv = cross_validate_av(ckpt_dir, {prov["test_fold"]: test}, features_dir, processed_dir,
-                               dataset_classes(dataset))  # fmt: skip
+        cv, by_fold = cross_validate_av(ckpt_dir, {prov["test_fold"]: test}, features_dir,
+                                        processed_dir, dataset_classes(dataset))  # fmt: skip
         write_json(plots_dir / "av" / f"{model}_{dataset}_cv.json", cv)
         result["cv"] = _clean({k: v for k, v in cv.items() if k != "per_fold"})
+        pooled = pd.concat([by_fold[k] for k in sorted(by_fold)], ignore_index=True)
+        where = f"every fold's test pairs, {len(by_fold)} folds"
+    if "congruence_prob" in test:  # each pair scored once, by the model that never saw it
+        plots.plot_reliability(
+            pooled, plots_dir / "figures" / f"reliability_{model}_{dataset}.png",
+            f"{model} on {dataset}: calibration on {where}",
+        )  # fmt: skip
     name = plots_dir / "av" / f"{model}_{dataset}_perceived"
     perceived = evaluate_perceived(ckpt_dir, features_dir, processed_dir, name.with_suffix(".json"),
                                    name.with_suffix(".csv"))  # fmt: skip

@@ -177,16 +177,19 @@ class VAEngine:
 
 
 class AVEngine:
-    """Face, voice and fused emotion and congruence from `models/multimodal/<model>_<dataset>/`.
+    """Face, voice and fused emotion and congruence from `models/multimodal/<model>_<dataset>/`,
+    calibrated by the checkpoint's `calibration` (its verdict threshold: `self.calibration`).
 
     `clip` and `layer` are params.yaml's, for checkpoints that do not record theirs."""
 
     def __init__(self, ckpt_dir: Path, device: torch.device, clip: ClipSettings | None = None,
                  layer: int | None = None):  # fmt: skip
+        from affectpipe.calibration import calibration_from
         from affectpipe.models.load import load_av_model
 
         self.model, payload = load_av_model(ckpt_dir, map_location=device)
         self.source = Path(ckpt_dir)
+        self.calibration = calibration_from(payload, self.source / MODEL_FILE)
         self.provenance = payload["provenance"]
         m, prov = self.model, self.provenance
         face = backbone_provenance(prov, "videomae", self.source) if m.uses_face else None
@@ -219,17 +222,19 @@ class AVEngine:
 
     @torch.inference_mode()
     def __call__(self, face: torch.Tensor | None, voice: torch.Tensor | None) -> dict[str, Any]:
-        """Probabilities (numpy) of every head the inputs allow: `emotion`, `face_emotion`,
-        `voice_emotion` (8,), `congruence` (scalar). The fused heads need both modalities, and
-        only the fusion model has them (a baseline's `emotion` is its modality head)."""
+        """Calibrated probabilities (numpy) of every head the inputs allow: `emotion`,
+        `face_emotion`, `voice_emotion` (8,), `congruence` (scalar). The fused heads need both
+        modalities, and only the fusion model has them (a baseline's `emotion` is its modality
+        head)."""
         from affectpipe.models.multimodal import head_probabilities
 
         m = self.model
         if not (m.uses_face and face is not None or m.uses_voice and voice is not None):
             return {}
-        probs = head_probabilities(m(face=face, voice=voice))
+        raw = head_probabilities(m(face=face, voice=voice))
+        probs = self.calibration.apply({k: p.cpu().numpy() for k, p in raw.items()})
         out: dict[str, Any] = {
-            k: p[0].cpu().numpy()
+            k: p[0]
             for k, p in probs.items()
             if k != "congruence" and (k != "emotion" or self.modality == "fusion")
         }

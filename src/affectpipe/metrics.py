@@ -8,6 +8,10 @@ or no variance at all) give NaN, as `audmetric.concordance_cc` does, never a sil
 Classification (emotion, face/voice congruence): accuracy, UAR, F1 and ROC-AUC over the
 dataset's own classes, with chance and majority baselines; `av_test_metrics` flattens them for
 one table of pair predictions and `fold_summary` across speaker-independent folds.
+
+Calibration (do the probabilities mean what they say): expected calibration error over
+`ECE_BINS` equal-width confidence bins, and the Brier score (binary, and multiclass: the squared
+distance of the probability vector from the one-hot label, summed over classes).
 """
 
 from __future__ import annotations
@@ -184,6 +188,80 @@ def binary_f1(y_true, y_pred) -> float:
     return float(per_class_f1(y_true, y_pred, (0, 1))[1])
 
 
+# --- calibration --------------------------------------------------------------------------
+
+ECE_BINS = 15  # equal-width bins of [0, 1] (Guo et al. 2017)
+
+
+def reliability_bins(outcome, prob, n_bins: int = ECE_BINS) -> pd.DataFrame:
+    """Per equal-width bin of `prob` ([i/n, (i+1)/n), the last one closed): the count, the mean
+    probability and the observed frequency of `outcome` (0/1); empty bins are left out."""
+    y = np.asarray(outcome, dtype=np.float64).ravel()
+    p = np.asarray(prob, dtype=np.float64).ravel()
+    if y.shape != p.shape:
+        raise ValueError(f"outcome has {y.size} values but prob has {p.size}")
+    which = np.clip((p * n_bins).astype(np.int64), 0, n_bins - 1)
+    count = np.bincount(which, minlength=n_bins)
+    keep = count > 0
+    mean_p = np.bincount(which, weights=p, minlength=n_bins)[keep] / count[keep]
+    freq = np.bincount(which, weights=y, minlength=n_bins)[keep] / count[keep]
+    return pd.DataFrame({"bin": np.flatnonzero(keep), "count": count[keep],
+                         "mean_prob": mean_p, "frequency": freq})  # fmt: skip
+
+
+def ece(outcome, prob, n_bins: int = ECE_BINS) -> float:
+    """Expected calibration error: sum over bins of (share of samples) * |frequency - mean
+    probability| (`reliability_bins`); NaN with no samples."""
+    bins = reliability_bins(outcome, prob, n_bins)
+    if not len(bins):
+        return float("nan")
+    gap = (bins["frequency"] - bins["mean_prob"]).abs()
+    return float((bins["count"] * gap).sum() / bins["count"].sum())
+
+
+def top_label(y_true, probs) -> tuple[np.ndarray, np.ndarray]:
+    """(whether the argmax class is right, its probability): the multiclass posterior as a
+    binary forecast, for `ece` and `reliability_bins` (top-label calibration)."""
+    P = np.asarray(probs, dtype=np.float64)
+    return (P.argmax(1) == np.asarray(y_true)).astype(np.int64), P.max(1)
+
+
+def brier(y_true, prob) -> float:
+    """Mean squared difference between the probability of class 1 and the 0/1 outcome."""
+    y = np.asarray(y_true, dtype=np.float64).ravel()
+    p = np.asarray(prob, dtype=np.float64).ravel()
+    return float(np.mean((p - y) ** 2)) if y.size else float("nan")
+
+
+def multiclass_brier(y_true, probs) -> float:
+    """Mean over samples of sum_k (p_k - [y = k])^2 (0 perfect, 2 worst)."""
+    P = np.asarray(probs, dtype=np.float64)
+    y = np.asarray(y_true, dtype=np.int64)
+    if not y.size:
+        return float("nan")
+    onehot = np.zeros_like(P)
+    onehot[np.arange(len(y)), y] = 1.0
+    return float(np.mean(((P - onehot) ** 2).sum(1)))
+
+
+def calibration_metrics(prefix: str, y_true, probs, raw_probs=None) -> dict[str, float]:
+    """`<prefix>_ece`, `<prefix>_brier` of a posterior (N, C) against class ids, or of a binary
+    probability (N,) against 0/1; with `raw_probs` (before calibration), also `_ece_raw` and
+    `_brier_raw`."""
+    out: dict[str, float] = {}
+    for suffix, P in (("", probs), ("_raw", raw_probs)):
+        if P is None:
+            continue
+        P = np.asarray(P, dtype=np.float64)
+        if P.ndim == 2:
+            out[f"{prefix}_ece{suffix}"] = ece(*top_label(y_true, P))
+            out[f"{prefix}_brier{suffix}"] = multiclass_brier(y_true, P)
+        else:
+            out[f"{prefix}_ece{suffix}"] = ece(y_true, P)
+            out[f"{prefix}_brier{suffix}"] = brier(y_true, P)
+    return out
+
+
 def emotion_metrics(y_true, y_pred, classes, names=None) -> dict[str, float]:
     """Flat emotion metrics: accuracy, uar, macro_f1, weighted_f1, f1_<class name>."""
     names = names or [str(c) for c in classes]
@@ -260,14 +338,30 @@ CV_KEYS: tuple[str, ...] = (
     "congruence_auc",
     "congruence_auc_easy",
     "congruence_auc_hard",
+    "congruence_threshold",
+    "congruence_accuracy_raw",
+    "congruence_f1_raw",
+    "congruence_ece_raw",
+    "congruence_ece",
+    "congruence_brier_raw",
+    "congruence_brier",
+    "emotion_ece_raw",
+    "emotion_ece",
+    "emotion_brier_raw",
+    "emotion_brier",
 )
 
 
 def av_test_metrics(df: pd.DataFrame, classes: list[int]) -> dict[str, float]:
     """Flat metrics of a `data.av_dataset.pair_frame`: fused emotion (congruent pairs),
     per-modality emotion (all pairs: `face_*`, `voice_*`), congruence (overall, `_easy`,
-    `_hard`), confusion cells (`cm_<true>_<pred>`) and the chance baseline (`chance_*`; the
-    majority baseline needs training labels, see `majority_metrics`)."""
+    `_hard`) at the frame's `congruence_threshold`, confusion cells (`cm_<true>_<pred>`) and the
+    chance baseline (`chance_*`; the majority baseline needs training labels, see
+    `majority_metrics`). With the model's raw probabilities beside calibrated ones
+    (`raw_prob_*`, `congruence_prob_raw`), calibration before and after: `emotion_ece[_raw]`,
+    `emotion_brier[_raw]` (fused posterior, congruent pairs), `congruence_ece[_raw]`,
+    `congruence_brier[_raw]`, and `congruence_accuracy_raw`, `congruence_f1_raw` (the raw
+    probability at 0.5)."""
     names = [EMOTIONS[c] for c in classes]
     cong = df[df.congruent == 1]
     out = emotion_metrics(cong.emotion_true, cong.emotion_pred, classes, names)
@@ -281,8 +375,21 @@ def av_test_metrics(df: pd.DataFrame, classes: list[int]) -> dict[str, float]:
         if f"{head}_pred" in df:
             out[f"{short}_accuracy"] = accuracy(df[head], df[f"{head}_pred"])
             out[f"{short}_uar"] = balanced_accuracy(df[head], df[f"{head}_pred"], classes)
+    posterior = cong[[f"prob_{n}" for n in EMOTIONS]].to_numpy()
+    raw_cols = [f"raw_prob_{n}" for n in EMOTIONS]
+    raw = cong[raw_cols].to_numpy() if set(raw_cols) <= set(df.columns) else None
+    out |= calibration_metrics("emotion", cong.emotion_true, posterior, raw)
     if "congruence_prob" in df:
-        out |= congruence_metrics(df.congruent, df.congruence_prob, df.kind)
+        given = "congruence_threshold" in df and len(df)
+        threshold = float(df.congruence_threshold.iloc[0]) if given else 0.5
+        out |= congruence_metrics(df.congruent, df.congruence_prob, df.kind, threshold)
+        out["congruence_threshold"] = threshold
+        raw_cong = df.congruence_prob_raw if "congruence_prob_raw" in df else None
+        out |= calibration_metrics("congruence", df.congruent, df.congruence_prob, raw_cong)
+        if raw_cong is not None:
+            at_half = congruence_metrics(df.congruent, raw_cong, df.kind, 0.5)
+            out["congruence_accuracy_raw"] = at_half["congruence_accuracy"]
+            out["congruence_f1_raw"] = at_half["congruence_f1"]
     chance = chance_baseline(cong.emotion_true, classes)
     out |= {f"chance_{k}": v for k, v in chance.items()}
     out["n_pairs"], out["n_congruent"] = len(df), len(cong)

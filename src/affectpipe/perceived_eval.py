@@ -22,6 +22,7 @@ import pandas as pd
 
 from affectpipe import metrics
 from affectpipe.av_inference import predict_pairs
+from affectpipe.calibration import congruence_threshold
 from affectpipe.data.av_pairs import read_table
 from affectpipe.data.pairs import PAIR_COLUMNS
 from affectpipe.data.perceived import NO_VOTE, PERCEIVED_COLUMNS
@@ -40,15 +41,6 @@ COUNTS: tuple[str, ...] = (
     "n_perceived_incongruent",
     *(f"n_{m}_votes" for m in MODALITIES),
 )
-
-
-def congruence_threshold(ckpt_dir: Path) -> float:
-    """The probability at or above which a checkpoint calls a face and voice congruent.
-
-    0.5 until checkpoints carry a calibrated threshold, which this one function will read.
-    """
-    del ckpt_dir
-    return 0.5
 
 
 def as_pairs(table: pd.DataFrame) -> pd.DataFrame:

@@ -130,6 +130,46 @@ def plot_congruence_roc(pairs: pd.DataFrame, path: Path, title: str) -> None:
     save_figure(fig, path)
 
 
+def plot_reliability(pairs: pd.DataFrame, path: Path, title: str) -> None:
+    """Reliability diagrams of a fusion model's pair predictions (`pair_frame` with raw and
+    calibrated probabilities): the congruence probability against the observed share of
+    congruent pairs, and the fused emotion's top-label confidence against its accuracy
+    (congruent pairs), each before and after calibration, over `metrics.ECE_BINS` bins."""
+    from affectpipe.data.labels import EMOTIONS
+    from affectpipe.metrics import ECE_BINS, ece, reliability_bins, top_label
+
+    congruent = pairs[pairs["congruent"] == 1]
+    emotion = {
+        name: top_label(congruent["emotion_true"], congruent[[f"{c}{e}" for e in EMOTIONS]])
+        for name, c in (("raw", "raw_prob_"), ("calibrated", "prob_"))
+    }
+    panels = {
+        "face/voice congruence": {
+            "raw": (pairs["congruent"], pairs["congruence_prob_raw"]),
+            "calibrated": (pairs["congruent"], pairs["congruence_prob"]),
+        },
+        "fused emotion (top label, congruent pairs)": emotion,
+    }
+    axes_labels = {
+        "face/voice congruence": ("predicted P(congruent)", "observed share congruent"),
+        "fused emotion (top label, congruent pairs)": ("confidence", "accuracy"),
+    }
+    fig, axes = plt.subplots(1, 2, figsize=(10, 5), layout="constrained")
+    for ax, (name, curves) in zip(axes, panels.items(), strict=True):
+        for (label, (outcome, prob)), colour in zip(curves.items(), (TRUE_COLOUR, PRED_COLOUR),
+                                                    strict=True):  # fmt: skip
+            bins = reliability_bins(outcome, prob)
+            ax.plot(bins["mean_prob"], bins["frequency"], marker="o", c=colour,
+                    label=f"{label} (ECE {ece(outcome, prob):.3f})")  # fmt: skip
+        ax.plot([0, 1], [0, 1], ls="--", c="grey", lw=0.8, label="perfectly calibrated")
+        xlabel, ylabel = axes_labels[name]
+        ax.set(xlim=(0, 1), ylim=(0, 1.01), aspect="equal", xlabel=xlabel, ylabel=ylabel,
+               title=f"{name}, {len(next(iter(curves.values()))[0])} pairs")  # fmt: skip
+        ax.legend(loc="best")
+    fig.suptitle(f"{title} ({ECE_BINS} equal-width bins; points: non-empty bins)")
+    save_figure(fig, path)
+
+
 def confusion_plot_data(y_true: np.ndarray, y_pred: np.ndarray, names: list[str]) -> pd.DataFrame:
     """Rows `actual, predicted` (class names) for DVC's `confusion` template."""
     return pd.DataFrame(

@@ -73,10 +73,10 @@ class PredictConfig:
     device: str  # auto (CUDA when present) | cpu | cuda | cuda:N
     va_rate: float  # valence/arousal samples per second of video
     max_side: int  # sampled VA frames are shrunk to this longer side before cropping
-    threshold: float  # congruence probability at or above which the verdict is congruent
+    threshold: float | None  # verdict threshold; None: the fusion checkpoint's calibrated one
 
     def __post_init__(self) -> None:
-        if self.va_rate <= 0 or not 0 < self.threshold < 1:
+        if self.va_rate <= 0 or self.threshold is not None and not 0 < self.threshold < 1:
             raise ValueError(f"need va_rate > 0 and 0 < threshold < 1, got {self.va_rate}, "
                              f"{self.threshold}")  # fmt: skip
 
@@ -142,6 +142,15 @@ class Predictor:
                 f"{cfg.models_dir}/multimodal/<fusion|video|audio>_{cfg.av_dataset}/model.pt "
                 f"(run `dvc repro` first, or pass --models-dir)"
             )
+
+    @property
+    def threshold(self) -> float:
+        """The congruence verdict threshold: the one given, else the fusion checkpoint's,
+        fitted on its validation fold (0.5 without a fusion model or its calibration)."""
+        if self.cfg.threshold is not None:
+            return self.cfg.threshold
+        fusion = self.av.get("fusion")
+        return fusion.calibration.threshold if fusion is not None else 0.5
 
     def _has(self, folder: Path, name: str) -> bool:
         if (folder / "model.pt").is_file():
@@ -209,7 +218,8 @@ class Predictor:
             if field in probs:
                 record[field] = emotion_block(probs[field])
         if "congruence" in probs:
-            record["congruence"] = congruence_block(probs["congruence"], self.cfg.threshold)
+            fitted = self.av["fusion"].calibration.fitted  # only the fusion model has the head
+            record["congruence"] = congruence_block(probs["congruence"], self.threshold, fitted)
         self._explain_gaps(record, no_voice)
 
     def _explain_gaps(self, record: dict[str, Any], no_voice: str | None) -> None:

@@ -34,9 +34,11 @@ def emotion_block(probs: np.ndarray) -> dict[str, Any]:
     }
 
 
-def congruence_block(prob: float, threshold: float = 0.5) -> dict[str, Any]:
-    """Probability that face and voice agree, and the verdict at `threshold`."""
-    return {"probability": round(float(prob), 6), "verdict": VERDICTS[int(prob >= threshold)]}
+def congruence_block(prob: float, threshold: float, calibrated: bool) -> dict[str, Any]:
+    """Probability that face and voice agree, the verdict at `threshold` and the threshold
+    itself; `calibrated`: whether the probability went through the checkpoint's calibration."""
+    return {"probability": round(float(prob), 6), "verdict": VERDICTS[int(prob >= threshold)],
+            "threshold": round(float(threshold), 6), "calibrated": calibrated}  # fmt: skip
 
 
 def va_block(times: np.ndarray, va: np.ndarray) -> dict[str, Any]:

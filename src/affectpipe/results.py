@@ -32,6 +32,17 @@ AV_COLUMNS = {
     "congruence_auc_hard": "AUC hard",
 }
 
+# Calibration: (label, metric after calibration, metric before or None); "a → b" = before → after
+CALIBRATION_COLUMNS = (
+    ("congr. acc. at 0.5 → calibrated", "congruence_accuracy", "congruence_accuracy_raw"),
+    ("congr. F1 at 0.5 → calibrated", "congruence_f1", "congruence_f1_raw"),
+    ("congr. threshold", "congruence_threshold", None),
+    ("congr. ECE", "congruence_ece", "congruence_ece_raw"),
+    ("congr. Brier", "congruence_brier", "congruence_brier_raw"),
+    ("emotion ECE", "emotion_ece", "emotion_ece_raw"),
+    ("emotion Brier", "emotion_brier", "emotion_brier_raw"),
+)
+
 CV_COLUMNS = {
     "accuracy": "accuracy",
     "uar": "UAR",
@@ -99,6 +110,14 @@ def render(metrics_dir: Path) -> str:
                 "(mean ± std across folds; `train_multimodal.folds: all`):\n\n"
                 + _table(["model / dataset", "folds"] + list(CV_COLUMNS.values()), cv_rows)
             )
+        cal_rows = [_calibration_row(f"{model} / {ds}", scores)
+                    for model, per_ds in av.items() for ds, scores in per_ds.items()]  # fmt: skip
+        parts.append(
+            "Calibration (each fold's model calibrated on its own validation fold; before → "
+            "after; ECE over 15 equal-width bins; cross-validated means where every fold was "
+            "trained, else the test fold):\n\n"
+            + _table(["model / dataset", "on"] + [c[0] for c in CALIBRATION_COLUMNS], cal_rows)
+        )
         perceived = _perceived_rows(av)
         if perceived:
             parts.append(
@@ -130,6 +149,25 @@ def _perceived_rows(av: dict[str, Any]) -> list[list[str]]:
                 values = [_mean_std(cv, k) for k in PERCEIVED_COLUMNS]
                 rows.append([f"{model} / {ds}", f"{cv.get('folds', '–')} folds", *counts, *values])
     return rows
+
+
+def _calibration_row(name: str, scores: dict[str, Any]) -> list[str]:
+    """One row of the calibration table: cross-validated means if there are, else the test."""
+    if "cv" in scores:
+        on = f"{scores['cv'].get('folds', '–')} folds"
+        cv = scores["cv"]
+        values = {k.removesuffix("_mean"): v for k, v in cv.items() if k.endswith("_mean")}
+    else:
+        on, values = "test fold", scores.get("test", {})
+    cells = []
+    for _, after, before in CALIBRATION_COLUMNS:
+        if values.get(after) is None:
+            cells.append("–")
+        elif before is None or values.get(before) is None:
+            cells.append(fmt(values[after]))
+        else:
+            cells.append(f"{fmt(values[before])} → {fmt(values[after])}")
+    return [name, on, *cells]
 
 
 def _mean_std(cv: dict[str, Any], key: str) -> str:

@@ -177,10 +177,18 @@ def load_av_data(
     return AVData(splits, list(classes), dims, fold, dropped, provenance)
 
 
-def pair_frame(dataset: PairDataset, outputs: dict[str, np.ndarray]) -> pd.DataFrame:
+def pair_frame(
+    dataset: PairDataset,
+    outputs: dict[str, np.ndarray],
+    threshold: float = 0.5,
+    raw: dict[str, np.ndarray] | None = None,
+) -> pd.DataFrame:
     """One row per pair: ids, kind, true labels, predictions and class probabilities.
 
-    `outputs` holds the model's `head_probabilities` per pair and each pair's dataset `index`.
+    `outputs` holds the model's `head_probabilities` per pair and each pair's dataset `index`;
+    `congruence_pred` is `congruence_prob >= threshold` (kept in `congruence_threshold`). When
+    `outputs` are calibrated (`calibration.Calibration.apply`), `raw` holds the model's own
+    probabilities: they go to `raw_prob_<emotion>` and `congruence_prob_raw`.
     """
     df = dataset.pairs.iloc[outputs["index"].astype(np.int64)].reset_index(drop=True).copy()
     df["emotion_true"] = np.where(df.congruent == 1, df.face_emotion, IGNORE)
@@ -190,7 +198,12 @@ def pair_frame(dataset: PairDataset, outputs: dict[str, np.ndarray]) -> pd.DataF
             df[f"{head}_pred"] = outputs[head].argmax(1)
     for c, name in enumerate(EMOTIONS):
         df[f"prob_{name}"] = outputs["emotion"][:, c]
+        if raw is not None:
+            df[f"raw_prob_{name}"] = raw["emotion"][:, c]
     if "congruence" in outputs:
         df["congruence_prob"] = outputs["congruence"]
-        df["congruence_pred"] = (outputs["congruence"] >= 0.5).astype(int)
+        df["congruence_pred"] = (outputs["congruence"] >= threshold).astype(int)
+        df["congruence_threshold"] = threshold
+        if raw is not None:
+            df["congruence_prob_raw"] = raw["congruence"]
     return df

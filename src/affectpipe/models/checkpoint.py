@@ -2,6 +2,8 @@
 
 `model.pt` holds everything needed to rebuild the model; `checkpoint.json` repeats the config,
 provenance, epoch and metrics as text, so `git diff`/`dvc diff` readers need no torch.
+Entries fitted after training (the face/voice models' `calibration`) are added to both by
+`add_to_checkpoint`.
 """
 
 from __future__ import annotations
@@ -49,8 +51,23 @@ def save_checkpoint(
         "epoch": epoch,
         "metrics": {k: v if math.isfinite(v) else None for k, v in metrics.items()},
     }
+    _write(ckpt_dir, payload)
+
+
+def add_to_checkpoint(ckpt_dir: Path, key: str, value: Any) -> None:
+    """Add (or replace) a JSON-able entry `key` in an existing checkpoint, in both files."""
+    if key in KEYS:
+        raise ValueError(f"'{key}' is written by save_checkpoint, not added afterwards")
+    payload = load_checkpoint(ckpt_dir)
+    payload[key] = value
+    _write(Path(ckpt_dir), payload)
+
+
+def _write(ckpt_dir: Path, payload: dict[str, Any]) -> None:
+    """`model.pt` and its JSON, each via a temporary name, so a reader never sees half a file;
+    metadata that JSON cannot hold fails before either file changes."""
     meta = {k: v for k, v in payload.items() if k != "state_dict"}
-    json.dumps(meta, allow_nan=False)  # unserialisable metadata fails before any file changes
+    json.dumps(meta, allow_nan=False)
     tmp = ckpt_dir / (MODEL_FILE + ".tmp")
     torch.save(payload, tmp)
     os.replace(tmp, ckpt_dir / MODEL_FILE)

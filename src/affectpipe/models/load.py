@@ -8,6 +8,7 @@ spec and config hash; the backbone is loaded from the spec and must hash the sam
 Recorded configs are rebuilt by `saved_config`, so a foreign or damaged record is one line naming
 the file and the key. Keys that older checkpoints lack are filled explicitly, in one table per
 model (`VA_MODEL_ADDED_KEYS`, `AV_MODEL_ADDED_KEYS`), with the values those older models had.
+A face/voice checkpoint also holds its `calibration`, read by `affectpipe.calibration`.
 """
 
 from __future__ import annotations

@@ -4,6 +4,8 @@ One run trains one variant (`fusion`, `audio`, `video`) on one speaker-independe
 dataset with the shared loop (`affectpipe.train.loop.fit`), keeping the epoch with the best
 `val/score`. The pairs and their targets are `affectpipe.data.av_dataset`'s, the loss
 `affectpipe.losses.av_loss`. Training never reads the test split: `evaluate` scores it.
+After training, the kept model is calibrated on the same validation pairs
+(`affectpipe.calibration`) and the calibration is added to its checkpoint.
 """
 
 from __future__ import annotations
@@ -13,15 +15,19 @@ from pathlib import Path
 from typing import Literal
 
 import torch
+from accelerate import PartialState
 from torch.utils.data import DataLoader
 
 from affectpipe.av_inference import collect_outputs
+from affectpipe.calibration import Calibration, CalibrationParams, fit_calibration, head_targets
 from affectpipe.config import params_section
 from affectpipe.data.av_dataset import AVData, PairDataset, load_av_data, pair_frame
 from affectpipe.data.av_pairs import dataset_classes, feature_paths
 from affectpipe.data.pairs import PairConfig
 from affectpipe.losses import LossConfig, av_loss, loss_weights
 from affectpipe.metrics import av_test_metrics
+from affectpipe.models.checkpoint import add_to_checkpoint
+from affectpipe.models.load import load_av_model
 from affectpipe.models.multimodal import (
     AVEmotionModel,
     AVModelConfig,
@@ -61,6 +67,7 @@ class TrainMultimodalConfig:
     model: AVModelParams
     loss: LossConfig
     train: AVTrainParams
+    calibration: CalibrationParams
 
 
 def loop_config(train: AVTrainParams, seed: int) -> LoopConfig:
@@ -94,6 +101,16 @@ def eval_fn(
     out = {k: float(m[k]) for k in VAL_KEYS if m.get(k) is not None}
     out["score"] = validation_score(m, accelerator.unwrap_model(model).cfg.modality)
     return out
+
+
+def calibrate_on_validation(ckpt_dir: Path, data: AVData, params: CalibrationParams) -> Calibration:
+    """The calibration of the checkpoint in `ckpt_dir`, fitted on its validation pairs. The
+    model is loaded as `evaluate` and `predict` load it (CPU, float32): the fit sees the
+    probabilities they will calibrate."""
+    model, _ = load_av_model(ckpt_dir)
+    val = data.splits["val"]
+    outputs = collect_outputs(model, DataLoader(val, batch_size=256, shuffle=False))
+    return fit_calibration(outputs, head_targets(pair_frame(val, outputs)), params)
 
 
 def fit_av(
@@ -188,6 +205,9 @@ def train_one(
         provenance=provenance,
         label=f"{modality} {dataset} fold {data.test_fold}",
     )
+    calibration = calibrate_on_validation(ckpt_dir, data, cfg.calibration)
+    if PartialState().is_main_process:  # the process that wrote the checkpoint
+        add_to_checkpoint(ckpt_dir, "calibration", calibration.to_json())
     n_params = sum(p.numel() for p in model.parameters())
     return {
         "test_fold": data.test_fold,
@@ -199,6 +219,7 @@ def train_one(
             for k, v in result.best_metrics.items()
             if k.startswith("val/")
         },
+        "calibration": calibration.to_json(),
         "pairs": {s: len(d) for s, d in data.splits.items()},
         "dropped_pairs": data.dropped_pairs,
         "skipped": log.to_json(),
