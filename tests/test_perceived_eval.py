@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 
 from affectpipe.av_inference import predict_pairs
+from affectpipe.calibration import congruence_threshold
 from affectpipe.data.perceived import NO_VOTE, PERCEIVED_COLUMNS
 from affectpipe.evaluate import evaluate_av_model
 from affectpipe.perceived_eval import as_pairs, join_votes, perceived_metrics
@@ -74,14 +75,15 @@ def test_perceived_metrics_per_fold_and_across_folds(trained, tmp_path):
         ckpt, root / "features", as_pairs(fold0), ProblemLog("strict"), "perceived.csv"
     )
     assert prov["test_fold"] == 0
-    expected = perceived_metrics(join_votes(predicted, fold0), 0.5)
+    threshold = congruence_threshold(ckpt)  # calibrated on the fold's validation pairs
+    expected = perceived_metrics(join_votes(predicted, fold0), threshold)
     for key, value in expected.items():
         assert test[key] == pytest.approx(value, abs=1e-6), key
     assert test["n_perceived_congruent"] == (fold0.group == "congruent").sum()
     assert test["n_face_votes"] == (fold0.face_emotion != NO_VOTE).sum()
     assert 0 <= test["congruence_auc_perceived"] <= 1
     saved = json.loads((plots / "av/fusion_ravdess_perceived.json").read_text())
-    assert saved["threshold"] == 0.5 and set(saved["per_fold"]) == {"fold0", "fold1", "fold2"}
+    assert saved["threshold"] == threshold and set(saved["per_fold"]) == {"fold0", "fold1", "fold2"}
     aucs = [f["congruence_auc_perceived"] for f in saved["per_fold"].values()]
     assert cv["congruence_auc_perceived_mean"] == pytest.approx(sum(aucs) / 3, abs=1e-6)
     assert cv["n_perceived_incongruent"] == (table.group == "incongruent").sum()
