@@ -43,11 +43,8 @@ def main(
     pair_cfg = run_stage(lambda: from_section(PairConfig, section(params, pairs), pairs))
 
     def train(folder: Path, live: Path | None, fold: int | None, redraw: PairConfig | None):
-        return run_stage(
-            lambda: train_one(
-                model, dataset, cfg, own, loop, processed_dir, features_dir, folder, live, fold, redraw
-            )
-        )
+        paths = (processed_dir, features_dir, folder, live)
+        return run_stage(lambda: train_one(model, dataset, cfg, own, loop, *paths, fold, redraw))
 
     report = train(ckpt_dir, live_dir, None, None)  # preprocessing's test fold, as written
     reports, folders = {report["test_fold"]: report}, {report["test_fold"]: ckpt_dir}

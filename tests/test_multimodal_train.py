@@ -7,7 +7,7 @@ import yaml
 from typer.testing import CliRunner
 
 from affectpipe.av_inference import predict_av
-from affectpipe.config import ConfigError, from_section
+from affectpipe.config import ConfigError
 from affectpipe.evaluate import evaluate_av_model
 from affectpipe.features.store import StaleCacheError
 from affectpipe.metrics import av_test_metrics

@@ -110,13 +110,13 @@ class AVModelConfig:
             raise ValueError(
                 f"classes must be a non-empty subset of 0..{N_EMOTIONS - 1}, got {self.classes}"
             )
-        set_keys = [k for k in FUSION_KEYS if getattr(self, k) is not None]
+        given = [k for k in FUSION_KEYS if getattr(self, k) is not None]
         if self.modality != "fusion":
-            if set_keys:
-                raise ValueError(f"the {self.modality} model has no fusion; {set_keys} must be None")
+            if given:
+                raise ValueError(f"the {self.modality} model has no fusion: {given} must be None")
             return
-        if len(set_keys) < len(FUSION_KEYS):
-            raise ValueError(f"the fusion model needs {list(FUSION_KEYS)}, got {set_keys}")
+        if len(given) < len(FUSION_KEYS):
+            raise ValueError(f"the fusion model needs {list(FUSION_KEYS)}, got {given}")
         if self.fusion not in FUSIONS:
             raise ValueError(f"unknown fusion '{self.fusion}'; valid: {list(FUSIONS)}")
         if self.congruence not in CONGRUENCE_HEADS:
