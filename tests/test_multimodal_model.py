@@ -278,7 +278,7 @@ def test_unknown_projector_or_congruence_head_is_refused_by_name(key, value):
 
 
 def test_a_baseline_config_has_no_fusion_keys_and_the_fusion_config_needs_them():
-    with pytest.raises(ValueError, match=r"audio model has no fusion; \['fusion'\] must be None"):
+    with pytest.raises(ValueError, match=r"audio model has no fusion: \['fusion'\] must be None"):
         config(modality="audio", fusion="concat")
     with pytest.raises(ValueError, match="fusion model needs"):
         config(attention_heads=None)

@@ -117,9 +117,13 @@ def loss_terms(modality: str, own: OwnParams) -> dict[str, float]:
 
 
 def model_config(
-    cfg: TrainMultimodalConfig, own: OwnParams, modality: str, face_dim: int, voice_dim: int,
+    cfg: TrainMultimodalConfig,
+    own: OwnParams,
+    modality: str,
+    face_dim: int,
+    voice_dim: int,
     classes: list[int],
-) -> AVModelConfig:  # fmt: skip
+) -> AVModelConfig:
     """The model of one variant: the shared branches' params and, for fusion, its own."""
     fusion = own if isinstance(own, FusionOwnParams) else None
     return AVModelConfig.from_params(cfg.model, fusion, modality, face_dim, voice_dim, classes)
