@@ -145,3 +145,13 @@ def test_an_edit_in_a_source_folder_makes_its_download_stale(tmp_path):
         (placeholder / "001").mkdir()
         (placeholder / "001" / "001.json").write_text("{}")
         assert stale(deps) == {"download@ravdess", "download@afewva"}
+
+
+def test_download_runs_for_exactly_the_datasets_the_pipeline_preprocesses():
+    """`download` iterates over params.yaml's section (so each path can be a dep), the other
+    stages over dvc.yaml's `datasets`: the two lists must agree."""
+    with Repo(str(REPO)) as repo:
+        names = [stage.name for stage in repo.index.stages]
+    downloads = {n.removeprefix("download@") for n in names if n.startswith("download@")}
+    preprocessed = {n.removeprefix("preprocess@") for n in names if n.startswith("preprocess@")}
+    assert downloads == preprocessed == set(PARAMS["download"])
