@@ -32,7 +32,7 @@ ROOT = Path(__file__).resolve().parents[1]
 VARIANTS: dict[str, dict[str, Any]] = {
     "shipped defaults": {},
     "GELU projector (projector: mlp)": {"model": {"projector": "mlp"}},
-    "MLP congruence head (congruence: mlp)": {"model": {"congruence": "mlp"}},
+    "MLP congruence head (congruence: mlp)": {"fusion": {"congruence": "mlp"}},
     "hidden 512": {"model": {"hidden": 512}},
     "earlier training (dropout 0.2, lr 1e-3, 30 epochs)": {
         "model": {"dropout": 0.2},

@@ -21,16 +21,22 @@ from pathlib import Path
 import torch
 import typer
 
-from affectpipe.config import from_section, load_params
+from affectpipe.config import load_params
 from affectpipe.features.backbones import real_size, resolve_device
-from affectpipe.losses import LossConfig, av_loss
-from affectpipe.models.multimodal import AVEmotionModel, AVModelConfig
-from affectpipe.train.multimodal import TrainMultimodalConfig
+from affectpipe.losses import av_loss
+from affectpipe.models.multimodal import AVEmotionModel
+from affectpipe.train.multimodal import (
+    OwnParams,
+    TrainMultimodalConfig,
+    loss_terms,
+    model_config,
+    stage_config,
+)
 
 app = typer.Typer(add_completion=False)
 
 
-def fusion_step(model, opt, face, voice, labels, loss_cfg: LossConfig) -> None:
+def fusion_step(model, opt, face, voice, labels, terms: dict[str, float]) -> None:
     out = model(face, voice)
     batch = {
         "emotion": labels,
@@ -38,26 +44,28 @@ def fusion_step(model, opt, face, voice, labels, loss_cfg: LossConfig) -> None:
         "voice_emotion": labels,
         "congruent": torch.ones(len(labels), device=face.device),
     }
-    loss, _ = av_loss(out, batch, loss_cfg, {})
+    loss, _ = av_loss(out, batch, terms, {})
     opt.zero_grad()
     loss.backward()
     opt.step()
 
 
-def cached_epoch(pairs: int, batch: int, device: torch.device, cfg: TrainMultimodalConfig) -> float:
+def cached_epoch(
+    pairs: int, batch: int, device: torch.device, cfg: TrainMultimodalConfig, own: OwnParams
+) -> float:
     """Seconds for one epoch over `pairs` cached (768-d, 768-d) pairs, batches of `batch`: the
     fusion model and loss of the `train_multimodal` params."""
     torch.manual_seed(0)
-    model_cfg = AVModelConfig.from_params(cfg.model, "fusion", 768, 768, list(range(8)))
-    model = AVEmotionModel(model_cfg).to(device)
+    model = AVEmotionModel(model_config(cfg, own, "fusion", 768, 768, list(range(8)))).to(device)
+    terms = loss_terms("fusion", own)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
     face, voice = torch.randn(pairs, 768, device=device), torch.randn(pairs, 768, device=device)
     labels = torch.randint(0, 8, (pairs,), device=device)
-    fusion_step(model, opt, face[:batch], voice[:batch], labels[:batch], cfg.loss)  # warm-up
+    fusion_step(model, opt, face[:batch], voice[:batch], labels[:batch], terms)  # warm-up
     start = time.perf_counter()
     for i in range(0, pairs, batch):
         part = slice(i, i + batch)
-        fusion_step(model, opt, face[part], voice[part], labels[part], cfg.loss)
+        fusion_step(model, opt, face[part], voice[part], labels[part], terms)
     if device.type == "cuda":
         torch.cuda.synchronize()
     return time.perf_counter() - start
@@ -98,9 +106,8 @@ def main(
     params_file: Path = typer.Option(Path("params.yaml"), "--params"),
 ) -> None:
     dev = resolve_device(device)
-    name = "train_multimodal"
-    cfg = from_section(TrainMultimodalConfig, load_params(params_file)[name], name)
-    cached = cached_epoch(pairs, batch, dev, cfg)
+    cfg, own = stage_config(load_params(params_file)["train_multimodal"], "fusion")
+    cached = cached_epoch(pairs, batch, dev, cfg, own)
     per_pair = backbone_seconds_per_pair(backbone_batch, backbone_batches, dev, audio_s)
     naive = pairs * (per_pair["videomae"] + per_pair["wav2vec2"]) + cached
     result = {

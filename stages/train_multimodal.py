@@ -20,7 +20,7 @@ from affectpipe.data.pairs import PairConfig
 from affectpipe.models.multimodal import MODALITIES
 from affectpipe.problems import write_json
 from affectpipe.stage import run_stage
-from affectpipe.train.multimodal import TrainMultimodalConfig, loop_config, train_one
+from affectpipe.train.multimodal import loop_config, stage_config, train_one
 
 app = typer.Typer(add_completion=False)
 
@@ -37,17 +37,14 @@ def main(
 ) -> None:
     params = load_params(params_file)
     name = "train_multimodal"
-    cfg = run_stage(lambda: from_section(TrainMultimodalConfig, section(params, name), name))
+    cfg, own = run_stage(lambda: stage_config(section(params, name), model))
     loop = run_stage(lambda: loop_config(cfg.train, section(params, "seed")))
     pairs = f"preprocess.{dataset}.pairs"  # other folds redraw their pairs the same way
     pair_cfg = run_stage(lambda: from_section(PairConfig, section(params, pairs), pairs))
 
     def train(folder: Path, live: Path | None, fold: int | None, redraw: PairConfig | None):
-        return run_stage(
-            lambda: train_one(
-                model, dataset, cfg, loop, processed_dir, features_dir, folder, live, fold, redraw
-            )
-        )
+        paths = (processed_dir, features_dir, folder, live)
+        return run_stage(lambda: train_one(model, dataset, cfg, own, loop, *paths, fold, redraw))
 
     report = train(ckpt_dir, live_dir, None, None)  # preprocessing's test fold, as written
     reports, folders = {report["test_fold"]: report}, {report["test_fold"]: ckpt_dir}

@@ -9,6 +9,7 @@ import pytest
 
 from affectpipe.config import ConfigError, from_section, load_params
 from affectpipe.data.registry import DATASETS, dataset_module
+from affectpipe.problems import InputProblem
 from tests.pipeline_repo import REPO
 
 SECTIONS = [
@@ -41,3 +42,41 @@ def test_every_key_of_the_section_is_required(stage, dataset, config):
         dotted = ".".join((name, *path))
         with pytest.raises(ConfigError, match=f"missing key '{dotted}'"):
             from_section(cls, reduced, name)
+
+
+def download_section(dataset: str, **changes: Any) -> Any:
+    values = load_params(REPO / "params.yaml")["download"][dataset] | changes
+    module = dataset_module(dataset)
+    return module, from_section(module.DownloadConfig, values, f"download.{dataset}")
+
+
+@pytest.mark.parametrize("dataset", DATASETS)
+@pytest.mark.parametrize(
+    ("path", "message"), [("", "is empty: name a folder"), ("~/x", "without .~.")]
+)
+def test_the_source_path_must_be_a_folder_dvc_can_depend_on(dataset, path, message):
+    with pytest.raises(ConfigError, match=f"download.{dataset}.path.*{message}"):
+        download_section(dataset, path=path)
+
+
+@pytest.mark.parametrize(
+    ("dataset", "source", "holds"),
+    [
+        ("afewva", "folder", "AFEW-VA clip folders"),
+        ("afewva", "zips", "official AFEW-VA zips"),
+        ("ravdess", "folder", "RAVDESS media"),
+        ("cremad", "folder", "CREMA-D media"),
+    ],
+)
+def test_the_default_source_folder_until_filled_is_an_error_naming_it_and_its_content(
+    dataset, source, holds, tmp_path
+):
+    """The shipped path is a placeholder in the repository holding only its README."""
+    default = load_params(REPO / "params.yaml")["download"][dataset]["path"]
+    folder = REPO / default
+    assert sorted(p.name for p in folder.iterdir() if p.name != ".gitignore") == ["README.md"]
+    module, cfg = download_section(dataset, source=source, path=str(folder))
+    with pytest.raises(InputProblem) as err:
+        module.download(cfg, tmp_path / "raw")
+    assert str(err.value).startswith(f"{folder}: no {holds}")
+    assert f"put the dataset's release here, or set download.{dataset}.path" in str(err.value)

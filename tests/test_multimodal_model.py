@@ -5,11 +5,12 @@ import pandas as pd
 import pytest
 import torch
 
-from affectpipe.config import from_section, load_params
+from affectpipe.config import load_params
 from affectpipe.data.av_dataset import PairDataset, check_labels
 from affectpipe.data.labels import CREMAD_CLASSES, EMOTION_ID
-from affectpipe.losses import IGNORE, LossConfig, av_loss, class_weights
+from affectpipe.losses import IGNORE, av_loss, class_weights
 from affectpipe.models.multimodal import (
+    FUSION_KEYS,
     FUSIONS,
     AVEmotionModel,
     AVModelConfig,
@@ -18,18 +19,19 @@ from affectpipe.models.multimodal import (
     head_probabilities,
 )
 from affectpipe.problems import InputProblem, ProblemLog
+from affectpipe.train.multimodal import loss_terms, stage_config
 from tests.pipeline_repo import REPO
 
 CREMAD = list(CREMAD_CLASSES)
 ABSENT = [EMOTION_ID["calm"], EMOTION_ID["surprised"]]
-LOSS = from_section(
-    LossConfig,
-    load_params(REPO / "params.yaml")["train_multimodal"]["loss"],
-    "train_multimodal.loss",
+LOSS = loss_terms(
+    "fusion", stage_config(load_params(REPO / "params.yaml")["train_multimodal"], "fusion")[1]
 )
 
 
 def config(**kw) -> AVModelConfig:
+    """A small config; a baseline's has no fusion keys (None) unless `kw` sets them."""
+    baseline = dict.fromkeys(FUSION_KEYS) if kw.get("modality", "fusion") != "fusion" else {}
     values = dict(
         face_dim=12,
         voice_dim=10,
@@ -42,12 +44,13 @@ def config(**kw) -> AVModelConfig:
         attention_heads=2,
         classes=CREMAD,
     )
-    return AVModelConfig(**(values | kw))
+    return AVModelConfig(**(values | baseline | kw))
 
 
 def tiny(modality="fusion", fusion="concat", classes=CREMAD, **kw):
     torch.manual_seed(0)
-    return AVEmotionModel(config(modality=modality, fusion=fusion, classes=list(classes), **kw))
+    own = {"fusion": fusion} if modality == "fusion" else {}
+    return AVEmotionModel(config(modality=modality, classes=list(classes), **own, **kw))
 
 
 def batch(n=8, seed=0):
@@ -272,3 +275,11 @@ def test_congruence_heads_train_on_their_loss(congruence):
 def test_unknown_projector_or_congruence_head_is_refused_by_name(key, value):
     with pytest.raises(ValueError, match=f"unknown .*'{value}'"):
         config(**{key: value})
+
+
+def test_a_baseline_config_has_no_fusion_keys_and_the_fusion_config_needs_them():
+    with pytest.raises(ValueError, match=r"audio model has no fusion: \['fusion'\] must be None"):
+        config(modality="audio", fusion="concat")
+    with pytest.raises(ValueError, match="fusion model needs"):
+        config(attention_heads=None)
+    assert config(modality="video").fusion is None

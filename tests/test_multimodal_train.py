@@ -9,11 +9,16 @@ from typer.testing import CliRunner
 
 from affectpipe.av_inference import predict_av
 from affectpipe.calibration import choose_threshold, load_calibration
-from affectpipe.config import ConfigError, from_section
+from affectpipe.config import ConfigError
 from affectpipe.evaluate import evaluate_av_model
 from affectpipe.features.store import StaleCacheError
 from affectpipe.metrics import av_test_metrics
-from affectpipe.train.multimodal import TrainMultimodalConfig
+from affectpipe.train.multimodal import (
+    BaselineOwnParams,
+    FusionOwnParams,
+    loss_terms,
+    stage_config,
+)
 from tests.test_multimodal_data import write_fixture
 
 PARAMS = {
@@ -21,15 +26,8 @@ PARAMS = {
     "voice_features": "wav2vec2",
     "folds": "configured",
     "bad_input": "strict",
-    "model": {
-        "hidden": 64,
-        "fusion": "concat",
-        "projector": "linear",
-        "congruence": "agreement",
-        "dropout": 0.1,
-        "attention_heads": 4,
-    },
-    "loss": {"w_emotion": 1.0, "w_modality": 0.5, "w_congruence": 0.5, "balance": "weights"},
+    "model": {"hidden": 64, "projector": "linear", "dropout": 0.1},
+    "loss": {"balance": "weights"},
     "train": {
         "batch_size": 32,
         "epochs": 25,
@@ -41,6 +39,16 @@ PARAMS = {
         "patience": 0,
         "mixed_precision": "auto",
     },
+    "fusion": {
+        "fusion": "concat",
+        "congruence": "agreement",
+        "attention_heads": 4,
+        "w_emotion": 1.0,
+        "w_modality": 0.5,
+        "w_congruence": 0.5,
+    },
+    "audio": {"w_emotion": 1.0},
+    "video": {"w_emotion": 1.0},
     "calibration": {"threshold": "balanced_accuracy", "temperature_range": [0.05, 20.0]},
 }
 PAIRS = {"ravdess": {"pairs": {"incongruent_ratio": 1.0, "hard_fraction": 0.5}}}
@@ -206,25 +214,52 @@ def test_all_folds_trains_a_model_per_fold_and_evaluate_scores_them(ravdess_like
             {"train": PARAMS["train"] | {"lr_max": 1}},
             "unknown key 'train_multimodal.train.lr_max'",
         ),
-        ({"loss": PARAMS["loss"] | {"balance": "sampler"}}, "train_multimodal.loss.balance'"),
+        ({"loss": {"balance": "sampler"}}, "train_multimodal.loss.balance'"),
+        ({"fusion": PARAMS["fusion"] | {"fusion": "sum"}}, "train_multimodal.fusion.fusion'"),
+        ({"fusion": {"w_emotion": 1.0}}, "missing key 'train_multimodal.fusion.w_modality'"),
+        ({"fusoin": {}}, "unknown key 'train_multimodal.fusoin'"),
     ],
 )
 def test_bad_params_fail_by_name(over, message):
     with pytest.raises(ConfigError, match=message):
-        from_section(TrainMultimodalConfig, PARAMS | over, "train_multimodal")
+        stage_config(PARAMS | over, "fusion")
 
 
-def test_the_shipped_params_build_the_config():
+def test_a_model_reads_its_own_sub_section_and_not_the_others():
+    broken = PARAMS | {"audio": {"w_emotion": "x"}, "video": {}}
+    cfg, own = stage_config(broken, "fusion")
+    assert isinstance(own, FusionOwnParams) and own.w_congruence == PARAMS["fusion"]["w_congruence"]
+    cfg, own = stage_config(PARAMS | {"fusion": {}, "video": {}}, "audio")
+    assert own == BaselineOwnParams(w_emotion=1.0) and cfg.model.hidden == 64
+    with pytest.raises(ConfigError, match="'train_multimodal.video' must be a mapping"):
+        stage_config({k: v for k, v in PARAMS.items() if k != "video"}, "video")
+
+
+def test_each_model_weighs_only_the_heads_it_has():
+    _, fusion = stage_config(PARAMS, "fusion")
+    assert loss_terms("fusion", fusion) == {
+        "emotion": 1.0, "face_emotion": 0.5, "voice_emotion": 0.5, "congruence": 0.5
+    }  # fmt: skip
+    _, audio = stage_config(PARAMS | {"audio": {"w_emotion": 2.0}}, "audio")
+    assert loss_terms("audio", audio) == {"voice_emotion": 2.0}
+    _, video = stage_config(PARAMS, "video")
+    assert loss_terms("video", video) == {"face_emotion": 1.0}
+
+
+def test_the_shipped_params_build_every_models_config():
     from affectpipe.config import load_params
     from tests.pipeline_repo import REPO
 
     values = load_params(REPO / "params.yaml")["train_multimodal"]
-    cfg = from_section(TrainMultimodalConfig, values, "train_multimodal")
-    assert cfg.model.hidden == values["model"]["hidden"] and cfg.folds == values["folds"]
-    for key in values:  # deleting any line is an error naming the key
-        with pytest.raises(ConfigError, match=f"missing key 'train_multimodal.{key}'"):
+    for modality in ("fusion", "audio", "video"):
+        cfg, _ = stage_config(values, modality)
+        assert cfg.model.hidden == values["model"]["hidden"] and cfg.folds == values["folds"]
+        for key in values:  # deleting any line the model reads is an error naming the key
+            if key in ("fusion", "audio", "video") and key != modality:
+                continue
             less = {k: v for k, v in values.items() if k != key}
-            from_section(TrainMultimodalConfig, less, "train_multimodal")
+            with pytest.raises(ConfigError, match=f"'train_multimodal.{key}'"):
+                stage_config(less, modality)
 
 
 def test_stage_script_refuses_bad_params_in_one_line(tmp_path):
@@ -250,3 +285,38 @@ def test_checkpoint_without_projector_and_head_options_loads_as_the_mlp_variant(
     save_checkpoint(tmp_path, AVEmotionModel(cfg).state_dict(), old, {}, 0, {})
     model, _ = load_av_model(tmp_path)
     assert (model.cfg.projector, model.cfg.congruence) == ("mlp", "mlp")
+
+
+@pytest.mark.parametrize("modality", ["fusion", "audio", "video"])
+def test_a_new_checkpoint_records_its_config_and_loads_it_back(tmp_path, modality):
+    from dataclasses import asdict
+
+    from affectpipe.models.checkpoint import load_checkpoint, save_checkpoint
+    from affectpipe.models.load import load_av_model
+    from affectpipe.models.multimodal import AVEmotionModel
+    from affectpipe.train.multimodal import model_config
+
+    cfg, own = stage_config(PARAMS, modality)
+    built = model_config(cfg, own, modality, 6, 5, [0, 2, 3])
+    save_checkpoint(tmp_path, AVEmotionModel(built).state_dict(), asdict(built), {}, 0, {})
+    model, payload = load_av_model(tmp_path)
+    assert model.cfg == built and payload["config"] == asdict(built)
+    assert (built.fusion is None) == (modality != "fusion")
+    assert load_checkpoint(tmp_path)["config"]["attention_heads"] == (
+        PARAMS["fusion"]["attention_heads"] if modality == "fusion" else None
+    )
+
+
+def test_an_older_baseline_checkpoint_with_fusion_keys_loads_without_them(tmp_path):
+    from dataclasses import asdict
+
+    from affectpipe.models.checkpoint import save_checkpoint
+    from affectpipe.models.load import load_av_model
+    from affectpipe.models.multimodal import AVEmotionModel
+    from tests.test_multimodal_model import config
+
+    cfg = config(modality="audio", face_dim=6, voice_dim=5, hidden=8)
+    old = asdict(cfg) | {"fusion": "concat", "congruence": "agreement", "attention_heads": 4}
+    save_checkpoint(tmp_path, AVEmotionModel(cfg).state_dict(), old, {}, 0, {})
+    model, _ = load_av_model(tmp_path)
+    assert model.cfg == cfg

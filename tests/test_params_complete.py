@@ -46,8 +46,9 @@ def stage_args(key: str, tmp: Path) -> tuple[str, list[str]]:
         args = ["cached", "--inputs", p("in.h5"), "--out", p("out"), "--live", p("live")]
         return top, args + (["--init", p("init")] if top == "finetune" else [])
     if top in ("train_multimodal", "seed"):
+        model = sub if sub in ("audio", "video") else "fusion"  # a model's own sub-section
         paths = ["--processed-dir", p("in"), "--features-dir", p("f"), "--ckpt-dir", p("c")]
-        return "train_multimodal", ["fusion", "ravdess", *paths, "--live-dir", p("live")]
+        return "train_multimodal", [model, "ravdess", *paths, "--live-dir", p("live")]
     if top == "evaluate":
         return "evaluate", ["--va", "cached:a:b", "--av", "fusion:ravdess:c",
                             "--features-dir", p("f"), "--processed-dir", p("in"),

@@ -75,9 +75,12 @@ def build_tiny_models(
         save_checkpoint(root / "finetune" / "cached", VAModel(cfg).checkpoint_state(), config,
                         {"inputs": clip, "stage": "finetune"}, 0, {})  # fmt: skip
     for modality in av_models:
+        own = {"fusion": "concat", "congruence": "agreement", "attention_heads": 4}
+        if modality != "fusion":  # a baseline has no fusion keys
+            own = dict.fromkeys(own)
         cfg = AVModelConfig(face_dim=d_face, voice_dim=d_voice, hidden=16, modality=modality,
-                            fusion="concat", projector="linear", congruence="agreement",
-                            dropout=0.1, attention_heads=4, classes=list(range(8)))  # fmt: skip
+                            projector="linear", dropout=0.1, classes=list(range(8)),
+                            **own)  # fmt: skip
         prov = {"dataset": "ravdess", "modality": modality, "face_features": face,
                 "voice_features": voice}  # fmt: skip
         save_checkpoint(root / "multimodal" / f"{modality}_ravdess",

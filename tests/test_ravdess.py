@@ -262,8 +262,8 @@ def test_unknown_source_and_keys_fail_by_name():
         download_config(source="kaggle")
     with pytest.raises(ConfigError, match="unknown key 'download.ravdess.synthetic.actor'"):
         download_config(synthetic={"actor": 3})
-    with pytest.raises(ConfigError, match="source=folder needs download.ravdess.path"):
-        download_config(source="folder")
+    with pytest.raises(ConfigError, match="download.ravdess.path is empty"):
+        download_config(source="folder", path="")
 
 
 def test_zenodo_download_from_a_local_record(raw, tmp_path):

@@ -11,6 +11,7 @@ positive nor negative are left out of the denominator (they are ambiguous, not d
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Literal, Protocol
 
 import torch
@@ -154,11 +155,9 @@ IGNORE = -100  # F.cross_entropy's ignore_index: the fused target of incongruent
 
 @params_section
 class LossConfig:
-    """The `train_multimodal.loss` params: emotion CE + modality CEs + weighted congruence BCE."""
+    """The `train_multimodal.loss` params, every model's: how its cross-entropies weigh classes.
+    The weights of the terms are each model's own (`affectpipe.train.multimodal.loss_terms`)."""
 
-    w_emotion: float  # fused emotion CE (congruent pairs)
-    w_modality: float  # face CE + voice CE (every pair)
-    w_congruence: float  # congruence BCE (every pair)
     balance: Literal["weights", "none"]  # weights: inverse-frequency class weights | none
 
 
@@ -186,27 +185,30 @@ def class_weights(targets: Tensor, classes: list[int]) -> Tensor:
 
 
 def av_loss(
-    out: dict[str, Tensor], batch: dict[str, Tensor], cfg: LossConfig, weights: dict[str, Tensor]
+    out: dict[str, Tensor],
+    batch: dict[str, Tensor],
+    terms: Mapping[str, float],
+    weights: dict[str, Tensor],
 ) -> tuple[Tensor, dict[str, Tensor]]:
-    """Weighted sum of the loss terms the model has heads for; returns (loss, weighted terms).
+    """Weighted sum of one term per head in `terms` (head -> weight, summed in that order);
+    returns (loss, weighted terms).
 
-    `weights` holds the class weights per head (`emotion`, `face_emotion`, `voice_emotion`) and
-    `pos_weight` for the congruence BCE (n_incongruent / n_congruent), each possibly absent.
+    An emotion head (`emotion`, `face_emotion`, `voice_emotion`) is trained by cross-entropy
+    on its own target; the fused `emotion` has none on incongruent pairs (IGNORE), and a batch
+    of those only has no such term. `congruence` is a BCE on `congruent`. `weights` holds the
+    class weights per emotion head and `pos_weight` for the BCE (n_incongruent / n_congruent),
+    each possibly absent.
     """
     parts: dict[str, Tensor] = {}
-    if "congruence" in out and (batch["emotion"] != IGNORE).any():
-        parts["emotion"] = cfg.w_emotion * F.cross_entropy(
-            out["emotion"], batch["emotion"], weight=weights.get("emotion"), ignore_index=IGNORE
-        )
-    for head in ("face_emotion", "voice_emotion"):
-        if head in out:
-            # baselines have only their modality head: it carries the whole emotion weight
-            w = cfg.w_modality if "congruence" in out else cfg.w_emotion
-            parts[head] = w * F.cross_entropy(out[head], batch[head], weight=weights.get(head))
-    if "congruence" in out:
-        parts["congruence"] = cfg.w_congruence * F.binary_cross_entropy_with_logits(
-            out["congruence"], batch["congruent"], pos_weight=weights.get("pos_weight")
-        )
+    for head, w in terms.items():
+        if head == "congruence":
+            parts[head] = w * F.binary_cross_entropy_with_logits(
+                out[head], batch["congruent"], pos_weight=weights.get("pos_weight")
+            )
+        elif (batch[head] != IGNORE).any():
+            parts[head] = w * F.cross_entropy(
+                out[head], batch[head], weight=weights.get(head), ignore_index=IGNORE
+            )
     loss = torch.stack(list(parts.values())).sum()
     return loss, parts
 

@@ -25,7 +25,7 @@ from PIL import Image, UnidentifiedImageError
 from tqdm import tqdm
 
 from affectpipe.config import params_section
-from affectpipe.data.fetch import write_manifest
+from affectpipe.data.fetch import check_source_path, no_release, source_folder, write_manifest
 from affectpipe.data.splits import SPLITS, SplitConfig, assign_actor_splits
 from affectpipe.data.synthetic.afewva import SyntheticAfewvaConfig, write_synthetic_afewva
 from affectpipe.data.synthetic.faces import N_LANDMARKS, face_box
@@ -46,12 +46,11 @@ FRAME_COLUMNS = [
 @params_section
 class DownloadConfig:
     source: Literal["synthetic", "folder", "zips"]
-    path: str | None  # folder in the AFEW-VA layout, or folder holding the official zips
+    path: str  # folder in the AFEW-VA layout, or holding the official zips (a dep either way)
     synthetic: SyntheticAfewvaConfig
 
     def __post_init__(self) -> None:
-        if self.source != "synthetic" and not self.path:
-            raise ValueError(f"AFEW-VA source '{self.source}' needs download.afewva.path")
+        check_source_path(self.path, "afewva")
 
 
 def is_clip_dir(path: Path) -> bool:
@@ -87,7 +86,7 @@ def extract_zips(folder: Path, dst: Path) -> None:
     """Unpack the official zips (about 50 clips each) into `dst`, flattening any top folder."""
     zips = sorted(folder.glob("*.zip"))
     if not zips:
-        raise InputProblem(folder, "no .zip files found (source 'zips' expects the official zips)")
+        raise no_release(folder, "afewva", "official AFEW-VA zips (*.zip)")
     staging = dst.parent / f".{dst.name}.unzip"
     shutil.rmtree(staging, ignore_errors=True)
     for archive in tqdm(zips, desc="unzip AFEW-VA", unit="zip"):
@@ -110,11 +109,15 @@ def download(cfg: DownloadConfig, out_dir: Path) -> None:
     if cfg.source == "synthetic":
         write_synthetic_afewva(cfg.synthetic, out_dir)
     else:
-        src = Path(cfg.path).expanduser()  # type: ignore[arg-type]
-        if not src.is_dir():
-            raise InputProblem(src, f"download.afewva.path is not a folder (source '{cfg.source}')")
+        src = source_folder(cfg.path, "afewva")
         if cfg.source == "folder":
-            copy_tree(find_afewva_root(src), out_dir)
+            try:
+                root = find_afewva_root(src)
+            except InputProblem:
+                holds = "AFEW-VA clip folders (NNN/NNN.json and frames, here or one level down)"
+                raise no_release(src, "afewva", holds) from None
+            for clip in sorted(p for p in root.iterdir() if is_clip_dir(p)):  # not a README
+                copy_tree(clip, out_dir / clip.name)
         else:
             extract_zips(src, out_dir)
     write_manifest(out_dir, sorted(p for p in out_dir.rglob("*") if p.is_file()))

@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any, Literal, Protocol
 
 from affectpipe.data import fetch
-from affectpipe.problems import InputProblem
 
 FolderMode = Literal["copy", "symlink"]  # the source folder is never modified either way
 
@@ -24,7 +23,7 @@ class AVDownloadConfig(Protocol):
     """The keys every AV `download.<dataset>` section has; the rest are the layout's own."""
 
     source: str  # synthetic | folder | the dataset's published source
-    path: str | None  # folder source
+    path: str  # folder source; a dep of the download stage whatever the source
     folder_mode: FolderMode
     synthetic: Any  # the look-alike generator's config
 
@@ -42,20 +41,13 @@ class AVLayout:
     tables: tuple[str, ...] = ()  # side files (CREMA-D's ratings), relative; taken when present
 
 
-def check_folder_source(cfg: AVDownloadConfig, dataset: str) -> None:
-    """A config check: the folder source needs its folder."""
-    if cfg.source == "folder" and not cfg.path:
-        raise ValueError(f"download.{dataset}.source=folder needs download.{dataset}.path")
-
-
 def take_folder(cfg: AVDownloadConfig, layout: AVLayout, out_dir: Path) -> list[Path]:
     """Copy or symlink the layout's media from the folder source into `out_dir`."""
-    src = Path(cfg.path)  # type: ignore[arg-type]
-    if not src.is_dir():
-        raise InputProblem(src, f"download.{layout.dataset}.path is not a folder")
+    src = fetch.source_folder(cfg.path, layout.dataset)
     files = layout.folder_media(src, cfg)
     if not files:
-        raise InputProblem(src, f"no {layout.title} media ({layout.expected(cfg)}) in this folder")
+        holds = f"{layout.title} media ({layout.expected(cfg)})"
+        raise fetch.no_release(src, layout.dataset, holds)
     files += [src / t for t in layout.tables if (src / t).is_file()]
     fetch.verify_against_manifest(src, files)
     return fetch.take_folder(src, out_dir, files, cfg.folder_mode)

@@ -18,7 +18,7 @@ import pandas as pd
 from affectpipe.config import params_section
 from affectpipe.data import av, av_download, fetch
 from affectpipe.data.av import AVPreprocessConfig
-from affectpipe.data.av_download import AVLayout, FolderMode, check_folder_source
+from affectpipe.data.av_download import AVLayout, FolderMode
 from affectpipe.data.labels import CREMAD_EMOTION
 from affectpipe.data.perceived import SUMMARY, PerceivedConfig, preprocess_perceived
 from affectpipe.data.synthetic.cremad import LEVELS, SENTENCES, SyntheticCremadConfig, generate
@@ -65,7 +65,7 @@ def parse_name(path: Path | str) -> CremadName:
 @params_section
 class DownloadConfig:
     source: Literal["synthetic", "github", "folder"]
-    path: str | None  # folder source: holds AudioWAV/ and/or VideoFlash/
+    path: str  # folder source: holds AudioWAV/ and/or VideoFlash/ (a dep either way)
     folder_mode: FolderMode
     repo: str
     ref: str
@@ -77,7 +77,7 @@ class DownloadConfig:
     synthetic: SyntheticCremadConfig
 
     def __post_init__(self) -> None:
-        check_folder_source(self, "cremad")
+        fetch.check_source_path(self.path, "cremad")
 
 
 def media(root: Path, folders: list[str] | None = None) -> list[Path]:

@@ -1,4 +1,5 @@
-"""Resumable HTTP downloads, verified by size and checksum, and the raw-data manifest.
+"""Resumable HTTP downloads, verified by size and checksum, local source folders, and the
+raw-data manifest.
 
 Real archives are large (RAVDESS video zips are ~0.5 GB each) and connections drop, so a
 download continues where it stopped (HTTP `Range`) from a `.part` file, and a file only takes
@@ -221,3 +222,35 @@ def verify_against_manifest(src: Path, files: list[Path]) -> None:
             verify(f, int(row.size), f"sha256:{row.sha256}")
         except DownloadError as e:
             raise InputProblem(f, f"does not match {manifest} ({e})") from e
+
+
+def check_source_path(path: str, dataset: str) -> None:
+    """A config check of `download.<dataset>.path`: the download stage depends on that folder in
+    dvc.yaml (whatever the source, as DVC cannot skip a dep), so it must name one DVC can hash."""
+    if not path.strip():
+        raise ValueError(
+            f"download.{dataset}.path is empty: name a folder (the default: "
+            f"data/sources/{dataset}, where the release goes)"
+        )
+    if path.startswith("~"):
+        raise ValueError(
+            f"download.{dataset}.path '{path}': write the folder without '~' (DVC, which "
+            f"depends on it, does not expand '~')"
+        )
+
+
+def source_folder(path: str, dataset: str) -> Path:
+    """The local source folder `download.<dataset>.path`, which must exist."""
+    src = Path(path)
+    if not src.is_dir():
+        raise InputProblem(src, f"download.{dataset}.path is not a folder")
+    return src
+
+
+def no_release(src: Path, dataset: str, holds: str) -> InputProblem:
+    """The error of a source folder without the data in it (the default placeholder, say)."""
+    return InputProblem(
+        src,
+        f"no {holds} in this folder: put the dataset's release here, or set "
+        f"download.{dataset}.path to the folder holding it",
+    )

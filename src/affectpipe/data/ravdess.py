@@ -16,7 +16,7 @@ from typing import Any, Literal
 from affectpipe.config import params_section
 from affectpipe.data import av, av_download, fetch
 from affectpipe.data.av import AVPreprocessConfig as PreprocessConfig
-from affectpipe.data.av_download import AVLayout, FolderMode, check_folder_source
+from affectpipe.data.av_download import AVLayout, FolderMode
 from affectpipe.data.synthetic.ravdess import SyntheticRavdessConfig, generate
 from affectpipe.problems import InputProblem, ProblemLog
 
@@ -72,7 +72,7 @@ def parse_name(path: Path | str) -> RavdessName:
 @params_section
 class DownloadConfig:
     source: Literal["synthetic", "zenodo", "folder"]
-    path: str | None  # folder source: a folder in the official layout
+    path: str  # folder source: a folder in the official layout (a dep either way)
     folder_mode: FolderMode
     url: str  # Zenodo record API: file names, sizes and md5 checksums
     actors: list[int]
@@ -82,7 +82,7 @@ class DownloadConfig:
     synthetic: SyntheticRavdessConfig
 
     def __post_init__(self) -> None:
-        check_folder_source(self, "ravdess")
+        fetch.check_source_path(self.path, "ravdess")
 
 
 def media(root: Path) -> list[Path]:

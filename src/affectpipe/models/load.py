@@ -7,7 +7,8 @@ spec and config hash; the backbone is loaded from the spec and must hash the sam
 
 Recorded configs are rebuilt by `saved_config`, so a foreign or damaged record is one line naming
 the file and the key. Keys that older checkpoints lack are filled explicitly, in one table per
-model (`VA_MODEL_ADDED_KEYS`, `AV_MODEL_ADDED_KEYS`), with the values those older models had.
+model (`VA_MODEL_ADDED_KEYS`, `AV_MODEL_ADDED_KEYS`), with the values those older models had;
+older baselines also recorded the fusion model's keys, which they never used (`av_model_config`).
 A face/voice checkpoint also holds its `calibration`, read by `affectpipe.calibration`.
 """
 
@@ -22,7 +23,7 @@ import torch
 from affectpipe.config import ConfigError, is_params_section, validate_section
 from affectpipe.features.backbones import Backbone, load_backbone
 from affectpipe.models.checkpoint import MODEL_FILE, load_checkpoint
-from affectpipe.models.multimodal import AVEmotionModel, AVModelConfig
+from affectpipe.models.multimodal import FUSION_KEYS, AVEmotionModel, AVModelConfig
 from affectpipe.models.va import VAModel, VAModelConfig
 from affectpipe.problems import InputProblem
 
@@ -142,14 +143,22 @@ def load_va_model(
     return va_model_from(ckpt, ckpt_dir, device), ckpt
 
 
+def av_model_config(recorded: dict[str, Any], source: Path | str) -> AVModelConfig:
+    """A recorded AV model config, older records completed from `AV_MODEL_ADDED_KEYS`; a
+    baseline's fusion keys are None (older baselines recorded values they never used)."""
+    config = AV_MODEL_ADDED_KEYS | recorded
+    if config.get("modality") in ("audio", "video"):
+        config |= dict.fromkeys(FUSION_KEYS)
+    return saved_config(AVModelConfig, config, source)
+
+
 def load_av_model(
     ckpt_dir: Path, map_location: str | torch.device = "cpu"
 ) -> tuple[AVEmotionModel, dict[str, Any]]:
     """Rebuild a trained face/voice model; returns (model in eval mode on `map_location`,
     checkpoint payload with its config and provenance)."""
     payload = load_checkpoint(ckpt_dir, map_location=map_location)
-    config = AV_MODEL_ADDED_KEYS | payload["config"]
-    cfg = saved_config(AVModelConfig, config, Path(ckpt_dir) / MODEL_FILE)
+    cfg = av_model_config(payload["config"], Path(ckpt_dir) / MODEL_FILE)
     model = AVEmotionModel(cfg).to(map_location)
     model.load_state_dict(payload["state_dict"])
     return model.eval(), payload

@@ -38,14 +38,24 @@ EMOTION_HEADS: tuple[str, ...] = ("emotion", "face_emotion", "voice_emotion")
 
 @params_section
 class AVModelParams:
-    """The `train_multimodal.model` params: the architecture, shared by the three variants."""
+    """The `train_multimodal.model` params: the modality branches, which every variant has."""
 
     hidden: int  # width of each projected modality and of the fused representation
-    fusion: Fusion  # concat | gated | attention
     projector: Projector  # linear | mlp (Linear -> GELU): the per-modality projection
-    congruence: CongruenceKind  # agreement (scaled log-agreement) | mlp (fused + probs)
     dropout: float
+
+
+@params_section
+class FusionParams:
+    """The fusion model's own architecture (in `train_multimodal.fusion`): how the two branches
+    are fused and judged congruent. A baseline has one branch, so none of this."""
+
+    fusion: Fusion  # concat | gated | attention
+    congruence: CongruenceKind  # agreement (scaled log-agreement) | mlp (fused + probs)
     attention_heads: int  # attention fusion only
+
+
+FUSION_KEYS: tuple[str, ...] = ("fusion", "congruence", "attention_heads")
 
 
 @dataclass(frozen=True)
@@ -53,53 +63,65 @@ class AVModelConfig:
     """Sizes and variant of an `AVEmotionModel`; saved inside every checkpoint (in this order).
 
     Built by `from_params` for training, or from a checkpoint's saved config by
-    `affectpipe.models.load.load_av_model`.
+    `affectpipe.models.load.load_av_model`. The fusion keys (`FUSION_KEYS`) are None in a
+    baseline's config: it has no fusion, so it records none.
     """
 
     face_dim: int  # clip embedding sizes, from the feature files
     voice_dim: int
     hidden: int
     modality: str  # fusion | audio | video
-    fusion: str
+    fusion: str | None
     projector: str
-    congruence: str
+    congruence: str | None
     dropout: float
-    attention_heads: int
+    attention_heads: int | None
     classes: list[int]  # the dataset's emotion ids; the others are masked
 
     @classmethod
     def from_params(
         cls,
         params: AVModelParams,
+        fusion: FusionParams | None,
         modality: str,
         face_dim: int,
         voice_dim: int,
         classes: list[int],
     ) -> AVModelConfig:
-        """The config of one variant: dims from the features, the rest from params."""
+        """The config of one variant: dims from the features, the rest from params (`fusion`:
+        the fusion model's own params, None for a baseline)."""
+        own = {k: getattr(fusion, k) if fusion is not None else None for k in FUSION_KEYS}
         return cls(
             face_dim=face_dim,
             voice_dim=voice_dim,
             modality=modality,
             classes=list(classes),
             **asdict(params),
+            **own,
         )
 
     def __post_init__(self) -> None:
         if self.modality not in MODALITIES:
             raise ValueError(f"unknown modality '{self.modality}'; valid: {list(MODALITIES)}")
-        if self.fusion not in FUSIONS:
-            raise ValueError(f"unknown fusion '{self.fusion}'; valid: {list(FUSIONS)}")
         if self.projector not in PROJECTORS:
             raise ValueError(f"unknown projector '{self.projector}'; valid: {list(PROJECTORS)}")
-        if self.congruence not in CONGRUENCE_HEADS:
-            raise ValueError(
-                f"unknown congruence head '{self.congruence}'; valid: {list(CONGRUENCE_HEADS)}"
-            )
         bad = [c for c in self.classes if not 0 <= c < N_EMOTIONS]
         if not self.classes or bad:
             raise ValueError(
                 f"classes must be a non-empty subset of 0..{N_EMOTIONS - 1}, got {self.classes}"
+            )
+        given = [k for k in FUSION_KEYS if getattr(self, k) is not None]
+        if self.modality != "fusion":
+            if given:
+                raise ValueError(f"the {self.modality} model has no fusion: {given} must be None")
+            return
+        if len(given) < len(FUSION_KEYS):
+            raise ValueError(f"the fusion model needs {list(FUSION_KEYS)}, got {given}")
+        if self.fusion not in FUSIONS:
+            raise ValueError(f"unknown fusion '{self.fusion}'; valid: {list(FUSIONS)}")
+        if self.congruence not in CONGRUENCE_HEADS:
+            raise ValueError(
+                f"unknown congruence head '{self.congruence}'; valid: {list(CONGRUENCE_HEADS)}"
             )
         if self.fusion == "attention" and self.hidden % self.attention_heads:
             raise ValueError(

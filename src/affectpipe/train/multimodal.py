@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import asdict
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 from accelerate import PartialState
@@ -20,7 +20,7 @@ from torch.utils.data import DataLoader
 
 from affectpipe.av_inference import collect_outputs
 from affectpipe.calibration import Calibration, CalibrationParams, fit_calibration, head_targets
-from affectpipe.config import params_section
+from affectpipe.config import ConfigError, from_section, params_section
 from affectpipe.data.av_dataset import AVData, PairDataset, load_av_data, pair_frame
 from affectpipe.data.av_pairs import dataset_classes, feature_paths
 from affectpipe.data.pairs import PairConfig
@@ -32,6 +32,7 @@ from affectpipe.models.multimodal import (
     AVEmotionModel,
     AVModelConfig,
     AVModelParams,
+    FusionParams,
 )
 from affectpipe.problems import ProblemLog
 from affectpipe.seeding import seed_everything
@@ -58,7 +59,7 @@ class AVTrainParams(OptimConfig):
 
 @params_section
 class TrainMultimodalConfig:
-    """The `train_multimodal` params section."""
+    """The `train_multimodal` keys every model reads: all but the per-model sub-sections."""
 
     face_features: str  # backbone names of the cached features
     voice_features: str
@@ -68,6 +69,71 @@ class TrainMultimodalConfig:
     loss: LossConfig
     train: AVTrainParams
     calibration: CalibrationParams
+
+
+@params_section
+class BaselineOwnParams:
+    """`train_multimodal.audio` or `.video`: what only that baseline reads."""
+
+    w_emotion: float  # its one loss term: its modality's emotion CE
+
+
+@params_section
+class FusionOwnParams(FusionParams):
+    """`train_multimodal.fusion`: what only the fusion model reads: its fusion and congruence
+    head (`FusionParams`) and the weights of its loss terms."""
+
+    w_emotion: float  # fused emotion CE (congruent pairs)
+    w_modality: float  # face CE + voice CE (every pair)
+    w_congruence: float  # congruence BCE (every pair)
+
+
+OwnParams = FusionOwnParams | BaselineOwnParams
+OWN_PARAMS: dict[str, type[FusionOwnParams] | type[BaselineOwnParams]] = {
+    "fusion": FusionOwnParams,
+    "audio": BaselineOwnParams,
+    "video": BaselineOwnParams,
+}
+
+
+def stage_config(values: dict[str, Any], modality: str) -> tuple[TrainMultimodalConfig, OwnParams]:
+    """The `train_multimodal` section as one model reads it: the keys every model reads, and the
+    model's own sub-section. The other models' sub-sections are not read: dvc.yaml lists for
+    each model exactly these keys, so a fusion knob retrains fusion only."""
+    name = "train_multimodal"
+    if modality not in OWN_PARAMS:
+        raise ValueError(f"unknown model '{modality}'; valid: {list(OWN_PARAMS)}")
+    if not isinstance(values, dict) or not isinstance(values.get(modality), dict):
+        raise ConfigError(f"params.yaml: '{name}.{modality}' must be a mapping of its own keys")
+    shared = {k: v for k, v in values.items() if k not in OWN_PARAMS}
+    own = from_section(OWN_PARAMS[modality], values[modality], f"{name}.{modality}")
+    return from_section(TrainMultimodalConfig, shared, name), own
+
+
+def loss_terms(modality: str, own: OwnParams) -> dict[str, float]:
+    """The weight of each head's loss term, in summing order: the fusion model's four heads, or
+    a baseline's one emotion head (its modality's)."""
+    if isinstance(own, FusionOwnParams):
+        return {
+            "emotion": own.w_emotion,
+            "face_emotion": own.w_modality,
+            "voice_emotion": own.w_modality,
+            "congruence": own.w_congruence,
+        }
+    return {"face_emotion" if modality == "video" else "voice_emotion": own.w_emotion}
+
+
+def model_config(
+    cfg: TrainMultimodalConfig,
+    own: OwnParams,
+    modality: str,
+    face_dim: int,
+    voice_dim: int,
+    classes: list[int],
+) -> AVModelConfig:
+    """The model of one variant: the shared branches' params and, for fusion, its own."""
+    fusion = own if isinstance(own, FusionOwnParams) else None
+    return AVModelConfig.from_params(cfg.model, fusion, modality, face_dim, voice_dim, classes)
 
 
 def loop_config(train: AVTrainParams, seed: int) -> LoopConfig:
@@ -83,11 +149,11 @@ def validation_score(m: dict, modality: str) -> float:
 
 
 def step_fn(
-    model: AVEmotionModel, batch: Tensors, loss_cfg: LossConfig, weights: Tensors
+    model: AVEmotionModel, batch: Tensors, terms: dict[str, float], weights: Tensors
 ) -> dict[str, torch.Tensor]:
     """One forward pass for `loop.fit`: {"loss": total, "loss_<term>": each weighted term}."""
     out = model(face=batch["face"], voice=batch["voice"])
-    loss, parts = av_loss(out, batch, loss_cfg, weights)
+    loss, parts = av_loss(out, batch, terms, weights)
     return {"loss": loss, **{f"loss_{k}": v for k, v in parts.items()}}
 
 
@@ -117,6 +183,7 @@ def fit_av(
     model: AVEmotionModel,
     data: AVData,
     loss_cfg: LossConfig,
+    terms: dict[str, float],
     loop_cfg: LoopConfig,
     batch_size: int,
     ckpt_dir: Path,
@@ -124,7 +191,8 @@ def fit_av(
     provenance: dict | None = None,
     label: str = "",
 ) -> FitResult:
-    """Train with the shared loop (`affectpipe.train.loop.fit`); select on `val/score`."""
+    """Train with the shared loop (`affectpipe.train.loop.fit`); select on `val/score`. `terms`:
+    the weight of each head's loss term (`loss_terms`)."""
     weights = loss_weights(data.splits["train"], data.classes, loss_cfg)
     clips = data.splits["train"]  # statistics over clips, each once: congruent pairs
     own = clips.congruent > 0
@@ -139,7 +207,7 @@ def fit_av(
 
     def step(m, batch):
         w = {k: v.to(batch["face"].device) for k, v in weights.items()}
-        return step_fn(m, batch, loss_cfg, w)
+        return step_fn(m, batch, terms, w)
 
     def evaluate_val(m, loader, acc):
         return eval_fn(m, loader, acc, data.splits["val"], data.classes)
@@ -163,6 +231,7 @@ def train_one(
     modality: str,
     dataset: str,
     cfg: TrainMultimodalConfig,
+    own: OwnParams,
     loop_cfg: LoopConfig,
     processed_dir: Path,
     features_dir: Path,
@@ -183,7 +252,7 @@ def train_one(
         processed_dir, face_path, voice_path, classes, log, test_fold, pair_cfg, seed
     )
     seed_everything(seed)  # torch's start-up seed is random: seed before the weights exist
-    model = AVEmotionModel(AVModelConfig.from_params(cfg.model, modality, *data.dims, classes))
+    model = AVEmotionModel(model_config(cfg, own, modality, *data.dims, classes))
     provenance = {
         "dataset": dataset,
         "modality": modality,
@@ -198,6 +267,7 @@ def train_one(
         model,
         data,
         loss_cfg=cfg.loss,
+        terms=loss_terms(modality, own),
         loop_cfg=loop_cfg,
         batch_size=cfg.train.batch_size,
         ckpt_dir=ckpt_dir,
