@@ -207,6 +207,7 @@ BAD_INPUTS = [
     (_landmarks_moved(1e308), r"landmark coordinate 1e\+308 is no pixel position"),
     (_landmarks_moved(0.0, scale=0.01), "landmarks give no usable face box"),
     (_decompression_bomb, "image too large to decode safely"),
+    (_set("landmarks", [[10**400, 1.0]] * 68), "landmarks are not pixel numbers"),
 ]
 
 

@@ -138,7 +138,8 @@ def test_a_numeric_threshold_is_taken_as_given_and_ties_go_nearest_half():
 def test_fit_calibration_fits_every_head_present_and_the_threshold_on_calibrated_scores():
     probs, labels = overconfident(n=600, classes=8)
     prob, y = binary(n=600, a=1.0, b=2.0)
-    outputs = {"emotion": probs, "face_emotion": probs, "congruence": prob,
+    fused = overconfident(n=600, classes=8, true_t=2.0, seed=5)[0]
+    outputs = {"emotion": fused, "face_emotion": probs, "congruence": prob,
                "index": np.arange(600)}  # fmt: skip
     emotion = np.where(y == 1, labels, -100)  # the fused target: congruent pairs only
     targets = {"emotion": emotion, "face_emotion": labels, "voice_emotion": labels,
@@ -150,8 +151,12 @@ def test_fit_calibration_fits_every_head_present_and_the_threshold_on_calibrated
     applied = cal.apply(outputs)
     assert np.allclose(applied["congruence"], platt_scale(prob, *cal.platt))
     assert (applied["index"] == outputs["index"]).all()
-    audio = fit_calibration({"emotion": probs, "voice_emotion": probs}, targets, PARAMS)
+    # a baseline's emotion output is its modality head: one temperature, fitted on that head's
+    # own targets (every pair), so evaluate scores what predict serves
+    audio = fit_calibration({"emotion": probs, "voice_emotion": probs.copy()}, targets, PARAMS)
     assert audio.platt is None and audio.threshold == 0.5
+    assert audio.temperatures["emotion"] == audio.temperatures["voice_emotion"]
+    assert audio.fitted_on == {"emotion": 600, "voice_emotion": 600}
 
 
 @pytest.mark.parametrize(

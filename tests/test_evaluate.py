@@ -98,7 +98,7 @@ def test_evaluate_records_the_variant_with_the_best_validation_ccc_never_test(
         for variant, scores in {
             "lora": {"val/ccc_mean": 0.61, "test/ccc_mean": 0.99},
             "probe": {"val/ccc_mean": 0.6123456789},
-            "cached": {"val/ccc_mean": float("nan")},  # diverged: listed, never selected
+            "cached": {"val/ccc_mean": None},  # non-finite, recorded as null: never selected
         }.items()
     }
     cfg = EvaluateConfig(embedding_plots=[], trace_clips=1, seed=0)

@@ -88,3 +88,16 @@ def test_majority_and_chance_baselines():
         for _ in range(20)
     ]
     assert chance["macro_f1"] == pytest.approx(np.mean(sims), abs=0.02)
+
+
+def test_fold_summary_leaves_out_folds_where_a_metric_is_undefined_and_says_so():
+    per_fold = {
+        0: {"accuracy": 0.5, "congruence_auc": 0.8},
+        1: {"accuracy": 0.7, "congruence_auc": float("nan")},  # one class only: undefined
+        2: {"accuracy": 0.6, "congruence_auc": None},
+    }
+    out = metrics.fold_summary(per_fold, ("accuracy", "congruence_auc"))
+    assert out["folds"] == 3 and out["accuracy_mean"] == pytest.approx(0.6)
+    assert "n_folds_accuracy" not in out
+    assert out["congruence_auc_mean"] == 0.8 and out["congruence_auc_std"] == 0.0
+    assert out["n_folds_congruence_auc"] == 1

@@ -171,7 +171,11 @@ def test_perceived_metrics_score_groups_votes_and_acted_labels():
             "voice_emotion_pred": [A, S, S, D, N, A],
         }
     )
-    m = perceived_metrics(frame, threshold=0.5)
+
+    def at(threshold: float) -> pd.DataFrame:  # the verdict pair_frame makes
+        return frame.assign(congruence_pred=(frame.congruence_prob >= threshold).astype(int))
+
+    m = perceived_metrics(at(0.5))
     assert (m["n_perceived_congruent"], m["n_perceived_incongruent"]) == (2, 2)
     assert m["congruence_auc_perceived"] == pytest.approx(0.75)  # 0.85 outranks 0.8
     assert m["congruence_accuracy_perceived"] == pytest.approx(0.75)
@@ -181,6 +185,6 @@ def test_perceived_metrics_score_groups_votes_and_acted_labels():
     assert m["face_accuracy_acted"] == pytest.approx(3 / 5)  # right on a, b, e (acted N)
     assert m["voice_accuracy_vote"] == pytest.approx(3 / 4)
     assert m["voice_accuracy_acted"] == pytest.approx(3 / 4)
-    assert perceived_metrics(frame, threshold=0.95)["congruence_accuracy_perceived"] == 0.5
-    assert np.isnan(perceived_metrics(frame[frame.group != "congruent"], 0.5)[
+    assert perceived_metrics(at(0.95))["congruence_accuracy_perceived"] == 0.5
+    assert np.isnan(perceived_metrics(at(0.5)[frame.group != "congruent"])[
         "congruence_auc_perceived"])  # fmt: skip

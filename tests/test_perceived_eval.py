@@ -75,15 +75,21 @@ def test_perceived_metrics_per_fold_and_across_folds(trained, tmp_path):
         ckpt, root / "features", as_pairs(fold0), ProblemLog("strict"), "perceived.csv"
     )
     assert prov["test_fold"] == 0
-    threshold = congruence_threshold(ckpt)  # calibrated on the fold's validation pairs
-    expected = perceived_metrics(join_votes(predicted, fold0), threshold)
+    expected = perceived_metrics(join_votes(predicted, fold0))
     for key, value in expected.items():
         assert test[key] == pytest.approx(value, abs=1e-6), key
     assert test["n_perceived_congruent"] == (fold0.group == "congruent").sum()
     assert test["n_face_votes"] == (fold0.face_emotion != NO_VOTE).sum()
     assert 0 <= test["congruence_auc_perceived"] <= 1
     saved = json.loads((plots / "av/fusion_ravdess_perceived.json").read_text())
-    assert saved["threshold"] == threshold and set(saved["per_fold"]) == {"fold0", "fold1", "fold2"}
+    # the verdict is the calibrated probability at the threshold stored in the checkpoint
+    threshold = congruence_threshold(ckpt)
+    assert saved["thresholds"]["fold0"] == threshold
+    rated = join_votes(predicted, fold0).query("group != 'other'")
+    verdict = rated.congruence_prob >= threshold
+    assert test["congruence_accuracy_perceived"] == pytest.approx(
+        (verdict == (rated.group == "congruent")).mean(), abs=1e-6)  # fmt: skip
+    assert set(saved["per_fold"]) == {"fold0", "fold1", "fold2"}
     aucs = [f["congruence_auc_perceived"] for f in saved["per_fold"].values()]
     assert cv["congruence_auc_perceived_mean"] == pytest.approx(sum(aucs) / 3, abs=1e-6)
     assert cv["n_perceived_incongruent"] == (table.group == "incongruent").sum()

@@ -32,11 +32,11 @@ import pandas as pd
 
 from affectpipe.config import params_section
 from affectpipe.models.checkpoint import META_FILE
+from affectpipe.models.multimodal import EMOTION_HEADS
 from affectpipe.problems import InputProblem
 
 ThresholdRule = Literal["balanced_accuracy", "f1"]
 THRESHOLD_RULES: tuple[str, ...] = ("balanced_accuracy", "f1")
-EMOTION_HEADS: tuple[str, ...] = ("emotion", "face_emotion", "voice_emotion")
 PROB_EPS = 1e-7  # float32 sigmoid outputs saturate at 0 and 1: clip before taking the logit
 MIN_PLATT_SLOPE = 1e-3  # a > 0 keeps Platt scaling monotone: calibration never reorders pairs
 
@@ -248,14 +248,22 @@ def fit_calibration(
     outputs: dict[str, np.ndarray], targets: dict[str, np.ndarray], params: CalibrationParams
 ) -> Calibration:
     """Fit every head present in `outputs` (`head_probabilities` of the validation pairs) to
-    its `targets` (`head_targets`, same order)."""
+    its `targets` (`head_targets`, same order).
+
+    A baseline's `emotion` output is its modality head itself (identical probabilities): it
+    takes that head's temperature, so what evaluate scores is what predict serves."""
     bounds = (params.temperature_range[0], params.temperature_range[1])
     temps, fitted = {}, {}
-    for head in EMOTION_HEADS:
-        if head in outputs:
-            keep = targets[head] >= 0
-            temps[head] = fit_temperature(outputs[head][keep], targets[head][keep], bounds)
-            fitted[head] = int(keep.sum())
+    for head in sorted(EMOTION_HEADS, key=lambda h: h == "emotion"):  # modality heads first
+        if head not in outputs:
+            continue
+        alias = next((h for h in temps if np.array_equal(outputs[h], outputs[head])), None)
+        if alias is not None:
+            temps[head], fitted[head] = temps[alias], fitted[alias]
+            continue
+        keep = targets[head] >= 0
+        temps[head] = fit_temperature(outputs[head][keep], targets[head][keep], bounds)
+        fitted[head] = int(keep.sum())
     platt, threshold = None, 0.5
     rule = params.threshold if isinstance(params.threshold, str) else "fixed"
     if "congruence" in outputs:

@@ -166,10 +166,12 @@ def evaluate_av_model(
             pooled, plots_dir / "figures" / f"reliability_{model}_{dataset}.png",
             f"{model} on {dataset}: calibration on {where}",
         )  # fmt: skip
-    name = plots_dir / "av" / f"{model}_{dataset}_perceived"
-    perceived = evaluate_perceived(ckpt_dir, features_dir, processed_dir, name.with_suffix(".json"),
-                                   name.with_suffix(".csv"))  # fmt: skip
-    for part, scores in (perceived or {}).items():  # crowd-perceived congruence (CREMA-D)
+    perceived = None
+    if "congruence_prob" in test:  # crowd-perceived congruence (CREMA-D): fusion models only
+        name = plots_dir / "av" / f"{model}_{dataset}_perceived"
+        out_json, out_csv = name.with_suffix(".json"), name.with_suffix(".csv")
+        perceived = evaluate_perceived(ckpt_dir, features_dir, processed_dir, out_json, out_csv)
+    for part, scores in (perceived or {}).items():
         if part in result:
             result[part] = _clean(result[part] | scores)
     return result

@@ -404,13 +404,19 @@ def majority_metrics(train: pd.DataFrame, test: pd.DataFrame, classes: list[int]
 
 
 def fold_summary(per_fold: dict[int, dict], keys: Sequence[str] = CV_KEYS) -> dict:
-    """Mean and (population) std across folds of the headline metrics `keys`, plus each fold's."""
+    """Mean and (population) std across folds of the headline metrics `keys`, plus each fold's.
+
+    A fold where a metric is undefined (None or NaN: e.g. an AUC on a fold with one class) is
+    left out of that metric's mean, and `n_folds_<key>` then says over how many folds it is."""
     out: dict = {"folds": len(per_fold)}
     for key in keys:
-        values = [m[key] for m in per_fold.values() if m.get(key) is not None]
+        values = [float(m[key]) for m in per_fold.values()
+                  if m.get(key) is not None and np.isfinite(m[key])]  # fmt: skip
         if values:
             out[f"{key}_mean"] = float(np.mean(values))
             out[f"{key}_std"] = float(np.std(values))
+            if len(values) < len(per_fold):
+                out[f"n_folds_{key}"] = len(values)
     out["per_fold"] = {
         f"fold{k}": {key: m.get(key) for key in keys if key in m} for k, m in per_fold.items()
     }

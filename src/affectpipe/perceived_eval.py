@@ -22,7 +22,6 @@ import pandas as pd
 
 from affectpipe import metrics
 from affectpipe.av_inference import predict_pairs
-from affectpipe.calibration import congruence_threshold
 from affectpipe.data.av_pairs import read_table
 from affectpipe.data.pairs import PAIR_COLUMNS
 from affectpipe.data.perceived import NO_VOTE, PERCEIVED_COLUMNS
@@ -71,8 +70,9 @@ def join_votes(predicted: pd.DataFrame, table: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def perceived_metrics(frame: pd.DataFrame, threshold: float) -> dict[str, Any]:
-    """Flat metrics of one fold's `join_votes` table (see the module docstring)."""
+def perceived_metrics(frame: pd.DataFrame) -> dict[str, Any]:
+    """Flat metrics of one fold's `join_votes` table (see the module docstring): the verdict is
+    the table's own `congruence_pred`, at the checkpoint's calibrated threshold."""
     grouped = frame[frame.group.isin(["congruent", "incongruent"])]
     y = (grouped.group == "congruent").to_numpy(dtype=np.int64)
     out: dict[str, Any] = {
@@ -81,7 +81,7 @@ def perceived_metrics(frame: pd.DataFrame, threshold: float) -> dict[str, Any]:
     }
     if "congruence_prob" in frame:
         prob = grouped.congruence_prob.to_numpy(dtype=np.float64)
-        pred = (prob >= threshold).astype(np.int64)
+        pred = grouped.congruence_pred.to_numpy(dtype=np.int64)
         out["congruence_auc_perceived"] = metrics.roc_auc(y, prob)
         out["congruence_accuracy_perceived"] = metrics.accuracy(y, pred)
         out["congruence_f1_perceived"] = metrics.binary_f1(y, pred) if len(y) else float("nan")
@@ -125,29 +125,41 @@ def evaluate_perceived(
         return None
     log = ProblemLog("skip")  # a clip without features is left out and listed in `out_json`
     fold, frame = _fold_frame(ckpt_dir, table, features_dir, log, str(path))
-    if "congruence_prob" not in frame:
+    if "congruence_prob" not in frame or frame.empty:
+        why = ("no congruence head" if "congruence_prob" not in frame
+               else f"none of the test fold's rated clips in {path} has features")  # fmt: skip
+        write_json(out_json, {"skipped": why, "inputs_skipped": _skips(log)})
         return None
-    threshold = congruence_threshold(ckpt_dir)
     frame.round(6).to_csv(out_csv, index=False)
-    per_fold = {fold: perceived_metrics(frame, threshold)}
+    per_fold = {fold: perceived_metrics(frame)}
+    thresholds = {fold: _threshold(frame)}
     out: dict[str, Any] = {"test": per_fold[fold]}
     folders = sorted(p for p in ckpt_dir.glob("fold*") if p.is_dir())
     if folders:
         for folder in folders:
             k, f = _fold_frame(folder, table, features_dir, log, str(path))
-            per_fold[k] = perceived_metrics(f, congruence_threshold(folder))
+            per_fold[k], thresholds[k] = perceived_metrics(f), _threshold(f)
         cv = metrics.fold_summary(per_fold, KEYS)
         cv |= {key: sum(m.get(key, 0) for m in per_fold.values()) for key in COUNTS}
         out["cv"] = {k: v for k, v in cv.items() if k not in ("per_fold", "folds")}
     write_json(
         out_json,
         {
-            "threshold": threshold,
+            "thresholds": {f"fold{k}": t for k, t in sorted(thresholds.items())},
             "per_fold": _json(per_fold),
-            "skipped": [dict(s) for s in sorted({tuple(s.items()) for s in log.to_json()})],
+            "skipped": _skips(log),
         },
     )
     return out
+
+
+def _threshold(frame: pd.DataFrame) -> float | None:
+    """The calibrated verdict threshold the fold's predictions were made at."""
+    return float(frame.congruence_threshold.iloc[0]) if len(frame) else None
+
+
+def _skips(log: ProblemLog) -> list[dict[str, str]]:
+    return [dict(s) for s in sorted({tuple(s.items()) for s in log.to_json()})]
 
 
 def _json(per_fold: dict[int, dict[str, Any]]) -> dict[str, Any]:

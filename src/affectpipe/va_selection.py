@@ -22,14 +22,17 @@ CRITERION = "val/ccc_mean"
 
 
 def validation_score(ckpt_dir: Path) -> float | None:
-    """The validation CCC mean a finetune checkpoint recorded; `None` when it is not finite (a
-    diverged run: it cannot be selected, but is still listed)."""
+    """The validation CCC mean a finetune checkpoint recorded; `None` when it is not finite
+    (checkpoints record a non-finite metric as null: it cannot be selected, but is listed)."""
     meta_path = ckpt_dir / META_FILE
     try:
         meta = json.loads(meta_path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as e:
         raise InputProblem(meta_path, f"unreadable checkpoint record ({e})") from None
-    value = meta.get("metrics", {}).get(CRITERION) if isinstance(meta, dict) else None
+    found = isinstance(meta, dict) and CRITERION in meta.get("metrics", {})
+    value = meta["metrics"][CRITERION] if found else None
+    if found and value is None:
+        return None
     if not isinstance(value, int | float) or isinstance(value, bool):
         raise InputProblem(meta_path, f"no numeric '{CRITERION}' in 'metrics' (not a finetune "
                                       f"checkpoint?)")  # fmt: skip

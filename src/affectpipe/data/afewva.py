@@ -159,8 +159,8 @@ def _landmarks(value: Any, where: str, json_path: Path) -> np.ndarray:
         raise InputProblem(json_path, f"frame {where}: no landmarks")
     try:
         points = np.asarray(value, dtype=np.float64)
-    except (TypeError, ValueError) as err:
-        raise InputProblem(json_path, f"frame {where}: landmarks are not numbers") from err
+    except (TypeError, ValueError, OverflowError) as err:  # OverflowError: a 400-digit integer
+        raise InputProblem(json_path, f"frame {where}: landmarks are not pixel numbers") from err
     if points.shape != (N_LANDMARKS, 2) or not np.isfinite(points).all():
         raise InputProblem(
             json_path, f"frame {where}: landmarks shape {points.shape}, expected (68, 2) numbers"
