@@ -72,8 +72,13 @@ def project_2d(embeddings: np.ndarray, method: str, seed: int) -> np.ndarray:
     if method == "umap":
         import umap  # heavy import (numba): only when asked for
 
-        neighbours = max(2, min(15, len(embeddings) - 1))
-        reducer = umap.UMAP(n_neighbors=neighbours, random_state=seed, n_jobs=1)
+        n = len(embeddings)
+        if n < 3:
+            raise ValueError(f"UMAP needs at least 3 points, got {n}")
+        neighbours = max(2, min(15, n - 1))
+        # spectral initialisation needs more points than its 3 eigenvectors (few clips)
+        init = "spectral" if n >= 5 else "random"
+        reducer = umap.UMAP(n_neighbors=neighbours, random_state=seed, n_jobs=1, init=init)
         return reducer.fit_transform(embeddings)
     raise ValueError(f"unknown projection '{method}'; valid: ['pca', 'umap']")
 
