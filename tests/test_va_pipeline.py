@@ -242,10 +242,10 @@ def test_stage1_figures_come_from_the_pretrain_checkpoint_and_g_has_a_point_per_
     drawn: dict[str, np.ndarray] = {}
     original = plots.plot_embeddings
 
-    def spy(embeddings, colour_by, path, *args):
+    def spy(embeddings, colour_by, path, *args, **kwargs):
         drawn[path.name] = embeddings
         assert all(len(v) == len(embeddings) for v in colour_by.values())
-        original(embeddings, colour_by, path, *args)
+        original(embeddings, colour_by, path, *args, **kwargs)
 
     monkeypatch.setattr(plots, "plot_embeddings", spy)
     for sub in ("va", "figures"):

@@ -125,14 +125,16 @@ def plot_va_embeddings(
     `va_clip_embeddings_<method>_<variant>_<stage>.png`. Stage 1's show what the contrastive
     objective alone arranged; stage 2's, what fine-tuning made of it."""
     name, when = PIPELINE_TITLES.get(variant, variant), STAGE_TITLES[stage]
-    parts = {"embeddings": ("z", "frames", "test frame"),
-             "clip_embeddings": ("g", "clips", "test clip")}  # fmt: skip
+    # kind: (embedding, its table, what a point is, point size: clips are few, drawn larger)
+    parts = {"embeddings": ("z", "frames", "test frame", 8),
+             "clip_embeddings": ("g", "clips", "test clip", 30)}  # fmt: skip
     for method in cfg.embedding_plots:
-        for kind, (key, table, what) in parts.items():
+        for kind, (key, table, what, size) in parts.items():
             colour = {d: embeddings[table][d].to_numpy() for d in ("valence", "arousal")}
             plots.plot_embeddings(
                 embeddings[key], colour, figures / f"va_{kind}_{method}_{variant}_{stage}.png",
-                f"{name}: {what} embeddings {key} {when} ({method.upper()})", method, cfg.seed,
+                f"{name}: {what} embeddings {key} {when}, {method.upper()}", method, cfg.seed,
+                point_size=size,
             )  # fmt: skip
 
 
