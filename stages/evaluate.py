@@ -15,13 +15,17 @@ app = typer.Typer(add_completion=False)
 
 
 def va_models(specs: list[str]) -> dict[str, VAModelInputs]:
-    """`variant:checkpoint:features` options -> {variant: inputs}, in the order given."""
+    """`variant:checkpoint:features[:stage1_checkpoint]` options -> {variant: inputs}, in the
+    order given."""
     out = {}
     for spec in specs:
         parts = spec.split(":")
-        if len(parts) != 3:
-            raise typer.BadParameter(f"'{spec}': expected variant:checkpoint:features")
-        out[parts[0]] = VAModelInputs(Path(parts[1]), Path(parts[2]))
+        if len(parts) not in (3, 4):
+            raise typer.BadParameter(
+                f"'{spec}': expected variant:checkpoint:features[:stage1_checkpoint]"
+            )
+        stage1 = Path(parts[3]) if len(parts) == 4 else None
+        out[parts[0]] = VAModelInputs(Path(parts[1]), Path(parts[2]), stage1)
     return out
 
 
@@ -39,7 +43,9 @@ def av_models(specs: list[str]) -> list[AVModelInputs]:
 @app.command()
 def main(
     va: list[str] = typer.Option(
-        ..., help="a VA model to score, variant:checkpoint:features (repeat per variant)"
+        ...,
+        help="a VA model to score, variant:checkpoint:features[:stage1_checkpoint] (repeat "
+        "per variant; with the stage-1 checkpoint, its embeddings are drawn too)",
     ),
     av: list[str] = typer.Option(
         ..., help="an AV model to score, model:dataset:checkpoint (repeat per model)"

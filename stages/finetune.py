@@ -15,7 +15,7 @@ app = typer.Typer(add_completion=False)
 
 @app.command()
 def main(
-    variant: str = typer.Argument(..., help="lora | probe | cached"),
+    variant: str = typer.Argument(..., help="lora | frozen_mlp | cached | linear_probe"),
     inputs: Path = typer.Option(..., help="feature store file the variant trains on"),
     init: Path = typer.Option(..., help="stage-1 checkpoint folder"),
     out: Path = typer.Option(..., help="checkpoint folder"),

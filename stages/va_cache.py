@@ -1,6 +1,6 @@
 """Stage `va_cache`: AFEW-VA crops -> CLIP hidden states entering the first LoRA block (HDF5).
 
-Pipelines `lora` and `probe` train on this cache, running only the adapted block(s) per step.
+Pipelines `lora` and `frozen_mlp` train on this cache, running only the adapted block(s) per step.
 The backbone is `extract.clip.spec`, the one Pipeline B's features come from, and the block is
 the first of `pretrain.model.lora_blocks`, the one the adapters start at.
 """

@@ -61,10 +61,11 @@ def test_va_variant_metrics_and_plot_files(tmp_path: Path):
     for sub in ("va", "figures"):
         (tmp_path / sub).mkdir()
     df = frames()
-    embeddings = {
-        "frames": df.rename(columns={"valence_true": "valence", "arousal_true": "arousal"}),
-        "z": np.random.default_rng(0).normal(size=(len(df), 8)),
-    }
+    table = df.rename(columns={"valence_true": "valence", "arousal_true": "arousal"})
+    clips = table.groupby("clip", as_index=False)[["valence", "arousal"]].mean()
+    rng = np.random.default_rng(0)
+    embeddings = {"frames": table, "z": rng.normal(size=(len(df), 8)),
+                  "clips": clips, "g": rng.normal(size=(len(clips), 8))}  # fmt: skip
     cfg = EvaluateConfig(embedding_plots=["pca"], trace_clips=2, seed=0)
     report = evaluate_va_variant("cached", df, embeddings, cfg, tmp_path)
     true, pred = df[["valence_true", "arousal_true"]], df[["valence_pred", "arousal_pred"]]
@@ -77,7 +78,8 @@ def test_va_variant_metrics_and_plot_files(tmp_path: Path):
         "va/cached_clips.csv",
         "figures/va_space_cached.png",
         "figures/va_traces_cached.png",
-        "figures/va_embeddings_pca_cached.png",
+        "figures/va_embeddings_pca_cached_finetune.png",
+        "figures/va_clip_embeddings_pca_cached_finetune.png",
     ):
         assert (tmp_path / name).exists(), name
 
@@ -97,7 +99,7 @@ def test_evaluate_records_the_variant_with_the_best_validation_ccc_never_test(
         variant: VAModelInputs(fake_finetune(tmp_path / variant, scores), tmp_path / "x.h5")
         for variant, scores in {
             "lora": {"val/ccc_mean": 0.61, "test/ccc_mean": 0.99},
-            "probe": {"val/ccc_mean": 0.6123456789},
+            "frozen_mlp": {"val/ccc_mean": 0.6123456789},
             "cached": {"val/ccc_mean": None},  # non-finite, recorded as null: never selected
         }.items()
     }
@@ -105,13 +107,13 @@ def test_evaluate_records_the_variant_with_the_best_validation_ccc_never_test(
     result = evaluate_all(cfg, models, [], tmp_path, tmp_path, tmp_path / "m", tmp_path / "p")
     record = json.loads((tmp_path / "p" / "va" / "selection.json").read_text())
     assert record == result["va_selection"] == {
-        "selected": "probe", "criterion": "val/ccc_mean",
-        "scores": {"lora": 0.61, "probe": 0.612346, "cached": None},
+        "selected": "frozen_mlp", "criterion": "val/ccc_mean",
+        "scores": {"lora": 0.61, "frozen_mlp": 0.612346, "cached": None},
     }  # fmt: skip
 
 
 def test_of_equal_validation_scores_the_first_variant_given_wins():
-    assert select_va({"probe": 0.5, "lora": 0.5, "cached": 0.1}) == "probe"
+    assert select_va({"frozen_mlp": 0.5, "lora": 0.5, "cached": 0.1}) == "frozen_mlp"
     with pytest.raises(ValueError, match="no VA variant has a finite val/ccc_mean"):
         select_va({"lora": None})
 

@@ -42,10 +42,13 @@ def test_repro_builds_every_stage_output(repo: PipelineRepo):
         "plots/va/cached_frames.csv",
         "plots/av/fusion_cremad_confusion.csv",
         "plots/figures/va_space_cached.png",
+        "plots/figures/va_embeddings_pca_cached_pretrain.png",
+        "plots/figures/va_clip_embeddings_pca_cached_finetune.png",
+        "models/finetune/linear_probe",
     ):
         assert (repo.root / path).exists(), path
     va = json.loads((repo.root / "metrics/va.json").read_text())["va"]
-    assert set(va) == {"lora", "probe", "cached", "mean_baseline"}
+    assert set(va) == {"lora", "frozen_mlp", "cached", "linear_probe", "mean_baseline"}
     av = json.loads((repo.root / "metrics/av.json").read_text())["av"]
     assert {(m, d) for m in av for d in av[m]} == {
         (m, d) for m in ("fusion", "audio", "video") for d in ("ravdess", "cremad")
@@ -146,7 +149,8 @@ def test_exp_run_with_another_finetune_lr_gives_other_metrics(repo: PipelineRepo
     lr = yaml.safe_load((repo.root / "params.yaml").read_text())["finetune"]["lr"] / 4
     run = repo.run("dvc", "exp", "run", "--temp", "-S", f"finetune.lr={lr}", "-n", "slow-lr")
     stages = set(ran_stages(run.stdout))
-    assert stages == {"finetune@lora", "finetune@probe", "finetune@cached", "evaluate"}, stages
+    assert stages == {"finetune@lora", "finetune@frozen_mlp", "finetune@cached",
+                      "finetune@linear_probe", "evaluate"}, stages  # fmt: skip
     shown = repo.run("dvc", "exp", "show", "--csv", "--no-fetch").stdout
     assert "slow-lr" in shown
     diff = json.loads(repo.run("dvc", "exp", "diff", "HEAD", "slow-lr", "--json").stdout)

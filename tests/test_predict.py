@@ -378,6 +378,30 @@ def test_lora_variant_runs_the_adapted_encoder(tmp_path):
     assert traces[0] != traces[1]  # the saved adapter weights reach the encoder
 
 
+def test_linear_probe_variant_serves_a_linear_map_of_the_clip_embeddings(tmp_path):
+    from affectpipe.inference import VAEngine
+
+    clip, d = _entry("clip")
+    root = tmp_path / "m"
+    cfg = model_config("linear_probe", d)
+    model = VAModel(cfg)
+    with torch.no_grad():  # a small map keeps the trace inside [-1, 1], as check_record wants
+        model.regressor.linear.weight.copy_(0.05 * torch.randn(2, d))
+        model.regressor.linear.bias.copy_(torch.tensor([0.1, -0.2]))
+    config = {"model": cfg.record(), "window": asdict(window(length=6, eval_stride=3))}
+    save_checkpoint(root / "finetune" / "linear_probe", model.checkpoint_state(), config,
+                    {"inputs": clip, "stage": "finetune"}, 0, {})  # fmt: skip
+    video = make_video(tmp_path / "a.mp4")
+    rec = make_predictor(root, va_variant="linear_probe")(video)
+    check_record(rec)
+    assert rec["models"]["va"].endswith("finetune/linear_probe")
+    engine = VAEngine(root / "finetune" / "linear_probe", torch.device("cpu"),
+                      settings_from_params(PARAMS, "ravdess").va)  # fmt: skip
+    assert engine.model.backbone is None and engine.backbone is not None  # CLIP embeds frames
+    trace = np.array([(f["valence"], f["arousal"]) for f in rec["frames"]])
+    assert trace.std(0).min() > 0  # frames differ, so a non-zero linear map moves the output
+
+
 def test_engines_prepare_videos_as_the_checkpoints_record(tmp_path):
     from affectpipe.inference import AVEngine, VAEngine, VASettings
 
@@ -450,10 +474,10 @@ def test_best_is_the_variant_evaluate_recorded_and_a_named_variant_overrides_it(
     from affectpipe.predict import va_variant
     from affectpipe.va_selection import write_selection
 
-    models = _trained(tmp_path / "models", "lora", "probe")
+    models = _trained(tmp_path / "models", "lora", "frozen_mlp")
     record = tmp_path / "selection.json"
-    write_selection(record, {"lora": 0.5, "probe": 0.7})
-    assert va_variant("best", record, models) == ("probe", None)
+    write_selection(record, {"lora": 0.5, "frozen_mlp": 0.7})
+    assert va_variant("best", record, models) == ("frozen_mlp", None)
     assert va_variant("lora", record, models) == ("lora", None)
 
 
@@ -461,14 +485,14 @@ def test_without_a_record_the_first_trained_variant_stands_in_and_says_why(tmp_p
     from affectpipe.predict import va_variant
     from affectpipe.va_selection import write_selection
 
-    models = _trained(tmp_path / "models", "probe", "cached")
+    models = _trained(tmp_path / "models", "frozen_mlp", "cached")
     record = tmp_path / "selection.json"
     variant, note = va_variant("best", record, models)
-    assert variant == "probe"
-    assert f"{record}: no VA selection record" in note and "serving 'probe'" in note
-    write_selection(record, {"lora": 0.9, "probe": 0.1})  # selects a variant not trained here
+    assert variant == "frozen_mlp"
+    assert f"{record}: no VA selection record" in note and "serving 'frozen_mlp'" in note
+    write_selection(record, {"lora": 0.9, "frozen_mlp": 0.1})  # selects a variant not trained here
     variant, note = va_variant("best", record, models)
-    assert variant == "probe" and "selects 'lora', which has no trained model" in note
+    assert variant == "frozen_mlp" and "selects 'lora', which has no trained model" in note
 
 
 @pytest.mark.parametrize("text", ["{not json", "[]", '{"selected": 3}', "{}"])

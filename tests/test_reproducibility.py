@@ -42,7 +42,7 @@ def lock(**outs: str) -> dict:
         ("av.audio.cremad.test.chance_uar", "baseline"),
         ("av.audio.cremad.test.majority_accuracy", "baseline"),
         ("va.lora.test.ccc_mean", "regression_fp32"),
-        ("va.probe.test.rmse_arousal", "regression_fp32"),
+        ("va.frozen_mlp.test.rmse_arousal", "regression_fp32"),
         ("va.cached.test.ccc_clip_valence", "regression_bf16"),
         ("av.fusion.cremad.cv.face_accuracy_mean", "classification"),
         ("av.fusion.cremad.cv.accuracy_std", "spread"),

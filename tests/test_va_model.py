@@ -57,7 +57,7 @@ def test_lora_weights_get_gradients_and_backbone_stays_frozen(tiny):
     assert all(p.grad is None and not p.requires_grad for p in frozen)
 
 
-@pytest.mark.parametrize("pipeline", ["lora", "probe"])
+@pytest.mark.parametrize("pipeline", ["lora", "frozen_mlp"])
 def test_cached_block_path_equals_full_backbone(tiny, pipeline):
     model = _model(tiny, pipeline).eval()
     px = _pixels(tiny)
@@ -66,12 +66,12 @@ def test_cached_block_path_equals_full_backbone(tiny, pipeline):
         cached = model.encode(model.hidden_before(px.flatten(0, 1)).reshape(2, 3, -1))
         pooled = tiny.model(pixel_values=px.flatten(0, 1)).pooler_output.reshape(2, 3, -1)
     torch.testing.assert_close(cached, full)
-    if pipeline == "probe":  # no adapter: exactly the backbone's own pooled output
+    if pipeline == "frozen_mlp":  # no adapter: exactly the backbone's own pooled output
         torch.testing.assert_close(full, pooled, atol=1e-5, rtol=1e-5)
 
 
 def test_token_pool_gives_every_normalised_token_on_both_paths(tiny):
-    model = _model(tiny, "probe", pool="tokens").eval()
+    model = _model(tiny, "frozen_mlp", pool="tokens").eval()
     px = _pixels(tiny)
     side = tiny.model.config.image_size // tiny.model.config.patch_size
     with torch.no_grad():
@@ -258,3 +258,39 @@ def test_records_older_than_a_key_load_with_the_behaviour_they_had():
     assert (cfg.pool, cfg.feature_dropout) == ("cls", 0.0)
     assert va_model_config(record, "ckpt") == model_config("cached", 8, pool="tokens",
                                                             feature_dropout=0.3)  # fmt: skip
+
+
+def test_linear_probe_is_one_linear_layer_with_2_times_d_plus_1_trainable_weights():
+    from affectpipe.train.va import STAGE1_PARTS, STAGE2_PARTS
+
+    d = 64
+    model = VAModel(model_config("linear_probe", d, standardize="whiten"))
+    assert not model.has_embeddings and model.backbone is None and model.temporal is None
+    linears = [m for m in model.modules() if isinstance(m, torch.nn.Linear)]
+    assert len(linears) == 1 and linears[0].weight.shape == (2, d)  # no hidden layer
+    trainable = model.trainable_parameters(STAGE2_PARTS + ("projector",))
+    assert trainable == ["regressor.linear.weight", "regressor.linear.bias"]
+    assert sum(p.numel() for p in model.parameters() if p.requires_grad) == 2 * (d + 1)
+    assert model.trainable_parameters(STAGE1_PARTS) == []  # nothing for a contrastive stage
+    out = model(torch.randn(2, 5, d), torch.ones(2, 5, dtype=torch.bool))
+    assert set(out) == {"f", "va"} and out["va"].shape == (2, 5, 2)
+    assert out["va"].abs().max() == 0  # starts at zero, the smallest-norm solution
+
+
+def test_linear_probe_output_is_linear_in_the_features():
+    torch.manual_seed(0)
+    model = VAModel(model_config("linear_probe", 8))
+    with torch.no_grad():
+        model.regressor.linear.weight.normal_()
+        model.regressor.linear.bias.normal_()
+    valid = torch.ones(1, 3, dtype=torch.bool)
+    a, b = torch.randn(1, 3, 8), torch.randn(1, 3, 8)
+    va = lambda x: model(x, valid)["va"]  # noqa: E731
+    # affine: f(a + b) - f(b) = f(a) - f(0); no tanh, no other frame of the window involved
+    torch.testing.assert_close(va(a + b) - va(b), va(a) - va(torch.zeros_like(a)))
+    torch.testing.assert_close(va(a)[:, :1], va(torch.cat([a[:, :1], b[:, 1:]], 1))[:, :1])
+
+
+def test_a_checkpoint_of_the_variant_once_named_probe_loads_as_frozen_mlp():
+    record = model_config("frozen_mlp", 64).record() | {"pipeline": "probe"}
+    assert va_model_config(record, "ckpt").pipeline == "frozen_mlp"

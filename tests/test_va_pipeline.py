@@ -182,3 +182,91 @@ def test_lora_pipeline_from_png_crops_to_predictions(crops, tmp_path):
     assert np.isfinite(ft.best_value)
     df = predict_va(tmp_path / "ft", cache, split="test")
     assert len(df) == 10 and df["clip"].unique().tolist() == ["004"]
+
+
+@pytest.fixture(scope="module")
+def linear_run(features, tmp_path_factory):
+    out = tmp_path_factory.mktemp("linear")
+    pre = pretrain_va(features, "linear_probe", _pretrain(2), 0, out / "pre", out / "live_pre", {})
+    ft = finetune_va(
+        features, out / "pre", _finetune(25, True), 0, out / "ft", out / "live_ft", {"k": 2}
+    )
+    return out, pre, ft
+
+
+def test_linear_probe_stage1_writes_its_start_and_trains_nothing(linear_run):
+    from affectpipe.models.load import load_va_model
+
+    out, pre, _ = linear_run
+    assert pre.history == [] and pre.best_epoch == -1
+    model, ckpt = load_va_model(out / "pre")
+    assert ckpt["config"]["model"]["pipeline"] == "linear_probe"
+    assert model.regressor.linear.weight.abs().max() == 0  # untrained
+    assert model.feat_scale.abs().sum() > 0 and model.feat_mean.abs().sum() > 0  # train stats
+    assert (out / "live_pre").is_dir()  # the stage's declared dvclive output exists
+
+
+def test_linear_probe_learns_a_linear_signal_far_above_the_mean(linear_run, features):
+    from affectpipe import metrics
+
+    out, _, ft = linear_run
+    assert ft.best_metrics["val/ccc_mean"] > 0.6, ft.best_metrics
+    df = predict_va(out / "ft", features, split="test")
+    true, pred = df[["valence_true", "arousal_true"]], df[["valence_pred", "arousal_pred"]]
+    mean = np.broadcast_to(true.mean().to_numpy(), true.shape)  # the mean's RMSE, a lower bound
+    for j in range(2):
+        assert metrics.ccc(true.iloc[:, j], pred.iloc[:, j]) > 0.5
+        assert metrics.rmse(true.iloc[:, j], pred.iloc[:, j]) < metrics.rmse(
+            true.iloc[:, j], mean[:, j]
+        )
+    assert embed_va(out / "ft", features, split="test") is None  # no z or g to draw
+
+
+def _frames_csv(features: Path, path: Path) -> Path:
+    with open_features(features) as r:
+        rows = [
+            {"clip": c, "split": r.labels(c)["split"], "valence": v, "arousal": a}
+            for c in r.clip_ids
+            for v, a in zip(r.labels(c)["valence"], r.labels(c)["arousal"], strict=True)
+        ]
+    pd.DataFrame(rows).to_csv(path, index=False)
+    return path  # fmt: skip
+
+
+def test_stage1_figures_come_from_the_pretrain_checkpoint_and_g_has_a_point_per_clip(
+    cached_run, linear_run, features, tmp_path, monkeypatch
+):
+    from affectpipe import plots
+    from affectpipe.evaluate import EvaluateConfig, VAModelInputs, evaluate_va
+
+    drawn: dict[str, np.ndarray] = {}
+    original = plots.plot_embeddings
+
+    def spy(embeddings, colour_by, path, *args, **kwargs):
+        drawn[path.name] = embeddings
+        assert all(len(v) == len(embeddings) for v in colour_by.values())
+        original(embeddings, colour_by, path, *args, **kwargs)
+
+    monkeypatch.setattr(plots, "plot_embeddings", spy)
+    for sub in ("va", "figures"):
+        (tmp_path / sub).mkdir()
+    cached, linear = cached_run[0], linear_run[0]
+    models = {
+        "cached": VAModelInputs(cached / "ft", features, cached / "pre"),
+        "linear_probe": VAModelInputs(linear / "ft", features, linear / "pre"),
+    }
+    cfg = EvaluateConfig(embedding_plots=["pca"], trace_clips=1, seed=0)
+    va = evaluate_va(cfg, models, _frames_csv(features, tmp_path / "frames.csv"), tmp_path)
+    assert set(va) == {"cached", "linear_probe", "mean_baseline"}
+    assert sorted(drawn) == [
+        "va_clip_embeddings_pca_cached_finetune.png", "va_clip_embeddings_pca_cached_pretrain.png",
+        "va_embeddings_pca_cached_finetune.png", "va_embeddings_pca_cached_pretrain.png",
+    ]  # fmt: skip
+    assert all((tmp_path / "figures" / name).is_file() for name in drawn)
+    stage1, stage2 = (embed_va(cached / s, features, split="test") for s in ("pre", "ft"))
+    np.testing.assert_array_equal(drawn["va_embeddings_pca_cached_pretrain.png"], stage1["z"])
+    np.testing.assert_array_equal(drawn["va_clip_embeddings_pca_cached_pretrain.png"], stage1["g"])
+    np.testing.assert_array_equal(drawn["va_embeddings_pca_cached_finetune.png"], stage2["z"])
+    assert not np.allclose(stage1["z"], stage2["z"])  # fine-tuning moved the frame embeddings
+    n_clips = len({c for c in pd.read_csv(tmp_path / "va" / "cached_frames.csv")["clip"]})
+    assert drawn["va_clip_embeddings_pca_cached_pretrain.png"].shape[0] == n_clips

@@ -9,7 +9,7 @@ variable (`AFFECTPIPE_DEVICE`, `AFFECTPIPE_PROCESSES`, `AFFECTPIPE_LAUNCHER`,
 What they do change: the device decides which float kernels run (and, with
 `mixed_precision: auto`, bf16 on CUDA), and several processes split each batch, so statistics
 taken per process (the batch CCC term, in-batch negatives, class-weight normalisation) differ
-from one process's (docs/scale.md). Extraction and `lora`/`probe` stay equal to float rounding.
+from one process's (docs/scale.md). Extraction and `lora`/`frozen_mlp` stay equal to float rounding.
 Every checkpoint records the processes, device and precision it was trained with
 (`provenance.machine`), so a result made another way is never mistaken for the default.
 """

@@ -29,10 +29,16 @@ from affectpipe.va_selection import SELECTION_FILE, validation_score, write_sele
 
 @dataclass(frozen=True)
 class VAModelInputs:
-    """One trained VA variant to score: its finetune checkpoint and the features it reads."""
+    """One trained VA variant to score: its finetune checkpoint and the features it reads, and
+    the stage-1 checkpoint it started from, whose embeddings are drawn beside the fine-tuned
+    ones (`None`: none drawn)."""
 
     checkpoint: Path
     features: Path
+    pretrain: Path | None = None
+
+
+STAGE_TITLES = {"pretrain": "after stage 1 (contrastive)", "finetune": "after stage 2 (CCC)"}
 
 
 @dataclass(frozen=True)
@@ -105,13 +111,31 @@ def evaluate_va_variant(
     plots.plot_va_traces(frames, figures / f"va_traces_{variant}.png", f"{name}: test clips",
                          max_clips=cfg.trace_clips)  # fmt: skip
     if embeddings is not None:
-        colour = {d: embeddings["frames"][d].to_numpy() for d in ("valence", "arousal")}
-        for method in cfg.embedding_plots:
-            plots.plot_embeddings(
-                embeddings["z"], colour, figures / f"va_embeddings_{method}_{variant}.png",
-                f"{name}: test frame embeddings ({method.upper()})", method, cfg.seed,
-            )  # fmt: skip
+        plot_va_embeddings(variant, "finetune", embeddings, cfg, figures)
     return _clean(report)
+
+
+def plot_va_embeddings(
+    variant: str, stage: str, embeddings: dict[str, Any], cfg: EvaluateConfig, figures: Path
+) -> None:
+    """The test frames' embeddings z (one point per frame) and the clip embeddings g (one point
+    per clip, coloured by the clip's mean valence and arousal) of one stage's checkpoint
+    (`embed_va`), by each projection in `cfg.embedding_plots`:
+    `va_embeddings_<method>_<variant>_<stage>.png` and
+    `va_clip_embeddings_<method>_<variant>_<stage>.png`. Stage 1's show what the contrastive
+    objective alone arranged; stage 2's, what fine-tuning made of it."""
+    name, when = PIPELINE_TITLES.get(variant, variant), STAGE_TITLES[stage]
+    # kind: (embedding, its table, what a point is, point size: clips are few, drawn larger)
+    parts = {"embeddings": ("z", "frames", "test frame", 8),
+             "clip_embeddings": ("g", "clips", "test clip", 30)}  # fmt: skip
+    for method in cfg.embedding_plots:
+        for kind, (key, table, what, size) in parts.items():
+            colour = {d: embeddings[table][d].to_numpy() for d in ("valence", "arousal")}
+            plots.plot_embeddings(
+                embeddings[key], colour, figures / f"va_{kind}_{method}_{variant}_{stage}.png",
+                f"{name}: {what} embeddings {key} {when}, {method.upper()}", method, cfg.seed,
+                point_size=size,
+            )  # fmt: skip
 
 
 def cross_validate_av(
@@ -191,6 +215,10 @@ def evaluate_va(
         frames = predict_va(ckpt, inputs, split="test")
         embeddings = embed_va(ckpt, inputs, split="test") if cfg.embedding_plots else None
         out[variant] = {"test": evaluate_va_variant(variant, frames, embeddings, cfg, plots_dir)}
+        if embeddings is not None and given.pretrain is not None:  # the same frames, stage 1
+            stage1 = embed_va(given.pretrain, inputs, split="test")
+            if stage1 is not None:
+                plot_va_embeddings(variant, "pretrain", stage1, cfg, plots_dir / "figures")
         test = frames
     if test is not None:
         table = pd.read_csv(frames_csv, dtype={"clip": str})

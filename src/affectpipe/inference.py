@@ -142,7 +142,8 @@ class VAEngine:
     def __init__(self, ckpt_dir: Path, device: torch.device, settings: VASettings | None):
         from affectpipe.data.windows import WindowConfig
         from affectpipe.models.checkpoint import load_checkpoint
-        from affectpipe.models.load import va_model_from
+        from affectpipe.models.load import va_model_config, va_model_from
+        from affectpipe.models.va import reads_block_cache
 
         payload = load_checkpoint(ckpt_dir, map_location=device)
         self.source = Path(ckpt_dir)
@@ -151,7 +152,8 @@ class VAEngine:
         self.settings = va_settings(entry, settings, self.source)
         window = payload["config"]["window"]
         self.window = saved_config(WindowConfig, window, self.source / MODEL_FILE)
-        if payload["config"]["model"]["pipeline"] == "cached":  # CLIP embeds frames, as extract
+        pipeline = va_model_config(payload["config"]["model"], self.source).pipeline
+        if not reads_block_cache(pipeline):  # cached, linear_probe: CLIP embeds frames (extract)
             self.backbone, self.dtype = load_embedder(entry, device, self.source)
             self.model = va_model_from(payload, self.source, device)
         else:  # the adapted encoder is part of the trained model
@@ -168,9 +170,9 @@ class VAEngine:
 
         s = self.settings
         crops, _ = crop_clip(frames, VA_CROP, s.crop_size, s.margin)
-        if self.model.backbone is None:  # cached: frozen CLIP features, as extracted
+        if self.model.backbone is None:  # cached/linear_probe: frozen CLIP features, as extracted
             f = embed_images(self.backbone, crops, self.dtype)  # (T, D)
-        else:  # lora / probe: the adapted encoder itself
+        else:  # lora / frozen_mlp: the adapted encoder itself
             x = E.pixel_values(self.backbone, crops)[None]  # (1, T, 3, H, W)
             f = self.model.encode_pixels(x)[0].float()  # (T, D)
         return video_va(self.model, f.float(), self.window)

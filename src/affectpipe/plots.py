@@ -72,8 +72,13 @@ def project_2d(embeddings: np.ndarray, method: str, seed: int) -> np.ndarray:
     if method == "umap":
         import umap  # heavy import (numba): only when asked for
 
-        neighbours = max(2, min(15, len(embeddings) - 1))
-        reducer = umap.UMAP(n_neighbors=neighbours, random_state=seed, n_jobs=1)
+        n = len(embeddings)
+        if n < 3:
+            raise ValueError(f"UMAP needs at least 3 points, got {n}")
+        neighbours = max(2, min(15, n - 1))
+        # spectral initialisation needs more points than its 3 eigenvectors (few clips)
+        init = "spectral" if n >= 5 else "random"
+        reducer = umap.UMAP(n_neighbors=neighbours, random_state=seed, n_jobs=1, init=init)
         return reducer.fit_transform(embeddings)
     raise ValueError(f"unknown projection '{method}'; valid: ['pca', 'umap']")
 
@@ -86,6 +91,7 @@ def plot_embeddings(
     method: str = "pca",
     seed: int = 0,
     categories: Mapping[str, list[str]] | None = None,
+    point_size: float = 8,
 ) -> None:
     """One panel per colouring (e.g. valence, arousal, emotion) of a 2-D projection."""
     xy = project_2d(embeddings, method, seed)
@@ -98,10 +104,12 @@ def plot_embeddings(
             cmap = plt.get_cmap("tab10")
             for idx in sorted(set(values.tolist())):
                 mask = values == idx
-                ax.scatter(xy[mask, 0], xy[mask, 1], s=8, color=cmap(idx % 10), label=labels[idx])
+                ax.scatter(xy[mask, 0], xy[mask, 1], s=point_size, color=cmap(idx % 10),
+                           label=labels[idx])  # fmt: skip
             ax.legend(fontsize=7, markerscale=1.5)
         else:
-            points = ax.scatter(xy[:, 0], xy[:, 1], s=8, c=values, cmap="coolwarm", vmin=-1, vmax=1)
+            points = ax.scatter(xy[:, 0], xy[:, 1], s=point_size, c=values, cmap="coolwarm",
+                                vmin=-1, vmax=1)  # fmt: skip
             fig.colorbar(points, ax=ax, label=f"{name} (-1..1)")
         ax.set(
             title=f"coloured by {name}", xlabel=f"{method.upper()} 1", ylabel=f"{method.upper()} 2"

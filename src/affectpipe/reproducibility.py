@@ -56,7 +56,7 @@ KERNEL_FLAGS = (
 # Absolute tolerance per metric family, for results made on another platform. Measured between
 # an Intel (AMX) machine and the AMD EPYC (AVX2 only) that made the committed results, on the
 # default pipeline: Pipeline B (`cached`, trained on bf16 features) 0.103, because its best epoch
-# moved to a near-tied one; Pipeline A (`lora`, `probe`, on an fp32 block cache) < 1e-5;
+# moved to a near-tied one; Pipeline A (`lora`, `frozen_mlp`, on an fp32 block cache) < 1e-5;
 # classification 0.036 and spread 0.035 (the cross-validated fusion on RAVDESS); every
 # single-fold AV test metric 0. Intel against an AMD Zen 5 (AVX-512 BF16) moved at most 0.011,
 # so Zen 5 against the committed platform is bounded by about 0.114 (regression), 0.047 and
@@ -64,7 +64,7 @@ KERNEL_FLAGS = (
 TOLERANCES: dict[str, float] = {
     "count": 0.0,  # sample, pair and fold counts: integers from the data alone
     "baseline": 1e-6,  # chance, majority and mean baselines: labels alone (6-decimal rounding)
-    "regression_fp32": 0.01,  # VA of `lora`/`probe`: fp32 block cache, moves of 1e-5 seen
+    "regression_fp32": 0.01,  # VA of `lora`/`frozen_mlp`: fp32 block cache, moves of 1e-5 seen
     "regression_bf16": 0.15,  # VA of `cached`: bf16 features, model selection between epochs
     "classification": 0.08,  # accuracy, UAR, F1, congruence accuracy/F1/AUC, and fold means
     "per_class": 0.15,  # one class's F1 over a handful of test clips: one flip moves it ~0.1
@@ -105,7 +105,7 @@ CALIBRATION = {
     for raw in ("", "_raw")
     for s in ("", "_mean")
 } | {"congruence_threshold", "congruence_threshold_mean"}
-FP32_VARIANTS = ("lora", "probe")  # VA variants trained on the fp32 block cache
+FP32_VARIANTS = ("lora", "frozen_mlp")  # VA variants trained on the fp32 block cache
 
 
 def metric_family(name: str) -> str:

@@ -32,18 +32,20 @@ from affectpipe.models.va import VAModel
 
 
 def window_outputs(model: nn.Module, loader: DataLoader, acc=None) -> dict[str, np.ndarray]:
-    """Run `model` over evaluation windows; gather `va`, `z`, `g`, clip and start of each."""
+    """Run `model` over evaluation windows; gather `va`, `z` and `g` (models that have them),
+    clip and start of each."""
     device = acc.device if acc is not None else next(model.parameters()).device
-    parts: dict[str, list[np.ndarray]] = {"va": [], "z": [], "g": [], "clip": [], "start": []}
+    parts: dict[str, list[np.ndarray]] = {}
     for batch in loader:
         batch = {k: v.to(device) for k, v in batch.items()}
         out = model(batch["x"], batch["valid"])
-        rows = {"va": out["va"], "z": out["z"], "g": out["g"]}
+        rows = {k: out[k] for k in ("va", "z", "g") if k in out}
         rows |= {"clip": batch["clip"], "start": batch["start"]}
         if acc is not None:  # drops the samples padded onto the last batch of each process
             rows = acc.gather_for_metrics(rows)
         for k, v in rows.items():
-            parts[k].append(v.float().cpu().numpy() if v.is_floating_point() else v.cpu().numpy())
+            value = v.float().cpu().numpy() if v.is_floating_point() else v.cpu().numpy()
+            parts.setdefault(k, []).append(value)
     return {k: np.concatenate(v) for k, v in parts.items()}
 
 
@@ -76,7 +78,7 @@ def _run(ckpt_dir: Path, inputs: Path, split: str, batch_size: int | None):
     with open_inputs(inputs, model.cfg.pipeline) as reader:
         check_same_inputs(ckpt, reader)
         clips = split_clips(reader, split)
-    return clips, window_outputs(model, eval_loader(clips, window))
+    return model, clips, window_outputs(model, eval_loader(clips, window))
 
 
 def _frame_table(clips: list[ClipData], truth: str) -> dict[str, np.ndarray]:
@@ -92,7 +94,7 @@ def predict_va(
     ckpt_dir: Path, inputs: Path, split: str = "test", batch_size: int | None = None
 ) -> pd.DataFrame:
     """One row per frame of `split`: clip, frame, valence/arousal true and predicted."""
-    clips, w = _run(Path(ckpt_dir), Path(inputs), split, batch_size)
+    _, clips, w = _run(Path(ckpt_dir), Path(inputs), split, batch_size)
     pred = frame_values(clips, w)
     return pd.DataFrame(
         {
@@ -105,11 +107,14 @@ def predict_va(
 
 def embed_va(
     ckpt_dir: Path, inputs: Path, split: str = "test", batch_size: int | None = None
-) -> dict[str, Any]:
+) -> dict[str, Any] | None:
     """Embeddings for plots: `frames` (clip, frame, valence, arousal) with `z` (N, E) frame
     embeddings averaged over windows, and `clips` (clip, valence, arousal means) with `g`
-    (C, E) clip embeddings averaged over each clip's windows."""
-    clips, w = _run(Path(ckpt_dir), Path(inputs), split, batch_size)
+    (C, E) clip embeddings averaged over each clip's windows. Any checkpoint of a model with
+    embeddings, stage 1's or stage 2's; `None` for one without (the linear probe)."""
+    model, clips, w = _run(Path(ckpt_dir), Path(inputs), split, batch_size)
+    if not model.has_embeddings:
+        return None
     z = np.concatenate(frame_values(clips, w, "z"))
     g = np.stack([w["g"][w["clip"] == i].mean(0) for i in range(len(clips))])
     clip_df = pd.DataFrame(

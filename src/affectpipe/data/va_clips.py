@@ -1,9 +1,9 @@
 """AFEW-VA clips as the VA models read them: a feature-store file, split by split.
 
-Inputs are CLIP frame features (`cached`) or the block cache of hidden states entering the first
-LoRA block (`lora`, `probe`; see `block_cache`). Both carry per-frame `frame`, `valence`,
-`arousal` and per-clip `split`, `actor`. Their provenance travels into every checkpoint, and a
-checkpoint is only ever run on inputs with the same provenance.
+Inputs are CLIP frame features (`cached`, `linear_probe`) or the block cache of hidden states
+entering the first LoRA block (`lora`, `frozen_mlp`; see `block_cache`). Both carry per-frame
+`frame`, `valence`, `arousal` and per-clip `split`, `actor`. Their provenance travels into every
+checkpoint, and a checkpoint is only ever run on inputs with the same provenance.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import numpy as np
 
 from affectpipe.data.windows import ClipData
 from affectpipe.features.store import BLOCK_CONTENT, FeatureReader, open_features
-from affectpipe.models.va import PIPELINES
+from affectpipe.models.va import PIPELINES, reads_block_cache
 from affectpipe.problems import InputProblem
 
 
@@ -25,9 +25,9 @@ def open_inputs(path: Path, pipeline: str) -> FeatureReader:
         raise ValueError(f"unknown pipeline '{pipeline}'; valid: {list(PIPELINES)}")
     reader = open_features(path, {"backbone": "clip"})
     is_blocks = reader.attrs.get("content") == BLOCK_CONTENT
-    if is_blocks != (pipeline != "cached"):
+    if is_blocks != reads_block_cache(pipeline):
         reader.close()
-        want = "the block cache" if pipeline != "cached" else "CLIP frame features"
+        want = "the block cache" if reads_block_cache(pipeline) else "CLIP frame features"
         raise InputProblem(path, f"pipeline '{pipeline}' trains on {want}, not this file")
     return reader
 

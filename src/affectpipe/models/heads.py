@@ -69,6 +69,21 @@ class RegressionHead(nn.Module):
         return torch.tanh(out)
 
 
+class LinearVA(nn.Module):
+    """The linear probe's whole head: one linear layer, frame feature (D) -> valence, arousal,
+    no activation. It starts at zero (the smallest-norm solution gradient descent grows from,
+    as for `RegressionHead`'s linear path); its output is unbounded, as a linear probe's is."""
+
+    def __init__(self, dim: int):
+        super().__init__()
+        self.linear = nn.Linear(dim, 2)
+        nn.init.zeros_(self.linear.weight)
+        nn.init.zeros_(self.linear.bias)
+
+    def forward(self, f: Tensor) -> Tensor:
+        return self.linear(f)
+
+
 class SinusoidalPositions(nn.Module):
     """Fixed sinusoidal positional encoding (Vaswani et al. 2017), a buffer so it moves with the
     model and needs no training data for unseen window positions."""

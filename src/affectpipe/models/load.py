@@ -24,7 +24,7 @@ from affectpipe.config import ConfigError, is_params_section, validate_section
 from affectpipe.features.backbones import Backbone, load_backbone
 from affectpipe.models.checkpoint import MODEL_FILE, load_checkpoint
 from affectpipe.models.multimodal import FUSION_KEYS, AVEmotionModel, AVModelConfig
-from affectpipe.models.va import VAModel, VAModelConfig
+from affectpipe.models.va import VAModel, VAModelConfig, reads_block_cache
 from affectpipe.problems import InputProblem
 
 T = TypeVar("T")
@@ -32,6 +32,8 @@ T = TypeVar("T")
 # VA model config keys added after the first checkpoints, with the behaviour those had:
 # no dropout on frame features, the CLS token as the frame feature.
 VA_MODEL_ADDED_KEYS: dict[str, Any] = {"feature_dropout": 0.0, "pool": "cls"}
+# VA pipelines renamed since: older checkpoints record the old name of the same model
+VA_PIPELINE_RENAMED: dict[str, str] = {"probe": "frozen_mlp"}
 # AV model config keys added later: the first checkpoints had the GELU projector and MLP head.
 AV_MODEL_ADDED_KEYS: dict[str, Any] = {"projector": "mlp", "congruence": "mlp"}
 
@@ -100,8 +102,11 @@ def saved_config(cls: type[T], values: dict[str, Any], source: Path | str) -> T:
 
 
 def va_model_config(recorded: dict[str, Any], source: Path | str) -> VAModelConfig:
-    """A recorded VA model config, older records completed from `VA_MODEL_ADDED_KEYS`."""
-    return saved_config(VAModelConfig, {**VA_MODEL_ADDED_KEYS, **recorded}, source)
+    """A recorded VA model config, older records completed from `VA_MODEL_ADDED_KEYS` and
+    their pipeline names brought up to date (`VA_PIPELINE_RENAMED`)."""
+    config = {**VA_MODEL_ADDED_KEYS, **recorded}
+    config["pipeline"] = VA_PIPELINE_RENAMED.get(config.get("pipeline"), config.get("pipeline"))
+    return saved_config(VAModelConfig, config, source)
 
 
 def build_va_model(
@@ -111,10 +116,10 @@ def build_va_model(
     device: torch.device | str = "cpu",
     backbone: Backbone | None = None,
 ) -> VAModel:
-    """A fresh VA model. lora/probe run the CLIP backbone that `inputs` (the input file's
+    """A fresh VA model. lora/frozen_mlp run the CLIP backbone that `inputs` (the input file's
     provenance) names: `backbone` when the caller has loaded it already, else loaded here; its
     hash is checked either way."""
-    if cfg.pipeline == "cached":
+    if not reads_block_cache(cfg.pipeline):
         return VAModel(cfg)
     if backbone is None:
         backbone = load_checked_backbone(inputs, device, source)

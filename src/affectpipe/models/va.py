@@ -1,4 +1,4 @@
-"""The valence/arousal model, one class for the three pipelines.
+"""The valence/arousal model, one class for the four pipelines.
 
 - `lora`: CLIP's vision encoder with LoRA (peft) on the attention projections of its last
   block(s). Every block before the first adapted one is frozen, so its output is the same every
@@ -7,17 +7,20 @@
   The frame feature is CLIP's pooled CLS token (`pool: cls`) or every output token, normalised
   and concatenated (`pool: tokens`): the token grid keeps where on the face a change happens
   (mouth, brows), which a single pooled vector of a small encoder mixes with identity.
-- `probe`: the same, without LoRA: a frozen encoder with trained heads (the linear-probe
-  baseline).
-- `cached`: frozen CLIP frame features read from the HDF5 store, then a small temporal
-  transformer.
+- `frozen_mlp`: the same, without LoRA: a frozen encoder with the same trained MLP heads.
+- `cached`: frozen CLIP frame features (the pooled image embedding) read from the HDF5 store,
+  then a small temporal transformer and the MLP heads.
+- `linear_probe`: the same pooled features, standardised, and one linear layer to valence and
+  arousal (`LinearVA`): no hidden layer, no temporal context, no contrastive space, so it has
+  no stage 1 to train (`has_contrastive_stage`).
 
-All three share the frame projector (contrastive space z), the temporal head (clip embedding g)
-and the regression head, which reads each frame's z plus its window's g and, on a linear path,
-the frame feature itself. Frame features are standardised with training-set statistics held in
-buffers (`set_feature_stats`, saved in every checkpoint): per dimension (`diag`), or whitened
-(`whiten`) where the features are few and strongly correlated, as the pooled vectors of a
-small encoder are, so that the heads do not depend on which directions happen to be large.
+`lora`, `frozen_mlp` and `cached` share the frame projector (contrastive space z), the temporal
+head (clip embedding g) and the regression head, which reads each frame's z plus its window's g
+and, on a linear path, the frame feature itself. Frame features are standardised with
+training-set statistics held in buffers (`set_feature_stats`, saved in every checkpoint): per
+dimension (`diag`), or whitened (`whiten`) where the features are few and strongly correlated,
+as the pooled vectors of a small encoder are, so that the heads do not depend on which
+directions happen to be large.
 """
 
 from __future__ import annotations
@@ -32,20 +35,34 @@ from torch import Tensor, nn
 from affectpipe.config import params_section
 from affectpipe.models.heads import (
     FrameProjector,
+    LinearVA,
     RegressionHead,
     TemporalHead,
     TemporalTransformer,
 )
 
-PIPELINES: tuple[str, ...] = ("lora", "probe", "cached")
+PIPELINES: tuple[str, ...] = ("lora", "frozen_mlp", "cached", "linear_probe")
+BLOCK_PIPELINES: tuple[str, ...] = ("lora", "frozen_mlp")  # run CLIP's last block(s) per step
+LINEAR_PIPELINES: tuple[str, ...] = ("linear_probe",)  # one linear layer: no z, g, stage 1
 POOLS: tuple[str, ...] = ("cls", "tokens")
 STANDARDIZE: tuple[str, ...] = ("none", "diag", "whiten", "auto")
 PIPELINE_TITLES: dict[str, str] = {  # figure titles
     "lora": "Pipeline A (CLIP + LoRA)",
-    "probe": "linear probe (frozen CLIP)",
+    "frozen_mlp": "frozen CLIP + MLP heads",
     "cached": "Pipeline B (cached CLIP + temporal transformer)",
+    "linear_probe": "linear probe (pooled CLIP, one linear layer)",
 }
 WHITEN_EPS = 1e-4  # ZCA ridge, relative to the mean eigenvalue (chosen on validation)
+
+
+def reads_block_cache(pipeline: str) -> bool:
+    """Whether `pipeline` trains on the block cache (else on pooled CLIP frame features)."""
+    return pipeline in BLOCK_PIPELINES
+
+
+def has_contrastive_stage(pipeline: str) -> bool:
+    """Whether stage 1 trains anything for `pipeline` (the linear probe has no z or g)."""
+    return pipeline not in LINEAR_PIPELINES
 
 
 def _check_choice(name: str, value: str, valid: tuple[str, ...]) -> None:
@@ -74,7 +91,7 @@ class VAArchitecture:
     lora_dropout: float
     lora_targets: list[str]
     lora_blocks: list[int]  # negative: from the end
-    pool: str  # lora/probe frame feature: cls | tokens; cached features are pooled already
+    pool: str  # lora/frozen_mlp frame feature: cls | tokens; pooled features are pooled already
     # frame features from training statistics (buffers): none | diag (mean, std) | whiten
     # (mean, ZCA) | auto (resolved before building: whiten when there are enough frames)
     standardize: str
@@ -92,7 +109,7 @@ class VAModelConfig(VAArchitecture):
     """A VA model: its architecture plus what the variant and its input file fix; saved in
     every checkpoint (`record`)."""
 
-    pipeline: str  # lora | probe | cached
+    pipeline: str  # one of PIPELINES
     in_dim: int  # frame feature size: the backbone's hidden size
 
     def __post_init__(self) -> None:
@@ -174,7 +191,7 @@ class VAModel(nn.Module):
             self.temporal = TemporalTransformer(
                 cfg.in_dim, cfg.tf_layers, cfg.tf_heads, cfg.tf_ff, cfg.dropout
             )
-        else:
+        elif reads_block_cache(cfg.pipeline):
             if clip is None:
                 raise ValueError(f"pipeline '{cfg.pipeline}' needs the CLIP vision model")
             clip.requires_grad_(False)
@@ -193,10 +210,19 @@ class VAModel(nn.Module):
             "feat_scale", torch.eye(d) if cfg.standardize == "whiten" else torch.ones(d)
         )
         self.feature_dropout = nn.Dropout(cfg.feature_dropout)
+        self.regressor: nn.Module
+        if not has_contrastive_stage(cfg.pipeline):  # linear probe: the standardised f -> VA
+            self.regressor = LinearVA(self.feat_dim)
+            return
         self.projector = FrameProjector(self.feat_dim, cfg.proj_hidden, cfg.embed_dim)
         self.temporal_head = TemporalHead(cfg.embed_dim)
         skip = self.feat_dim if cfg.linear_path else 0
         self.regressor = RegressionHead(cfg.embed_dim, cfg.reg_hidden, skip)
+
+    @property
+    def has_embeddings(self) -> bool:
+        """Whether the model has a frame embedding z and clip embedding g (not the probe)."""
+        return has_contrastive_stage(self.cfg.pipeline)
 
     @torch.no_grad()
     def set_feature_stats(self, mean: Tensor, second: Tensor, eps: float = 1e-3) -> None:
@@ -222,7 +248,7 @@ class VAModel(nn.Module):
     @property
     def clip(self) -> nn.Module:
         """The CLIP vision model itself (with LoRA layers injected, if any)."""
-        assert self.backbone is not None, "the cached pipeline has no backbone"
+        assert self.backbone is not None, f"pipeline '{self.cfg.pipeline}' has no backbone"
         get_base = getattr(self.backbone, "get_base_model", None)
         return get_base() if get_base is not None else self.backbone
 
@@ -245,8 +271,9 @@ class VAModel(nn.Module):
     def encode(self, x: Tensor) -> Tensor:
         """Frame features from the training inputs.
 
-        lora/probe: x (B, L, T*W) cached hidden states (flattened by the store) -> (B, L, D),
-        D = W (`pool: cls`) or T*W (`pool: tokens`); cached: x (B, L, D) is already the feature.
+        lora/frozen_mlp: x (B, L, T*W) cached hidden states (flattened by the store) -> (B, L,
+        D), D = W (`pool: cls`) or T*W (`pool: tokens`); cached/linear_probe: x (B, L, D) is
+        already the feature.
         """
         if self.backbone is None:
             return x.float()
@@ -263,11 +290,14 @@ class VAModel(nn.Module):
         return self.run_blocks(h).reshape(b, n, -1)
 
     def heads(self, f: Tensor, valid: Tensor) -> dict[str, Tensor]:
-        """Frame features (B, L, D) -> f (standardised), z (B, L, E), g (B, E), va (B, L, 2)."""
+        """Frame features (B, L, D) -> f (standardised), z (B, L, E), g (B, E), va (B, L, 2);
+        the linear probe gives f and va only."""
         if self.cfg.standardize == "diag":
             f = (f - self.feat_mean) * self.feat_scale  # (B, L, D) - (D,)
         elif self.cfg.standardize == "whiten":
             f = (f - self.feat_mean) @ self.feat_scale  # (B, L, D) @ (D, D)
+        if not self.has_embeddings:
+            return {"f": f, "va": self.regressor(f)}
         if self.temporal is not None:
             f = self.temporal(f, valid)
         fd = self.feature_dropout(f)

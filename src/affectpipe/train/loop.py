@@ -187,7 +187,7 @@ def fit(
         opt, warmup_cosine(max(1, int(cfg.warmup_frac * total)), total)
     )
     model, opt, sched = acc.prepare(model, opt, sched)
-    live = _open_live(live_dir) if acc.is_main_process else None
+    live = open_live(live_dir) if acc.is_main_process else None
 
     best: float | None = None
     result = FitResult(best_epoch=-1, best_value=float("nan"), best_metrics={})
@@ -255,7 +255,7 @@ def _restore(model: nn.Module, state: dict[str, torch.Tensor]) -> None:
         model.load_state_dict(state)
 
 
-def _open_live(live_dir: Path | None):
+def open_live(live_dir: Path | None):
     """dvclive logger writing under `live_dir` (no dvc.yaml edits, no experiment commits)."""
     if live_dir is None:
         return None

@@ -1,7 +1,10 @@
 """Fitting the valence/arousal models: the two stages, each one call of the shared loop.
 
 Stage 1 (`pretrain_va`) trains the contrastive space (LoRA, temporal transformer, projector,
-temporal head) with `ContrastivePretrainer`, keeping the epoch of lowest validation loss; stage 2
+temporal head) with `ContrastivePretrainer`, keeping the epoch of lowest validation loss; the
+linear probe has no contrastive space, so its stage 1 only writes the starting checkpoint
+(training feature statistics, a zero linear layer) that stage 2 starts from, keeping one DAG
+shape for every variant. Stage 2
 (`finetune_va`) starts from its checkpoint and trains the regression path on
 `w_mse * MSE + w_ccc * (1 - CCC)`, selecting the epoch on the validation mean CCC. The test
 split is read only by the evaluate stage, after all choices are made.
@@ -22,11 +25,19 @@ from affectpipe.config import params_section
 from affectpipe.data.va_clips import check_same_inputs, input_provenance, open_inputs, split_clips
 from affectpipe.data.windows import ClipData, WindowConfig, eval_loader, train_loader
 from affectpipe.losses import va_regression_loss
+from affectpipe.models.checkpoint import save_checkpoint
 from affectpipe.models.contrastive import ContrastiveConfig, ContrastivePretrainer
 from affectpipe.models.load import build_va_model, load_va_model
-from affectpipe.models.va import VAArchitecture, VAModel, VAModelConfig, resolve_standardize
+from affectpipe.models.va import (
+    VAArchitecture,
+    VAModel,
+    VAModelConfig,
+    has_contrastive_stage,
+    reads_block_cache,
+    resolve_standardize,
+)
 from affectpipe.seeding import seed_everything
-from affectpipe.train.loop import FitResult, LoopConfig, OptimConfig, fit
+from affectpipe.train.loop import FitResult, LoopConfig, OptimConfig, fit, open_live
 from affectpipe.va_inference import frame_values, window_outputs
 
 STAGE1_PARTS = ("lora", "temporal", "projector", "temporal_head")
@@ -65,7 +76,7 @@ def feature_stats(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Mean (D,) and variance (D,) or covariance (D, D) over every frame of `clips` of the
     features the heads read (`encode`), accumulated in float64 one clip at a time. Taken
-    before training: LoRA starts as the identity, so lora and probe share them."""
+    before training: LoRA starts as the identity, so lora and frozen_mlp share them."""
     device = next(model.parameters()).device
     n, total, second = 0, 0.0, 0.0
     for c in tqdm(clips, desc="feature stats", leave=False):
@@ -81,7 +92,7 @@ def feature_stats(
 
 def frame_dim(cfg: VAModelConfig, attrs: dict[str, Any]) -> int:
     """Size of the frame feature the heads read, from the input file's attributes."""
-    if cfg.pipeline != "cached" and cfg.pool == "tokens":
+    if reads_block_cache(cfg.pipeline) and cfg.pool == "tokens":
         return int(attrs["tokens"]) * cfg.in_dim
     return cfg.in_dim
 
@@ -111,7 +122,9 @@ def pretrain_va(
     params: dict[str, Any],
 ) -> FitResult:
     """Stage 1: contrastive pretraining; the best epoch by validation loss is checkpointed.
-    `params`: the params the stage read, recorded in the checkpoint."""
+    A pipeline without a contrastive stage (the linear probe) gets its starting checkpoint
+    and an empty `live_dir`, and a result with no epochs. `params`: the params the stage read,
+    recorded in the checkpoint."""
     seed_everything(seed)  # torch's start-up seed is random: seed before the weights exist
     with open_inputs(inputs, pipeline) as reader:
         prov = {"inputs": input_provenance(reader), "params": params, "stage": "pretrain"}
@@ -124,11 +137,17 @@ def pretrain_va(
     model = build_va_model(model_cfg, prov["inputs"], inputs)
     if mode != "none":
         model.set_feature_stats(*feature_stats(model, train, covariance=mode == "whiten"))
+    config = {"model": model_cfg.record(), "contrastive": asdict(cfg.contrastive),
+              "window": asdict(cfg.window)}  # fmt: skip
+    if not has_contrastive_stage(pipeline):  # nothing to pretrain: stage 2 starts from here
+        save_checkpoint(ckpt_dir, model.checkpoint_state(), config, prov, -1, {})
+        live = open_live(live_dir)
+        if live is not None:
+            live.end()
+        return FitResult(best_epoch=-1, best_value=float("nan"), best_metrics={})
     model.trainable_parameters(STAGE1_PARTS)
     wrapper = ContrastivePretrainer(model, cfg.contrastive)
     loop = LoopConfig.of(cfg, monitor="val/loss", mode="min", seed=seed)
-    config = {"model": model_cfg.record(), "contrastive": asdict(cfg.contrastive),
-              "window": asdict(cfg.window)}  # fmt: skip
     return fit(
         wrapper, train_loader(train, cfg.window, seed), eval_loader(val, cfg.window),
         lambda m, b: m(b), _loss_eval, loop, live_dir, ckpt_dir,
