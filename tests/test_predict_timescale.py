@@ -4,9 +4,13 @@ time base of every output in the record."""
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
+from typer.testing import CliRunner
 
+from affectpipe.cli import app
 from affectpipe.inference import VAEngine
 from tests.test_predict import build_tiny_models, check_record, make_predictor, make_video
 
@@ -31,6 +35,7 @@ def test_va_windows_span_16_frames_of_25_fps_whatever_the_video_rate(models, tmp
     assert tb["va"] | {"decode_size": None} == {
         "fps": 25.0, "fps_recorded": True, "window_frames": 16, "window_s": 0.64,
         "stride_frames": 8, "stride_s": 0.32, "decode_max_side": None, "decode_size": None,
+        "crop_size": AFEWVA["crop_size"],
     }  # fmt: skip
     times = [f["t"] for f in rec["frames"]]
     assert len(times) == int(np.floor((n - 1) / fps * 25)) + 1  # up to the last frame
@@ -102,3 +107,14 @@ def test_the_av_time_base_is_the_emotion_checkpoints_frames(models, tmp_path):
     rec = make_predictor(models)(make_video(tmp_path / "v.mp4", n=30, fps=15))
     av = rec["time_base"]["av"]
     assert (av["frames"], av["frame_size"], av["sample_rate"]) == (8, 32, 16000)
+
+
+def test_the_cli_passes_stride_and_decode_size_through(models, tmp_path):
+    video = make_video(tmp_path / "v.mp4", n=90, size=(64, 48), fps=30)
+    args = ["predict", str(video), "--models-dir", str(models), "--device", "cpu",
+            "--stride", "4", "--max-side", "32"]  # fmt: skip
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    va = json.loads(result.stdout)["time_base"]["va"]
+    assert (va["stride_frames"], va["decode_max_side"], va["decode_size"]) == (4, 32, [32, 24])
+    assert CliRunner().invoke(app, [*args[:-4], "--stride", "0"]).exit_code != 0

@@ -213,7 +213,8 @@ class Predictor:
 
     def time_base(self, sampler: FrameSampler) -> dict[str, Any]:
         """The time scale of every output: the video's own rate, the rate and window the VA
-        model was trained at and the decode size it saw; the frames the emotion models read."""
+        model was trained at, the decode and crop size it saw; the frames the emotion models
+        read."""
         va = av = None
         if self.va is not None:
             fps, w = self.va.fps, self.va.window
@@ -221,8 +222,8 @@ class Predictor:
             va = {"fps": fps, "fps_recorded": self.va.fps_note is None,
                   "window_frames": w.length, "window_s": round(w.length / fps, 6),
                   "stride_frames": stride, "stride_s": round(stride / fps, 6),
-                  "decode_max_side": self.cfg.max_side,
-                  "decode_size": list(sampler.size)}  # fmt: skip
+                  "decode_max_side": self.cfg.max_side, "decode_size": list(sampler.size),
+                  "crop_size": self.va.settings.crop_size}  # fmt: skip
         if self.av:
             s = next(iter(self.av.values())).settings
             av = {"frames": s.n_frames, "frame_size": s.frame_size,
