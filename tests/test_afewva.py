@@ -104,6 +104,9 @@ def test_preprocess_writes_crops_table_and_actor_disjoint_splits(raw: Path, tmp_
     assert set(table["split"]) == {"train", "val", "test"}
     assert table[["valence", "arousal"]].abs().max().max() <= 1.0
     assert all((tmp_path / "out" / p).exists() for p in table["crop_path"])
+    # what predict repeats on a new video, the frames' time scale included
+    assert report["settings"] == {"crop_size": PP["crop_size"], "margin": PP["margin"],
+                                  "fps": 25.0}  # fmt: skip
 
 
 def _drop_frame_label(raw: Path) -> None:

@@ -12,6 +12,7 @@ import pytest
 import torch
 import yaml
 
+from affectpipe.data.afewva import FPS as AFEWVA_FPS
 from affectpipe.reproducibility import compare, platform_record
 from tests.pipeline_repo import REPO, PipelineRepo, ran_stages, set_param
 from tests.test_dvc_deps import import_closure, scripts_of, stages
@@ -62,7 +63,8 @@ def test_checkpoints_record_the_preprocessing_their_data_had(repo: PipelineRepo)
     params = yaml.safe_load((repo.root / "params.yaml").read_text())["preprocess"]
     inputs = load_checkpoint(repo.root / "models/finetune/lora")["provenance"]["inputs"]
     assert json.loads(inputs["source_settings"]) == {
-        k: params["afewva"][k] for k in ("crop_size", "margin")
+        **{k: params["afewva"][k] for k in ("crop_size", "margin")},
+        "fps": AFEWVA_FPS,
     }
     cpu = torch.device("cpu")
     va = VAEngine(repo.root / "models/finetune/cached", cpu, VASettings(crop_size=7, margin=0.5))

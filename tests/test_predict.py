@@ -17,7 +17,7 @@ from affectpipe.calibration import (
     platt_scale,
     scale_temperature,
 )
-from affectpipe.cli import MAX_SIDE, THRESHOLD, VA_RATE, app
+from affectpipe.cli import MAX_SIDE, THRESHOLD, VA_STRIDE, app
 from affectpipe.config import ConfigError
 from affectpipe.data.av import ClipSettings
 from affectpipe.data.labels import EMOTIONS
@@ -33,7 +33,8 @@ from tests.pipeline_repo import REPO
 from tests.va_configs import PARAMS, model_config, window
 
 TOP_KEYS = {
-    "file", "duration_s", "fps", "width", "height", "has_audio", "frames", "valence_mean",
+    "file", "duration_s", "fps", "width", "height", "has_audio", "time_base", "frames",
+    "va_windows", "valence_mean",
     "arousal_mean", "emotion", "face_emotion", "voice_emotion", "congruence", "models",
     "unavailable",
 }  # fmt: skip
@@ -52,11 +53,13 @@ def build_tiny_models(
     va: bool = True,
     clip_hash: str | None = None,
     recorded: dict | None = None,
+    va_window: dict | None = None,
 ) -> Path:
     """Checkpoints in the layout the training stages write, from randomly initialised models.
 
     `recorded`: {"afewva": ..., "ravdess": ..., "layer": n}, the preprocessing settings and
     wav2vec2 layer the features (and so the checkpoints) record; none by default.
+    `va_window`: the VA checkpoint's window (`length`, `eval_stride`; 6 and 3 by default).
     """
     torch.manual_seed(0)
     clip, d_clip = _entry("clip")
@@ -71,7 +74,8 @@ def build_tiny_models(
     if va:
         cfg = model_config("cached", d_clip, proj_hidden=32, embed_dim=16,
                             reg_hidden=8, tf_ff=32)  # fmt: skip
-        config = {"model": cfg.record(), "window": asdict(window(length=6, eval_stride=3))}
+        shape = va_window or {"length": 6, "eval_stride": 3}
+        config = {"model": cfg.record(), "window": asdict(window(**shape))}
         save_checkpoint(root / "finetune" / "cached", VAModel(cfg).checkpoint_state(), config,
                         {"inputs": clip, "stage": "finetune"}, 0, {})  # fmt: skip
     for modality in av_models:
@@ -93,7 +97,7 @@ def make_predictor(models_dir: Path, **changes) -> Predictor:
     variant serves); preprocessing as params.yaml has it (the tiny checkpoints record none)."""
     cfg = PredictConfig(**{"models_dir": models_dir, "va_variant": "best",
                            "va_selection": models_dir / "no-selection.json",
-                           "av_dataset": "ravdess", "device": "cpu", "va_rate": VA_RATE,
+                           "av_dataset": "ravdess", "device": "cpu", "va_stride": VA_STRIDE,
                            "max_side": MAX_SIDE, "threshold": THRESHOLD, **changes})  # fmt: skip
     return Predictor(cfg, settings_from_params(PARAMS, cfg.av_dataset))
 
@@ -139,6 +143,13 @@ def check_record(rec: dict) -> None:
     times = [f["t"] for f in rec["frames"]]
     assert times == sorted(times) and times[:1] in ([], [0.0])
     assert all(t <= rec["duration_s"] for t in times)
+    va = rec["time_base"]["va"]
+    if rec["frames"]:  # consecutive frames at the VA model's rate, windows of them
+        assert times == pytest.approx([k / va["fps"] for k in range(len(times))], abs=1e-4)
+        span = min(va["window_frames"], len(times)) / va["fps"]
+        for w in rec["va_windows"]:
+            assert w["end"] - w["start"] == pytest.approx(span, abs=2e-4)
+            assert -1.0 <= w["valence"] <= 1.0 and -1.0 <= w["arousal"] <= 1.0
     for f in rec["frames"]:
         assert set(f) == {"t", "valence", "arousal"}
         assert -1.0 <= f["valence"] <= 1.0 and -1.0 <= f["arousal"] <= 1.0
@@ -166,7 +177,8 @@ def test_video_with_audio_gets_every_field(predictor, tmp_path):
     check_record(rec)
     assert rec["unavailable"] == []
     assert rec["has_audio"] and rec["duration_s"] == pytest.approx(2.0, abs=0.05)
-    assert [f["t"] for f in rec["frames"]] == [0.0, 0.25, 0.5, 0.75, 1.0, 1.25, 1.5, 1.75]
+    # resampled to the VA model's 25 fps up to the last frame (29 / 15 s)
+    assert [f["t"] for f in rec["frames"]] == [round(k * 0.04, 4) for k in range(49)]
     assert all(rec[k] is not None for k in ("emotion", "face_emotion", "voice_emotion",
                                             "congruence"))  # fmt: skip
 
@@ -200,7 +212,7 @@ def test_any_container_size_and_frame_rate(predictor, tmp_path, name, size, fps,
     assert (rec["width"], rec["height"]) == size
     assert rec["fps"] == pytest.approx(fps, rel=1e-3)
     assert rec["duration_s"] == pytest.approx(n / fps, abs=0.1)
-    assert len(rec["frames"]) == int(np.floor((n - 1) / fps / 0.25)) + 1
+    assert len(rec["frames"]) == int(np.floor((n - 1) / fps * 25)) + 1  # 25 fps, the VA rate
     assert (rec["voice_emotion"] is not None) == audio
 
 
@@ -317,7 +329,8 @@ def test_baselines_stand_in_when_there_is_no_fusion_model(tmp_path):
     check_record(rec)
     assert rec["face_emotion"] and rec["voice_emotion"] and rec["emotion"] is None
     assert {u["field"] for u in rec["unavailable"]} == {
-        "frames", "valence_mean", "arousal_mean", "emotion", "congruence"}  # fmt: skip
+        "frames", "va_windows", "valence_mean", "arousal_mean", "emotion",
+        "congruence"}  # fmt: skip
 
 
 def test_predict_applies_the_stored_calibration_and_its_threshold(tmp_path):
@@ -518,7 +531,7 @@ def test_cli_serves_the_checkouts_selected_variant(models_dir, tmp_path, monkeyp
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["models"]["va"].endswith("finetune/cached")
-    assert "note:" not in result.stderr
+    assert "selects" not in result.stderr  # (the tiny checkpoint's rate note is expected)
     write_selection(checkout / "plots/va/selection.json", {"lora": 0.4, "cached": 0.3})
     result = CliRunner().invoke(app, args)  # lora is not trained here: cached stands in, noted
     assert result.exit_code == 0, result.output

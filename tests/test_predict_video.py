@@ -41,6 +41,24 @@ def test_sampling_picks_the_frame_nearest_each_time(tmp_path, ext, fps):
     assert picked == [int(np.round(t * fps + 1e-9)) for t in s.times]
 
 
+@pytest.mark.parametrize("fps", [30.0, 12.5])
+def test_resampling_to_25_fps_takes_the_nearest_frame_as_it_decodes(tmp_path, fps):
+    path = ramp_video(tmp_path / "r.mp4", n=30, fps=fps, size=(66, 40))
+    sampler = media.FrameSampler(path, 25.0, None)
+    picked, decoded_at_first = [], None
+    for t, img in sampler:
+        decoded_at_first = sampler.n_decoded if decoded_at_first is None else decoded_at_first
+        picked.append((t, frame_number(img)))
+        assert img.shape == (40, 66, 3)  # max_side None: the stream's own size
+    assert decoded_at_first < 30 == sampler.n_decoded  # yielded while decoding, not after
+    times = [t for t, _ in picked]
+    assert times == pytest.approx(np.arange(len(times)) / 25.0)
+    assert times[-1] <= 29 / fps < times[-1] + 1 / 25
+    for t, frame in picked:  # the nearest frame (either at a tie)
+        assert abs(frame / fps - t) <= 0.5 / fps + 1e-6
+    assert sampler.size == (66, 40) and sampler.fps == pytest.approx(fps)
+
+
 def test_sampling_shrinks_large_frames_keeping_aspect(tmp_path):
     path = ramp_video(tmp_path / "big.mkv", n=3, fps=5, size=(321, 161))
     s = sample_frames(path, rate=4.0, max_side=100)

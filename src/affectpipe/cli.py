@@ -11,16 +11,16 @@ app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Emotion over time and face/voice congruence for videos.")  # fmt: skip
 
 
-VA_RATE = 4.0  # valence/arousal samples per second of video
-MAX_SIDE = 256  # sampled VA frames are shrunk to this longer side before cropping
+VA_STRIDE = None  # frames between VA window starts; None: the VA checkpoint's eval_stride
+MAX_SIDE = None  # VA frames decoded at this longer side at most; None: full size, as AFEW-VA's
 THRESHOLD = None  # congruence verdict threshold; None: the one the checkpoint was calibrated to
 VA_VARIANT_HELP = ("VA model models/finetune/<variant>: best (the one evaluate selected on "
                    "validation CCC, plots/va/selection.json) | lora | frozen_mlp | cached | "
                    "linear_probe")  # fmt: skip
 
 
-def _predictor(models_dir: Path, device: str, va_variant: str, dataset: str, rate: float,
-               params_file: Path, max_side: int = MAX_SIDE,
+def _predictor(models_dir: Path, device: str, va_variant: str, dataset: str, params_file: Path,
+               stride: int | None = VA_STRIDE, max_side: int | None = MAX_SIDE,
                threshold: float | None = THRESHOLD):  # fmt: skip
     """Load the models once. Preprocessing settings come from the checkpoints (what the models
     were trained on); params.yaml, when it exists, fills in for checkpoints that lack them."""
@@ -43,11 +43,11 @@ def _predictor(models_dir: Path, device: str, va_variant: str, dataset: str, rat
     settings = settings_from_params(params, dataset)
     cfg = PredictConfig(models_dir=models_dir, va_variant=va_variant,
                         va_selection=project_root() / VA_SELECTION, av_dataset=dataset,
-                        device=device, va_rate=rate, max_side=max_side,
+                        device=device, va_stride=stride, max_side=max_side,
                         threshold=threshold)  # fmt: skip
     predictor = Predictor(cfg, settings)
-    if predictor.note:
-        typer.echo(f"note: {predictor.note}", err=True)
+    for note in predictor.notes:
+        typer.echo(f"note: {note}", err=True)
     return predictor
 
 
@@ -72,8 +72,18 @@ def predict(
     device: str = typer.Option("auto", help="auto | cpu | cuda | cuda:N"),
     va_variant: str = typer.Option("best", help=VA_VARIANT_HELP),
     dataset: str = typer.Option("ravdess", help="emotion model trained on: ravdess | cremad"),
-    rate: float = typer.Option(VA_RATE, help="valence/arousal samples per second of video"),
-    max_side: int = typer.Option(MAX_SIDE, help="VA frames shrunk to this longer side first"),
+    stride: int | None = typer.Option(
+        VA_STRIDE,
+        min=1,
+        help="frames (at the VA model's training rate) between VA window starts; default: the "
+        "evaluation stride the VA checkpoint records",
+    ),
+    max_side: int | None = typer.Option(
+        MAX_SIDE,
+        min=2,
+        help="decode VA frames at this longer side at most (pixels) before the face crop; "
+        "default: full size, as AFEW-VA's crops were cut",
+    ),
     threshold: float | None = typer.Option(
         THRESHOLD,
         help="calibrated congruence probability at or above which face and voice agree; "
@@ -91,7 +101,7 @@ def predict(
     from affectpipe.problems import InputProblem
 
     try:
-        predictor = _predictor(models_dir, device, va_variant, dataset, rate, params_file,
+        predictor = _predictor(models_dir, device, va_variant, dataset, params_file, stride,
                                max_side, threshold)  # fmt: skip
         outcomes = predict_paths(predictor, path, output)
     except (InputProblem, FileNotFoundError, FileExistsError, ValueError, OSError) as err:
@@ -127,7 +137,7 @@ def demo(
     except ImportError as err:
         raise _fail(err) from None
     try:
-        predictor = _predictor(models_dir, device, va_variant, dataset, VA_RATE, params_file)
+        predictor = _predictor(models_dir, device, va_variant, dataset, params_file)
     except (FileNotFoundError, ValueError, OSError) as err:
         raise _fail(err) from None
     launch(predictor, port=port, share=share)

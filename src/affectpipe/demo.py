@@ -97,7 +97,7 @@ def emotion_figure(record: dict[str, Any]):
 
 
 def va_trace_figure(record: dict[str, Any]):
-    """Valence and arousal over time (seconds)."""
+    """Valence and arousal over time (seconds), at the VA model's frame rate and window."""
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(7, 2.8), dpi=100)
     t = [f["t"] for f in record["frames"]]
@@ -107,7 +107,9 @@ def va_trace_figure(record: dict[str, Any]):
     ax.set_ylim(-1.05, 1.05)
     ax.set_xlabel("time (s)")
     ax.set_ylabel("-1 .. 1")
-    ax.set_title("Valence and arousal over time")
+    va = (record.get("time_base") or {}).get("va")
+    scale = f" ({va['fps']:g} fps, {va['window_s']:g} s windows)" if va else ""
+    ax.set_title(f"Valence and arousal over time{scale}")
     ax.legend(fontsize=8)
     fig.tight_layout()
     return fig

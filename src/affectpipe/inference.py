@@ -18,12 +18,14 @@ import numpy as np
 import torch
 
 from affectpipe.config import ConfigError, from_section, params_section
+from affectpipe.data.afewva import FPS as AFEWVA_FPS
 from affectpipe.data.av import ClipSettings
 from affectpipe.data.media import sample_indices
 from affectpipe.features import embed as E
 from affectpipe.features.backbones import Backbone
 from affectpipe.models.checkpoint import MODEL_FILE
 from affectpipe.models.load import backbone_provenance, load_checked_backbone, saved_config
+from affectpipe.va_inference import VideoVA, video_va
 
 T = TypeVar("T")
 
@@ -115,6 +117,17 @@ def va_settings(entry: dict[str, Any], base: VASettings | None, source: Path) ->
     return recorded_settings(VASettings, [entry], base, "preprocess.afewva", source)
 
 
+def va_fps(entry: dict[str, Any], source: Path) -> tuple[float, str | None]:
+    """The frame rate the VA model's windows were cut at (AFEW-VA's preprocessing records
+    it), and a note when the checkpoint predates that record: AFEW-VA's rate then stands in,
+    the only VA training data there is."""
+    fps = json.loads(entry.get("source_settings") or "{}").get("fps")
+    if fps is not None:
+        return float(fps), None
+    return AFEWVA_FPS, (f"{source} records no training frame rate (an older checkpoint); VA "
+                        f"windows assume AFEW-VA's {AFEWVA_FPS:g} fps")  # fmt: skip
+
+
 def wav2vec2_layer(entry: dict[str, Any], base: int | None, source: Path) -> int:
     """The wav2vec2 hidden_states index the voice features were extracted from: the entry's
     `preprocessing` record, else params.yaml's `extract.wav2vec2.layer` (older checkpoints);
@@ -137,7 +150,8 @@ class EngineSettings:
 
 
 class VAEngine:
-    """Per-frame valence/arousal from a `models/finetune/<variant>/` checkpoint."""
+    """Valence/arousal over time from a `models/finetune/<variant>/` checkpoint: frames at the
+    rate its windows were trained at (`fps`), embedded (`embed`) and windowed (`va`)."""
 
     def __init__(self, ckpt_dir: Path, device: torch.device, settings: VASettings | None):
         from affectpipe.data.windows import WindowConfig
@@ -150,6 +164,7 @@ class VAEngine:
         self.provenance = payload["provenance"]
         entry = backbone_provenance(self.provenance, "clip", self.source)
         self.settings = va_settings(entry, settings, self.source)
+        self.fps, self.fps_note = va_fps(entry, self.source)
         window = payload["config"]["window"]
         self.window = saved_config(WindowConfig, window, self.source / MODEL_FILE)
         pipeline = va_model_config(payload["config"]["model"], self.source).pipeline
@@ -163,19 +178,29 @@ class VAEngine:
         self.model.eval()
 
     @torch.inference_mode()
-    def __call__(self, frames: np.ndarray) -> np.ndarray:
-        """uint8 (T, H, W, 3) frames of one video -> (T, 2) valence, arousal in [-1, 1]."""
+    def embed(self, frames: np.ndarray) -> torch.Tensor:
+        """uint8 (T, H, W, 3) consecutive frames -> (T, D) features the heads read: one face
+        box for the T frames, then CLIP as extracted (`cached`, `linear_probe`) or the encoder
+        the model holds."""
         from affectpipe.data.framecrop import crop_clip
-        from affectpipe.va_inference import video_va
 
         s = self.settings
         crops, _ = crop_clip(frames, VA_CROP, s.crop_size, s.margin)
         if self.model.backbone is None:  # cached/linear_probe: frozen CLIP features, as extracted
-            f = embed_images(self.backbone, crops, self.dtype)  # (T, D)
-        else:  # lora / frozen_mlp: the adapted encoder itself
-            x = E.pixel_values(self.backbone, crops)[None]  # (1, T, 3, H, W)
-            f = self.model.encode_pixels(x)[0].float()  # (T, D)
-        return video_va(self.model, f.float(), self.window)
+            return embed_images(self.backbone, crops, self.dtype).float()  # (T, D)
+        # lora / frozen_mlp: the adapted (or frozen) encoder itself
+        x = E.pixel_values(self.backbone, crops)[None]  # (1, T, 3, H, W)
+        return self.model.encode_pixels(x)[0].float()  # (T, D)
+
+    @torch.inference_mode()
+    def va(self, f: torch.Tensor, stride: int | None = None) -> VideoVA:
+        """VA of a video's frame features (T, D) at `self.fps`, in windows of the checkpoint's
+        length, `stride` frames apart (default: its evaluation stride); values in [-1, 1]."""
+        return video_va(self.model, f, self.window, stride)
+
+    def __call__(self, frames: np.ndarray, stride: int | None = None) -> VideoVA:
+        """`va` of `embed`: all of a (short) video's frames at once."""
+        return self.va(self.embed(frames), stride)
 
 
 class AVEngine:

@@ -14,15 +14,18 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
+import numpy as np
+import torch
 from tqdm import tqdm
 
 from affectpipe.config import params_section
-from affectpipe.data.media import VideoInfo, is_video, list_videos, probe
+from affectpipe.data.media import FrameSampler, VideoInfo, is_video, list_videos, probe
 from affectpipe.models.checkpoint import MODEL_FILE
 from affectpipe.models.va import PIPELINES
 from affectpipe.problems import InputProblem
 from affectpipe.records import (
     EMOTION_FIELDS,
+    VA_FIELDS,
     Outcome,
     Sink,
     congruence_block,
@@ -36,6 +39,7 @@ from affectpipe.va_selection import SELECTION_FILE, read_selection
 
 if TYPE_CHECKING:
     from affectpipe.inference import EngineSettings
+    from affectpipe.va_inference import VideoVA
 
 
 def find_inputs(path: Path) -> list[Path]:
@@ -71,17 +75,21 @@ class PredictConfig:
     va_selection: Path  # evaluate's record of the best variant, read for `best`
     av_dataset: str  # models/multimodal/<model>_<dataset>: ravdess | cremad
     device: str  # auto (CUDA when present) | cpu | cuda | cuda:N
-    va_rate: float  # valence/arousal samples per second of video
-    max_side: int  # sampled VA frames are shrunk to this longer side before cropping
+    va_stride: int | None  # frames between VA window starts; None: the checkpoint's eval_stride
+    max_side: int | None  # VA frames decoded at this longer side at most; None: full size
     threshold: float | None  # verdict threshold; None: the fusion checkpoint's calibrated one
 
     def __post_init__(self) -> None:
-        if self.va_rate <= 0 or self.threshold is not None and not 0 < self.threshold < 1:
-            raise ValueError(f"need va_rate > 0 and 0 < threshold < 1, got {self.va_rate}, "
-                             f"{self.threshold}")  # fmt: skip
+        if self.va_stride is not None and self.va_stride < 1:
+            raise ValueError(f"need va_stride >= 1 (frames), got {self.va_stride}")
+        if self.max_side is not None and self.max_side < 2:
+            raise ValueError(f"need max_side >= 2 (pixels), got {self.max_side}")
+        if self.threshold is not None and not 0 < self.threshold < 1:
+            raise ValueError(f"need 0 < threshold < 1, got {self.threshold}")
 
 
 AV_MODELS: tuple[str, ...] = ("fusion", "video", "audio")
+COUNT_RATE, COUNT_SIDE = 1.0, 2  # without a VA model frames are only counted: few, tiny picks
 PROJECT_ROOT = Path(__file__).resolve().parents[2]  # the checkout, for an editable install
 VA_SELECTION = Path("plots") / SELECTION_FILE  # in the checkout: evaluate writes it (dvc.yaml)
 
@@ -128,9 +136,11 @@ class Predictor:
         self.cfg = cfg
         self.device = resolve_device(cfg.device)
         self.missing: dict[str, str] = {}
-        variant, self.note = va_variant(cfg.va_variant, cfg.va_selection, cfg.models_dir)
+        variant, note = va_variant(cfg.va_variant, cfg.va_selection, cfg.models_dir)
         va_dir = cfg.models_dir / "finetune" / variant
         self.va = VAEngine(va_dir, self.device, settings.va) if self._has(va_dir, "va") else None
+        # what the user should know about this run (stderr): a stand-in variant, a guessed rate
+        self.notes = [n for n in (note, self.va and self.va.fps_note) if n]
         self.av: dict[str, AVEngine] = {}
         for name in AV_MODELS:  # the baselines only stand in for a missing fusion model
             d = cfg.models_dir / "multimodal" / f"{name}_{cfg.av_dataset}"
@@ -166,21 +176,59 @@ class Predictor:
         return out
 
     def __call__(self, path: Path) -> dict[str, Any]:
-        from affectpipe.data.media import sample_frames
-
         info = probe(path)
-        sampled = sample_frames(path, self.cfg.va_rate, self.cfg.max_side)
-        record = empty_record(info, video_duration(info, sampled.last_time))
+        va, sampler = self._va_trace(path)
+        record = empty_record(info, video_duration(info, sampler.last_time))
         record["models"] = self.models()
-        self._va(record, sampled)
-        self._av(record, path, info, sampled.n_decoded)
+        record["time_base"] = self.time_base(sampler)
+        if va is None:
+            mark_unavailable(record, VA_FIELDS, self.missing["va"])
+        else:
+            times, out = va
+            record.update(va_block(times, out.frames, out.starts, out.windows, self.va.fps))
+        self._av(record, path, info, sampler.n_decoded)
         return record
 
-    def _va(self, record: dict[str, Any], sampled) -> None:
-        if self.va is None:
-            mark_unavailable(record, ("frames", "valence_mean", "arousal_mean"), self.missing["va"])
-            return
-        record.update(va_block(sampled.times, self.va(sampled.images)))
+    def _va_trace(self, path: Path) -> tuple[tuple[np.ndarray, VideoVA] | None, FrameSampler]:
+        """Decode the video once, at the VA model's training frame rate (the frame nearest each
+        1/fps s), embedding it window length by window length so that only one window's
+        decoded frames are held: ((frame times, their VA) or None without a VA model, the
+        sampler that read the stream)."""
+        if self.va is None:  # only the frame count is needed (the AV sampling spreads over it)
+            sampler = FrameSampler(path, COUNT_RATE, COUNT_SIDE)
+            for _ in sampler:
+                pass
+            return None, sampler
+        sampler = FrameSampler(path, self.va.fps, self.cfg.max_side)
+        times, chunk, features = [], [], []
+        for t, image in sampler:
+            times.append(t)
+            chunk.append(image)
+            if len(chunk) == self.va.window.length:
+                features.append(self.va.embed(np.stack(chunk)))
+                chunk = []
+        if chunk:
+            features.append(self.va.embed(np.stack(chunk)))
+        return (np.asarray(times), self.va.va(torch.cat(features), self.cfg.va_stride)), sampler
+
+    def time_base(self, sampler: FrameSampler) -> dict[str, Any]:
+        """The time scale of every output: the video's own rate, the rate and window the VA
+        model was trained at, the decode and crop size it saw; the frames the emotion models
+        read."""
+        va = av = None
+        if self.va is not None:
+            fps, w = self.va.fps, self.va.window
+            stride = self.cfg.va_stride or w.eval_stride
+            va = {"fps": fps, "fps_recorded": self.va.fps_note is None,
+                  "window_frames": w.length, "window_s": round(w.length / fps, 6),
+                  "stride_frames": stride, "stride_s": round(stride / fps, 6),
+                  "decode_max_side": self.cfg.max_side, "decode_size": list(sampler.size),
+                  "crop_size": self.va.settings.crop_size}  # fmt: skip
+        if self.av:
+            s = next(iter(self.av.values())).settings
+            av = {"frames": s.n_frames, "frame_size": s.frame_size,
+                  "decode_max_side": s.decode_max_side, "sample_rate": s.sample_rate}  # fmt: skip
+        return {"video_fps": round(sampler.fps, 6), "va": va, "av": av}
 
     def av_inputs(self, path: Path, info: VideoInfo, n_decoded: int):
         """(frames, 16 kHz samples or None, why there is no voice or None), decoded as the

@@ -41,14 +41,27 @@ def congruence_block(prob: float, threshold: float, calibrated: bool) -> dict[st
             "threshold": round(float(threshold), 6), "calibrated": calibrated}  # fmt: skip
 
 
-def va_block(times: np.ndarray, va: np.ndarray) -> dict[str, Any]:
-    """Per-frame {t, valence, arousal} (va: (T, 2) in [-1, 1]) and their clip means."""
+VA_FIELDS: tuple[str, ...] = ("frames", "va_windows", "valence_mean", "arousal_mean")
+
+
+def va_block(
+    times: np.ndarray, va: np.ndarray, starts: np.ndarray, windows: np.ndarray, fps: float
+) -> dict[str, Any]:
+    """Per-frame {t, valence, arousal} (va: (T, 2) in [-1, 1], frame k at `times[k]`), their
+    clip means, and per window {start, end, valence, arousal}: windows (W, L, 2) of frames
+    `starts[i]` .. `starts[i] + L - 1`, spanning L frames of 1/`fps` s, and their means."""
     frames = [
         {"t": round(float(t), 4), "valence": round(float(v), 6), "arousal": round(float(a), 6)}
         for t, (v, a) in zip(times, va, strict=True)
     ]
+    length = windows.shape[1]
+    spans = [
+        {"start": round(float(times[s]), 4), "end": round(float(times[s] + length / fps), 4),
+         "valence": round(float(w[:, 0].mean()), 6), "arousal": round(float(w[:, 1].mean()), 6)}
+        for s, w in zip(starts, windows, strict=True)
+    ]  # fmt: skip
     means = va.mean(axis=0)
-    return {"frames": frames, "valence_mean": round(float(means[0]), 6),
+    return {"frames": frames, "va_windows": spans, "valence_mean": round(float(means[0]), 6),
             "arousal_mean": round(float(means[1]), 6)}  # fmt: skip
 
 
@@ -61,7 +74,9 @@ def empty_record(info: VideoInfo, duration_s: float) -> dict[str, Any]:
         "width": info.width,
         "height": info.height,
         "has_audio": info.has_audio,
+        "time_base": None,
         "frames": [],
+        "va_windows": [],
         "valence_mean": None,
         "arousal_mean": None,
         "emotion": None,

@@ -8,7 +8,7 @@ a frame is predicted the same way wherever it is scored.
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -55,17 +55,30 @@ def frame_values(clips: list[ClipData], outputs: dict[str, np.ndarray], key: str
     return overlap_average(lengths, outputs["clip"], outputs["start"], outputs[key])
 
 
+@dataclass(frozen=True)
+class VideoVA:
+    """One video's VA: per frame (windows averaged) and per window, windows `starts` frames."""
+
+    frames: np.ndarray  # (T, 2) valence, arousal
+    starts: np.ndarray  # (W,) first frame of each window
+    windows: np.ndarray  # (W, L', 2): each window's own predictions; L' = min(L, T)
+
+
 @torch.no_grad()
-def video_va(model: VAModel, f: torch.Tensor, window: WindowConfig) -> np.ndarray:
-    """Per-frame VA of one video's frame features (T, D) -> (T, 2), windowed as evaluation."""
-    starts = window_starts(f.shape[0], window.length, window.eval_stride)
+def video_va(model: VAModel, f: torch.Tensor, window: WindowConfig,
+             stride: int | None = None) -> VideoVA:  # fmt: skip
+    """VA of one video's frame features (T, D), windowed as evaluation windows a clip:
+    `window.length` consecutive frames, `stride` (default `window.eval_stride`) apart."""
+    starts = window_starts(f.shape[0], window.length, stride or window.eval_stride)
     values = []
     for s in starts:
         x = f[s : s + window.length][None]  # (1, L, D); L = T when the video is shorter
         valid = torch.ones(x.shape[:2], dtype=torch.bool, device=f.device)
         values.append(model.heads(x, valid)["va"][0].float().cpu().numpy())  # (L, 2)
     clip = np.zeros(len(starts), dtype=np.int64)
-    return overlap_average([f.shape[0]], clip, np.asarray(starts), np.stack(values))[0]
+    per_window = np.stack(values)
+    frames = overlap_average([f.shape[0]], clip, np.asarray(starts), per_window)[0]
+    return VideoVA(frames, np.asarray(starts, dtype=np.int64), per_window)
 
 
 @torch.no_grad()

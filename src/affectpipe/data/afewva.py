@@ -33,6 +33,7 @@ from affectpipe.problems import InputProblem, Policy, ProblemLog, write_json
 
 MANIFEST = "manifest.csv"
 VA_SCALE = 10.0  # labels are -10..10; divided by 10 into [-1, 1] as is common practice
+FPS = 25.0  # the release's frames are consecutive video frames, 25 per second
 FRAME_COLUMNS = [
     "clip", "frame", "crop_path", "valence", "arousal", "actor",
     "box_x0", "box_y0", "box_x1", "box_y1", "split",
@@ -366,7 +367,8 @@ def preprocess(cfg: PreprocessConfig, raw_dir: Path, out_dir: Path, seed: int) -
         "skipped": log.to_json(),
         "bad_input_policy": cfg.bad_input,
         # what `predict` must repeat on a new video; travels into features and checkpoints
-        "settings": {"crop_size": cfg.crop_size, "margin": cfg.margin},
+        # (fps: the time scale of the frames, so predict feeds VA windows at the same rate)
+        "settings": {"crop_size": cfg.crop_size, "margin": cfg.margin, "fps": FPS},
     }
     write_json(out_dir / "report.json", report)
     return report

@@ -5,13 +5,15 @@ Decoding problems (no audio track, an empty or silent WAV, a truncated container
 `InputProblem`s naming the file, so the caller can stop or record a skip; nothing here guesses.
 Frames are shrunk at decode time by one rule (`output_size`), so preprocessing and inference see
 the same pixels. A user's video can be long, have a variable frame rate, no audio, or timestamps
-that do not start at 0: `sample_frames` picks frames on the stream's own clock and keeps only
-those in memory. Encoding is single-threaded so the synthetic datasets come out byte-identical.
+that do not start at 0: `FrameSampler` picks frames on the stream's own clock and yields them
+as it decodes, so only the frames a caller still needs are in memory. Encoding is
+single-threaded so the synthetic datasets come out byte-identical.
 """
 
 from __future__ import annotations
 
 import struct
+from collections.abc import Iterator
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -232,44 +234,64 @@ def frames_at(path: Path, indices: np.ndarray, max_side: int) -> np.ndarray:
     return np.stack(out)
 
 
-def sample_frames(path: Path, rate: float, max_side: int) -> SampledFrames:
-    """Decode the video, keeping the frame nearest to each multiple of 1/`rate` seconds.
+class FrameSampler:
+    """The frame nearest each multiple of 1/`rate` seconds, yielded one at a time as
+    `(t, image)` while the video decodes, so a caller holds only the frames it still needs.
 
-    A clip shorter than one period still yields its first frame. Frames without a timestamp
-    (some AVI/FLV muxers) are timed by their index and the stream's frame rate.
+    Iterating decodes the whole stream; afterwards `n_decoded`, `last_time` (the last decoded
+    frame's time), `fps` (the stream's average rate) and `size` ((w, h) of the yielded frames:
+    `output_size` of `max_side`, or the stream's own with `max_side` None) describe it. A clip
+    shorter than one period still yields its first frame. Frames without a timestamp (some
+    AVI/FLV muxers) are timed by their index and the stream's frame rate.
     """
-    if rate <= 0:
-        raise ValueError(f"frame sampling rate must be > 0, got {rate}")
-    period = 1.0 / rate
-    images: list[np.ndarray] = []
-    times: list[float] = []
-    prev: tuple[float, av.VideoFrame] | None = None
-    n, t0, t = 0, None, 0.0
-    try:
-        with av.open(str(path)) as c:
-            if not c.streams.video:
-                raise InputProblem(path, "no video track in the container")
-            stream = c.streams.video[0]
-            stream.thread_type = "AUTO"
-            fps = float(stream.average_rate or stream.guessed_rate or 25)
-            size = output_size(stream.codec_context.width, stream.codec_context.height, max_side)
-            for frame in c.decode(stream):
-                raw = frame.time if frame.time is not None else n / fps
-                t0 = raw if t0 is None else t0
-                t = max(raw - t0, prev[0] if prev else 0.0)  # monotone even with B-frame jitter
-                target = len(times) * period
-                while t >= target:
-                    # nearest of the previous and the current frame to the target time
-                    pick = prev if prev and target - prev[0] < t - target else (t, frame)
-                    images.append(_rgb(pick[1], size))
-                    times.append(target)
-                    target = len(times) * period
-                prev, n = (t, frame), n + 1
-    except (av.error.FFmpegError, UnicodeDecodeError) as e:
-        raise InputProblem(path, f"undecodable video ({type(e).__name__}: {e})") from e
-    if not n:
-        raise InputProblem(path, "no decodable video frames")
-    return SampledFrames(np.stack(images), np.asarray(times), n, t)
+
+    def __init__(self, path: Path, rate: float, max_side: int | None):
+        if rate <= 0:
+            raise ValueError(f"frame sampling rate must be > 0, got {rate}")
+        if max_side is not None and max_side < 2:
+            raise ValueError(f"max_side must be >= 2 pixels (or None: full size), got {max_side}")
+        self.path, self.rate, self.max_side = Path(path), rate, max_side
+        self.n_decoded, self.last_time, self.fps = 0, 0.0, 0.0
+        self.size: tuple[int, int] = (0, 0)
+
+    def __iter__(self) -> Iterator[tuple[float, np.ndarray]]:
+        path, period = self.path, 1.0 / self.rate
+        prev: tuple[float, av.VideoFrame] | None = None
+        n, t0, t, k = 0, None, 0.0, 0
+        try:
+            with av.open(str(path)) as c:
+                if not c.streams.video:
+                    raise InputProblem(path, "no video track in the container")
+                stream = c.streams.video[0]
+                stream.thread_type = "AUTO"
+                self.fps = float(stream.average_rate or stream.guessed_rate or 25)
+                w, h = stream.codec_context.width, stream.codec_context.height
+                self.size = (w, h) if self.max_side is None else output_size(w, h, self.max_side)
+                for frame in c.decode(stream):
+                    raw = frame.time if frame.time is not None else n / self.fps
+                    t0 = raw if t0 is None else t0
+                    t = max(raw - t0, prev[0] if prev else 0.0)  # monotone with B-frame jitter
+                    while t >= k * period:
+                        # nearest of the previous and the current frame to the target time
+                        target = k * period
+                        pick = prev if prev and target - prev[0] < t - target else (t, frame)
+                        k += 1
+                        yield target, _rgb(pick[1], self.size)
+                    prev, n = (t, frame), n + 1
+                    self.n_decoded, self.last_time = n, t
+        except (av.error.FFmpegError, UnicodeDecodeError) as e:
+            raise InputProblem(path, f"undecodable video ({type(e).__name__}: {e})") from e
+        if not n:
+            raise InputProblem(path, "no decodable video frames")
+
+
+def sample_frames(path: Path, rate: float, max_side: int | None) -> SampledFrames:
+    """Every frame `FrameSampler` picks, held together (short clips; tests)."""
+    sampler = FrameSampler(path, rate, max_side)
+    picked = list(sampler)
+    times, images = zip(*picked, strict=True) if picked else ((), ())
+    return SampledFrames(np.stack(images), np.asarray(times), sampler.n_decoded,
+                         sampler.last_time)  # fmt: skip
 
 
 class Container(NamedTuple):
