@@ -10,8 +10,8 @@ holds the checkpoint and `train.json` (validation figures); `evaluate` scores th
 
 from __future__ import annotations
 
-import os
 import dataclasses
+import os
 from pathlib import Path
 
 import typer

@@ -81,7 +81,9 @@ def test_the_store_is_byte_identical_whatever_the_batching(tmp_path):
     files = []
     for batch_size in (1, 3):
         out = tmp_path / f"{batch_size}" / "egemaps_ravdess.h5"
-        extract_features("egemaps", "ravdess", tmp_path / "in", out, cfg(batch_size=batch_size), CPU)
+        extract_features(
+            "egemaps", "ravdess", tmp_path / "in", out, cfg(batch_size=batch_size), CPU
+        )
         files.append(out.read_bytes())
     assert files[0] == files[1]
 
@@ -105,7 +107,9 @@ def test_bad_audio_is_skipped_with_its_reason_or_stops_a_strict_run(tmp_path):
     with open_features(out) as reader:
         assert reader.clip_ids == ["good"]
     with pytest.raises(InputProblem, match="bad.wav: 1 non-finite sample"):
-        extract_features("egemaps", "ravdess", tmp_path / "in", out, cfg(batch_size=3), CPU, "strict")
+        extract_features(
+            "egemaps", "ravdess", tmp_path / "in", out, cfg(batch_size=3), CPU, "strict"
+        )
 
 
 def test_compute_functionals_reports_a_problem_per_clip_in_one_process_or_several(tmp_path):

@@ -98,7 +98,8 @@ def render(metrics_dir: Path) -> str:
     if av_path.exists():
         av = json.loads(av_path.read_text())["av"]
         rows = [
-            [f"{model_label(model)} / {ds}"] + [fmt(scores.get("test", {}).get(k)) for k in AV_COLUMNS]
+            [f"{model_label(model)} / {ds}"]
+            + [fmt(scores.get("test", {}).get(k)) for k in AV_COLUMNS]
             for model, per_ds in av.items()
             for ds, scores in per_ds.items()
         ]
@@ -156,7 +157,14 @@ def _perceived_rows(av: dict[str, Any]) -> list[list[str]]:
             if "congruence_auc_perceived_mean" in cv:
                 counts = [str(cv.get(k, "–")) for k in PERCEIVED_COUNTS]
                 values = [_mean_std(cv, k) for k in PERCEIVED_COLUMNS]
-                rows.append([f"{model_label(model)} / {ds}", f"{cv.get('folds', '–')} folds", *counts, *values])
+                rows.append(
+                    [
+                        f"{model_label(model)} / {ds}",
+                        f"{cv.get('folds', '–')} folds",
+                        *counts,
+                        *values,
+                    ]
+                )
     return rows
 
 
