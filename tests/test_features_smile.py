@@ -181,3 +181,15 @@ def test_the_audio_model_trains_on_an_egemaps_store_and_is_checked_against_it(
             predict_av(ckpt, root / "features", root / "processed")
     finally:
         store.write_bytes(kept)
+
+
+def test_the_results_label_a_model_on_another_voice_store_by_its_store(tmp_path):
+    from affectpipe.results import model_label, render
+
+    assert model_label("audio_egemaps") == "audio (eGeMAPS)" and model_label("audio") == "audio"
+    scores = {"test": {"accuracy": 0.5}, "cv": {"folds": 6, "accuracy_mean": 0.4}}
+    av = {"av": {"audio": {"ravdess": scores}, "audio_egemaps": {"ravdess": scores}}}
+    (tmp_path / "av.json").write_text(json.dumps(av))
+    table = render(tmp_path)
+    assert "| audio (eGeMAPS) / ravdess | 0.500 |" in table
+    assert "| audio (eGeMAPS) / ravdess | 6 | 0.400 ± " in table
