@@ -153,8 +153,8 @@ def compute_functionals(
     paths = [plan.items[c.start].path for c in plan.clips]
     batches = [paths[i : i + batch_size] for i in range(0, len(paths), batch_size)]
     results: list[np.ndarray | str] = []
-    if workers > 1:
-        with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
+    if workers > 1:  # forked: a spawned worker would import the stage's torch and transformers
+        with ProcessPoolExecutor(workers, mp_context=get_context("fork")) as pool:
             for done in pool.map(_batch, [feature_set] * len(batches), batches):
                 results.extend(done)
                 if bar is not None:
