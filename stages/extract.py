@@ -18,7 +18,7 @@ app = typer.Typer(add_completion=False)
 
 @app.command()
 def main(
-    backbone: str = typer.Argument(..., help="clip | videomae | wav2vec2"),
+    backbone: str = typer.Argument(..., help="clip | videomae | wav2vec2 | egemaps | compare"),
     dataset: str = typer.Argument(..., help="afewva | ravdess | cremad"),
     in_dir: Path = typer.Option(..., help="the processed dataset folder"),
     out_dir: Path = typer.Option(..., help="<backbone>_<dataset>.h5 goes here"),

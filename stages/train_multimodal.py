@@ -1,6 +1,7 @@
 """Stage `train_multimodal`: cached face/voice embeddings -> a fusion or single-modality model.
 
 dvc repro train_multimodal@fusion-ravdess   # dvc.yaml gives every path; or audio | video, cremad
+dvc repro train_multimodal_audio@egemaps-ravdess   # the audio model on another voice store
 
 The model of preprocessing's test fold goes to the top of `--ckpt-dir`; with
 `train_multimodal.folds: all` the model of every other fold k goes to `fold<k>/`. Each folder
@@ -9,6 +10,7 @@ holds the checkpoint and `train.json` (validation figures); `evaluate` scores th
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from pathlib import Path
 
@@ -33,11 +35,16 @@ def main(
     features_dir: Path = typer.Option(..., help="holds <face|voice_features>_<dataset>.h5"),
     ckpt_dir: Path = typer.Option(..., help="checkpoint folder (fold<k>/ inside)"),
     live_dir: Path = typer.Option(..., help="dvclive folder"),
+    voice_features: str | None = typer.Option(
+        None, help="the voice store to read instead of train_multimodal.voice_features"
+    ),
     params_file: Path = typer.Option(Path("params.yaml"), "--params"),
 ) -> None:
     params = load_params(params_file)
     name = "train_multimodal"
     cfg, own = run_stage(lambda: stage_config(section(params, name), model))
+    if voice_features is not None:  # dvc.yaml's audio models on other stores (e.g. eGeMAPS)
+        cfg = dataclasses.replace(cfg, voice_features=voice_features)
     loop = run_stage(lambda: loop_config(cfg.train, section(params, "seed")))
     pairs = f"preprocess.{dataset}.pairs"  # other folds redraw their pairs the same way
     pair_cfg = run_stage(lambda: from_section(PairConfig, section(params, pairs), pairs))

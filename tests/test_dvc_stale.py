@@ -103,17 +103,27 @@ def params_deps(tmp_path_factory):
 TRAIN_KEYS = [k for k in leaf_keys(PARAMS) if k.startswith("train_multimodal.")]
 
 
+# dvc.yaml's voice stores the audio model also trains on (train_multimodal_audio@<store>-<ds>)
+AUDIO_STORES = next(v["audio_stores"] for v in yaml.safe_load((REPO / "dvc.yaml").read_text())[
+    "vars"] if "audio_stores" in v)  # fmt: skip
+
+
 @pytest.mark.parametrize("key", TRAIN_KEYS)
 def test_a_train_multimodal_key_makes_stale_exactly_the_models_that_read_it(params_deps, key):
+    """The audio models on other voice stores read what the audio model reads, but the voice
+    store: theirs is dvc.yaml's, so `voice_features` leaves them alone."""
     root, deps = params_deps
     value = another(get_key(PARAMS, key))
     (root / "params.yaml").write_text(yaml.safe_dump(set_key(PARAMS, key, value)))
     try:
-        changed = stale({k: v for k, v in deps.items() if k.startswith("train_multimodal@")})
+        changed = stale({k: v for k, v in deps.items() if k.startswith("train_multimodal")})
     finally:
         (root / "params.yaml").write_text(yaml.safe_dump(PARAMS))
     datasets = ("ravdess", "cremad")
-    expected = {f"train_multimodal@{m}-{d}" for m in models_reading(key) for d in datasets}
+    readers = models_reading(key)
+    expected = {f"train_multimodal@{m}-{d}" for m in readers for d in datasets}
+    if "audio" in readers and key != "train_multimodal.voice_features":
+        expected |= {f"train_multimodal_audio@{s}-{d}" for s in AUDIO_STORES for d in datasets}
     assert expected and changed == expected
 
 
@@ -126,6 +136,17 @@ def test_a_fusion_knob_leaves_the_baselines_up_to_date(params_deps):
     finally:
         (root / "params.yaml").write_text(yaml.safe_dump(PARAMS))
     assert changed == {"train_multimodal@fusion-ravdess", "train_multimodal@fusion-cremad"}
+
+
+def test_an_egemaps_setting_makes_stale_its_stores_and_the_audio_models_on_them(tmp_path):
+    """`extract.egemaps` is the eGeMAPS stores' own section: the wav2vec2 stores and the models
+    on them stay up to date."""
+    root = project(tmp_path / "repo", PARAMS)
+    with Repo(str(root)) as repo:
+        deps = recorded(repo, params=True)
+    edited = set_key(PARAMS, "extract.egemaps.feature_set", "eGeMAPSv01b")
+    (root / "params.yaml").write_text(yaml.safe_dump(edited))
+    assert stale(deps) == {"extract@egemaps_ravdess", "extract@egemaps_cremad"}
 
 
 def test_an_edit_in_a_source_folder_makes_its_download_stale(tmp_path):

@@ -38,7 +38,7 @@ def stage_args(key: str, tmp: Path) -> tuple[str, list[str]]:
             return "download", [sub, "--out-dir", p("raw")]
         return "preprocess", [sub, "--raw-dir", p("raw"), "--out-dir", p("out")]
     if top in ("extract", "compute"):
-        backbone = sub if sub in ("clip", "videomae", "wav2vec2") else "clip"
+        backbone = sub if sub in ("clip", "videomae", "wav2vec2", "egemaps", "compare") else "clip"
         return "extract", [backbone, "afewva", "--in-dir", p("in"), "--out-dir", p("out")]
     if top == "va_cache":
         return "va_cache", ["--in-dir", p("in"), "--out", p("out.h5")]

@@ -52,7 +52,7 @@ def test_repro_builds_every_stage_output(repo: PipelineRepo):
     assert set(va) == {"lora", "frozen_mlp", "cached", "linear_probe", "mean_baseline"}
     av = json.loads((repo.root / "metrics/av.json").read_text())["av"]
     assert {(m, d) for m in av for d in av[m]} == {
-        (m, d) for m in ("fusion", "audio", "video") for d in ("ravdess", "cremad")
+        (m, d) for m in ("fusion", "audio", "video", "audio_egemaps") for d in ("ravdess", "cremad")
     }
 
 

@@ -61,6 +61,15 @@ PERCEIVED_COLUMNS = {
     "voice_accuracy_acted": "voice vs acted",
 }
 PERCEIVED_COUNTS = ("n_perceived_congruent", "n_perceived_incongruent")
+# How a voice store is named in a model label: `audio_egemaps` -> "audio (eGeMAPS)"
+STORE_NAMES = {"egemaps": "eGeMAPS", "compare": "ComParE"}
+
+
+def model_label(model: str) -> str:
+    """A model's row label: `<model>_<store>` (a model on another voice store, dvc.yaml's
+    `audio_stores`) reads `<model> (<store>)`; the others as they are named."""
+    base, _, store = model.partition("_")
+    return f"{base} ({STORE_NAMES.get(store, store)})" if store else model
 
 
 def fmt(value: Any) -> str:
@@ -89,7 +98,8 @@ def render(metrics_dir: Path) -> str:
     if av_path.exists():
         av = json.loads(av_path.read_text())["av"]
         rows = [
-            [f"{model} / {ds}"] + [fmt(scores.get("test", {}).get(k)) for k in AV_COLUMNS]
+            [f"{model_label(model)} / {ds}"]
+            + [fmt(scores.get("test", {}).get(k)) for k in AV_COLUMNS]
             for model, per_ds in av.items()
             for ds, scores in per_ds.items()
         ]
@@ -98,7 +108,7 @@ def render(metrics_dir: Path) -> str:
             + _table(["model / dataset"] + list(AV_COLUMNS.values()), rows)
         )
         cv_rows = [
-            [f"{model} / {ds}", str(scores["cv"].get("folds", "–"))]
+            [f"{model_label(model)} / {ds}", str(scores["cv"].get("folds", "–"))]
             + [_mean_std(scores["cv"], k) for k in CV_COLUMNS]
             for model, per_ds in av.items()
             for ds, scores in per_ds.items()
@@ -110,7 +120,7 @@ def render(metrics_dir: Path) -> str:
                 "(mean ± std across folds; `train_multimodal.folds: all`):\n\n"
                 + _table(["model / dataset", "folds"] + list(CV_COLUMNS.values()), cv_rows)
             )
-        cal_rows = [_calibration_row(f"{model} / {ds}", scores)
+        cal_rows = [_calibration_row(f"{model_label(model)} / {ds}", scores)
                     for model, per_ds in av.items() for ds, scores in per_ds.items()]  # fmt: skip
         parts.append(
             "Calibration (each fold's model calibrated on its own validation fold; before → "
@@ -143,11 +153,18 @@ def _perceived_rows(av: dict[str, Any]) -> list[list[str]]:
             if "congruence_auc_perceived" in test:
                 counts = [str(test.get(k, "–")) for k in PERCEIVED_COUNTS]
                 values = [fmt(test.get(k)) for k in PERCEIVED_COLUMNS]
-                rows.append([f"{model} / {ds}", "test fold", *counts, *values])
+                rows.append([f"{model_label(model)} / {ds}", "test fold", *counts, *values])
             if "congruence_auc_perceived_mean" in cv:
                 counts = [str(cv.get(k, "–")) for k in PERCEIVED_COUNTS]
                 values = [_mean_std(cv, k) for k in PERCEIVED_COLUMNS]
-                rows.append([f"{model} / {ds}", f"{cv.get('folds', '–')} folds", *counts, *values])
+                rows.append(
+                    [
+                        f"{model_label(model)} / {ds}",
+                        f"{cv.get('folds', '–')} folds",
+                        *counts,
+                        *values,
+                    ]
+                )
     return rows
 
 

@@ -1,7 +1,8 @@
 """The `extract` stage's stores: one backbone's pooled embeddings of one processed dataset.
 
 What is embedded (the plan, `sources`), how (the pooling, `embed`) and with what provenance is
-decided here; the batched, sharded run and the merge into the final file are `shards`'.
+decided here; the batched, sharded run and the merge into the final file are `shards`'. The
+openSMILE feature sets (`egemaps`, `compare`) are audio backbones too, computed by `smile`.
 """
 
 from __future__ import annotations
@@ -16,12 +17,14 @@ import h5py
 import numpy as np
 import torch
 from pydantic import PositiveInt
+from tqdm import tqdm
 
 from affectpipe.compute import ComputeConfig
 from affectpipe.config import params_section
 from affectpipe.features import embed as E
+from affectpipe.features import smile as S
 from affectpipe.features.backbones import Backbone, load_backbone
-from affectpipe.features.shards import Rows, plan_batches, run_sharded, shard_device
+from affectpipe.features.shards import Rows, env_rank, plan_batches, run_sharded, shard_device
 from affectpipe.features.sources import Plan, afewva_frames_plan, av_plan, source_settings
 from affectpipe.problems import ProblemLog
 
@@ -30,6 +33,8 @@ PAIRS: dict[str, tuple[str, ...]] = {
     "clip": ("afewva", "ravdess", "cremad"),
     "videomae": ("ravdess", "cremad"),
     "wav2vec2": ("ravdess", "cremad"),
+    "egemaps": ("ravdess", "cremad"),  # openSMILE functionals (`smile`)
+    "compare": ("ravdess", "cremad"),
 }
 _UNIT = {"clip": "frame", "videomae": "video", "wav2vec2": "audio"}
 
@@ -50,9 +55,11 @@ class AudioExtractConfig(ExtractConfig):
     layer: int  # index into hidden_states (0 = before the first block, -1 = the last)
 
 
-def config_class(kind: str) -> type[ExtractConfig]:
+def config_class(kind: str) -> type[ExtractConfig] | type[S.SmileConfig]:
     """The class of the params section `extract.<kind>`."""
     check_backbone(kind)
+    if kind in S.CONFIGS:
+        return S.CONFIGS[kind]
     return AudioExtractConfig if kind == "wav2vec2" else ExtractConfig
 
 
@@ -104,9 +111,12 @@ def versions() -> dict[str, str]:
     return {
         "torch": torch.__version__.split("+")[0],
         "transformers": transformers.__version__,
-        "h5py": h5py.__version__,
-        "numpy": np.__version__,
+        **store_versions(),
     }
+
+
+def store_versions() -> dict[str, str]:
+    return {"h5py": h5py.__version__, "numpy": np.__version__}
 
 
 def provenance(
@@ -169,6 +179,8 @@ def extract_features(
     check_pair(kind, dataset)
     if not isinstance(cfg, config_class(kind)):
         raise TypeError(f"extract {kind}: needs a {config_class(kind).__name__}")
+    if kind in S.CONFIGS:
+        return extract_smile(kind, dataset, folder, out, cfg, policy)  # type: ignore[arg-type]
     backbone = load_backbone(kind, cfg.spec, shard_device(compute.device))
     log = ProblemLog(policy)  # type: ignore[arg-type]
     plan = build_plan(kind, dataset, folder, backbone, log)
@@ -179,5 +191,32 @@ def extract_features(
     attrs = partial(provenance, backbone, cfg, dataset, source_settings(folder))
     start = time.perf_counter()
     run_sharded(backbone, plan, batches, rows, out, compute.dataloader_workers, attrs)
+    seconds = time.perf_counter() - start
+    return report(plan, log, kind, out), seconds
+
+
+def extract_smile(
+    kind: str, dataset: str, folder: Path, out: Path, cfg: S.SmileConfig, policy: str = "skip"
+) -> tuple[dict[str, Any], float]:
+    """`extract_features` for an openSMILE feature set: every clip's functionals, in a pool of
+    one process per core, into `out`. Under torchrun/accelerate the main process does it all
+    (its pool already uses every core); the others have nothing to do."""
+    log = ProblemLog(policy)  # type: ignore[arg-type]
+    plan = av_plan(folder, dataset, "audio", log)
+    if not plan.items:
+        raise ValueError(f"{folder}: nothing to extract with {kind} ({len(log.skipped)} skipped)")
+    if env_rank()[0] != 0:
+        return report(plan, log, kind, out), 0.0
+    tasks = -(-len(plan.clips) // cfg.batch_size)
+    start = time.perf_counter()
+    bar = tqdm(total=len(plan.clips), unit="item", desc=f"{kind} {dataset}", disable=None)
+    with bar:
+        rows = S.compute_functionals(
+            plan, cfg.feature_set, cfg.batch_size, log, S.worker_count(tasks), bar
+        )
+    if not rows:
+        raise ValueError(f"{folder}: no clip gave {kind} features ({len(log.skipped)} skipped)")
+    settings = source_settings(folder)
+    S.write_store(plan, rows, out, S.provenance(kind, cfg, dataset, settings, store_versions()))
     seconds = time.perf_counter() - start
     return report(plan, log, kind, out), seconds
