@@ -36,6 +36,7 @@ from affectpipe.records import (
 from affectpipe.va_selection import SELECTION_FILE, read_selection
 
 if TYPE_CHECKING:
+    from affectpipe.data.framecrop import ClipCrop
     from affectpipe.inference import EngineSettings
 
 
@@ -258,7 +259,7 @@ class Predictor:
             mark_unavailable(record, (field,), reason)
 
 
-def no_face(crop, what: str) -> str:
+def no_face(crop: ClipCrop, what: str) -> str:
     """Why the face-derived fields are missing: no face in any frame the models would see."""
     return (f"no face found in any of the {len(crop.boxes)} frames sampled for {what} "
             f"(crop method '{crop.method}')")  # fmt: skip

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 import numpy as np
 
+from affectpipe.data.faces import DETECTOR
 from affectpipe.data.labels import EMOTIONS
 from affectpipe.data.media import VideoInfo
 from affectpipe.problems import write_json
@@ -55,9 +56,6 @@ def va_block(times: np.ndarray, va: np.ndarray) -> dict[str, Any]:
             "arousal_mean": round(float(means[1]), 6)}  # fmt: skip
 
 
-FACE_DETECTOR = "dlib HOG frontal face detector + 68-point shape predictor"
-
-
 def face_block(
     crop: ClipCrop,
     width: int,
@@ -88,7 +86,7 @@ def face_block(
     return {
         "method": crop.method,
         "used": crop.used,
-        "detector": FACE_DETECTOR if crop.method == "face" else None,
+        "detector": DETECTOR if crop.method == "face" else None,
         "coverage": None if crop.coverage is None else round(crop.coverage, 4),
         "frames": frames,
     }

@@ -22,6 +22,7 @@ from tqdm import tqdm
 
 from affectpipe.config import params_section
 from affectpipe.data import media
+from affectpipe.data.faces import DETECTOR
 from affectpipe.data.framecrop import Crop, crop_clip
 from affectpipe.data.labels import EMOTIONS
 from affectpipe.data.pairs import PairConfig, make_pairs
@@ -189,7 +190,7 @@ def face_summary(coverage: dict[str, float], cfg: ClipSettings) -> dict[str, Any
     low = {c: round(v, 4) for c, v in sorted(coverage.items()) if v < LOW_COVERAGE}
     return {
         "method": "face",
-        "detector": "dlib HOG + 68-point shape predictor",
+        "detector": DETECTOR,
         "mean_coverage": round(float(np.mean(list(coverage.values()))), 4) if coverage else None,
         "low_coverage_below": LOW_COVERAGE,
         "low_coverage": low,  # the crop of a clip found in no frame is the centre square

@@ -32,6 +32,7 @@ MAX_JUMP = 0.5  # or: centre moved less than this share of the box side per fram
 MAX_GAP = 4  # missed frames between two detections that are interpolated
 SMOOTH = 3  # centred moving average (frames) over box centre and side
 PREDICTOR = "shape_predictor_68_face_landmarks.dat"
+DETECTOR = "dlib HOG frontal face detector + 68-point shape predictor"  # as reports name it
 
 
 @dataclass(frozen=True)
@@ -138,7 +139,7 @@ def _same(last: Box, cand: Box, frames_since: int) -> float | None:
 
 
 def _follow(faces: list[list[Face]], start: int, order: range) -> dict[int, Box]:
-    kept: dict[int, Box] = {start: _best(faces[start])}
+    kept: dict[int, Box] = {start: faces[start][0].box}  # the anchor, alone in its frame
     last, seen = kept[start], start
     for t in order:
         scored = [(s, f.box) for f in faces[t] if (s := _same(last, f.box, abs(t - seen)))]
@@ -146,10 +147,6 @@ def _follow(faces: list[list[Face]], start: int, order: range) -> dict[int, Box]
             last, seen = max(scored)[1], t
             kept[t] = last
     return kept
-
-
-def _best(faces: list[Face]) -> Box:
-    return faces[0].box  # callers pass the anchor frame's faces already ranked
 
 
 def track(frames: np.ndarray | list[np.ndarray], margin: float) -> FaceTrack:
