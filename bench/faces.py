@@ -9,7 +9,12 @@ positives); (d) whole photographs without a human face (cat, coffee, rocket). A 
 whose centre lies in the true face box and whose side is 0.5x to 2x the true side. Time is per
 320x240 frame, one thread. Candidates that are not installed are listed as such.
 
-    python bench/faces.py          # about a minute on 2 CPU cores; writes bench/results/faces.json
+Separately, `preprocess` times `crop_clip` with `face` against `foreground` on 16 clips of each
+of the pipeline's RAVDESS and CREMA-D folders (`data/raw/<ds>`, after `dvc repro`) and scales
+the difference to all their clips: the time face detection adds to `dvc repro`.
+
+    python bench/faces.py              # minutes (MMOD is slow); writes bench/results/faces.json
+    python bench/faces.py preprocess   # adds the preprocessing cost to that file
 """
 
 from __future__ import annotations
@@ -167,7 +172,54 @@ def measure(fn: Callable[[np.ndarray], list[Box]], images) -> dict[str, float]:
     }
 
 
+RAW = {"ravdess": "data/raw/ravdess/Actor_*/*.mp4", "cremad": "data/raw/cremad/VideoFlash/*.flv"}
+
+
+def preprocess_cost(n_clips: int = 16) -> dict[str, dict[str, float]]:
+    """Seconds per 16-frame clip for `face` and `foreground` crops, and the total added."""
+    import glob
+
+    from affectpipe.data import faces, media
+    from affectpipe.data.framecrop import crop_clip
+
+    faces._dlib()  # load once, outside the timing (as preprocessing does)
+    out = {}
+    root = Path(__file__).resolve().parents[1]
+    for ds, pattern in RAW.items():
+        files = sorted(glob.glob(str(root / pattern)))
+        if not files:
+            continue
+        picked = files[:: max(1, len(files) // n_clips)][:n_clips]
+        clips = []
+        for f in picked:
+            frames = media.read_frames(Path(f), 480)
+            clips.append(frames[media.sample_indices(len(frames), 16)])
+        per_clip = {}
+        for method in ("foreground", "face"):
+            start = time.perf_counter()
+            for c in clips:
+                crop_clip(c, method, 112, 0.25)
+            per_clip[method] = (time.perf_counter() - start) / len(clips)
+        out[ds] = {
+            "clips": len(files),
+            "frame": list(clips[0].shape[1:3]),
+            "s_per_clip_face": round(per_clip["face"], 3),
+            "s_per_clip_foreground": round(per_clip["foreground"], 3),
+            "added_s_all_clips": round((per_clip["face"] - per_clip["foreground"]) * len(files), 1),
+        }
+        print(ds, out[ds], flush=True)
+    return out
+
+
 def main() -> None:
+    import sys
+
+    if sys.argv[1:] == ["preprocess"]:
+        saved = json.loads(OUT.read_text()) if OUT.exists() else {}
+        saved["preprocess"] = preprocess_cost()
+        saved["load_average"] = [round(v, 1) for v in os.getloadavg()]
+        OUT.write_text(json.dumps(saved, indent=1, sort_keys=True))
+        return
     images = cases()
     results: dict[str, object] = {}
     for name, fn in candidates().items():
@@ -175,7 +227,9 @@ def main() -> None:
         results[name] = fn if isinstance(fn, str) else measure(fn, images[::step])
         print(name, results[name], flush=True)
     OUT.parent.mkdir(parents=True, exist_ok=True)
-    OUT.write_text(json.dumps({"frame": [W, H], "results": results}, indent=1, sort_keys=True))
+    saved = json.loads(OUT.read_text()) if OUT.exists() else {}
+    saved |= {"frame": [W, H], "results": results}
+    OUT.write_text(json.dumps(saved, indent=1, sort_keys=True))
 
 
 if __name__ == "__main__":
