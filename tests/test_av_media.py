@@ -153,8 +153,8 @@ def test_foreground_box_finds_a_blob_on_a_shaded_background():
 
 def test_plain_frames_fall_back_to_a_centre_crop():
     clip = np.full((4, 48, 64, 3), 128, np.uint8)
-    crops, fell_back = crop_clip(clip, "foreground", 32, 0.1)
-    assert fell_back and crops.shape == (4, 32, 32, 3)
+    crop = crop_clip(clip, "foreground", 32, 0.1)
+    assert crop.fell_back and crop.used == "center" and crop.crops.shape == (4, 32, 32, 3)
     assert center_box(48, 64) == (8, 0, 56, 48)
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from affectpipe.data.media import probe
-from affectpipe.demo import SAMPLES, analyse, make_samples, verdict_text
+from affectpipe.demo import SAMPLES, analyse, face_text, make_samples, verdict_text
 from affectpipe.predict import Predictor
 from tests.test_predict import build_tiny_models, check_record, make_predictor
 
@@ -49,11 +49,13 @@ def test_samples_are_rendered_with_and_without_audio(samples):
     assert has_audio == [voice is not None for _, voice in SAMPLES.values()]
 
 
-def test_analyse_gives_verdict_three_figures_and_the_record(predictor, samples):
+def test_analyse_gives_verdict_face_box_three_figures_and_the_record(predictor, samples):
     congruent, dubbed, silent = samples.values()
-    verdict, bars, trace, plane, record = analyse(predictor, str(dubbed))
+    verdict, faces, thumb, bars, trace, plane, record = analyse(predictor, str(dubbed))
     check_record(record)
     assert verdict.split()[0] in ("CONGRUENT", "INCONGRUENT")
+    assert faces == face_text(record) and "face found in" in faces
+    assert thumb.ndim == 3 and thumb.shape[2] == 3  # the middle frame, box drawn
     assert len(bars.axes[0].patches) == 3 * 8  # fused, face, voice bars over 8 emotions
     assert len(trace.axes[0].lines[0].get_xdata()) == len(record["frames"])
     verdict, *_, record = analyse(predictor, str(silent))
@@ -97,6 +99,8 @@ def test_demo_in_headless_chromium(predictor, samples, tmp_path):
             verdict = page.input_value("#verdict textarea")
             record = predictor(samples["angry face, sad voice"])
             assert verdict == verdict_text(record)
+            assert page.input_value("#face-coverage textarea") == face_text(record)
+            page.locator("#face-thumb img").first.wait_for(state="visible", timeout=30_000)
             for chart in ("#emotion-chart", "#va-trace", "#va-plane"):
                 page.locator(f"{chart} img").first.wait_for(state="visible", timeout=30_000)
             assert page.locator("#record").inner_text().count("valence") >= len(record["frames"])

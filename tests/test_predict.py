@@ -29,13 +29,14 @@ from affectpipe.models.multimodal import AVEmotionModel, AVModelConfig
 from affectpipe.models.va import VAModel
 from affectpipe.predict import PredictConfig, Predictor, predict_paths, settings_from_params
 from affectpipe.problems import InputProblem
+from tests.face_scenes import paste_head
 from tests.pipeline_repo import REPO
 from tests.va_configs import PARAMS, model_config, window
 
 TOP_KEYS = {
     "file", "duration_s", "fps", "width", "height", "has_audio", "time_base", "frames",
     "va_windows", "valence_mean",
-    "arousal_mean", "emotion", "face_emotion", "voice_emotion", "congruence", "models",
+    "arousal_mean", "emotion", "face_emotion", "voice_emotion", "congruence", "face", "models",
     "unavailable",
 }  # fmt: skip
 
@@ -103,12 +104,17 @@ def make_predictor(models_dir: Path, **changes) -> Predictor:
 
 
 def make_video(path: Path, n: int = 30, size=(64, 48), fps: float = 15, audio: bool = True,
-               seed: int = 0) -> Path:  # fmt: skip
-    """A moving-gradient video (+ a 220 Hz tone) in the container `path` names."""
+               seed: int = 0, face: bool = True) -> Path:  # fmt: skip
+    """A moving-noise video (+ a 220 Hz tone) in the container `path` names; with `face`, a real
+    face (the astronaut's head, `tests.face_scenes`) fills most of its height."""
     rng = np.random.default_rng(seed)
     w, h = size
     base = rng.integers(0, 255, (h, w, 3), dtype=np.uint8)
     frames = np.stack([np.roll(base, 2 * i, axis=1) for i in range(n)])
+    if face:
+        side = int(0.9 * min(w, h))
+        for frame in frames:
+            paste_head(frame, (w - side) // 2, h - side, side)
     wave = None
     if audio:
         t = np.arange(int(16000 * n / fps)) / 16000
@@ -167,6 +173,11 @@ def check_record(rec: dict) -> None:
         assert 0.0 <= c["probability"] <= 1.0 and 0.0 < c["threshold"] < 1.0
         assert c["verdict"] == ("congruent" if c["probability"] >= c["threshold"]
                                 else "incongruent")  # fmt: skip
+    for block in rec["face"].values():
+        if block is not None:
+            assert set(block) == {"method", "used", "detector", "coverage", "frames"}
+            assert block["coverage"] is None or 0.0 <= block["coverage"] <= 1.0
+            assert all(len(f["box"]) == 4 for f in block["frames"])
     for u in rec["unavailable"]:
         assert set(u) == {"field", "reason"} and u["field"] in TOP_KEYS and u["reason"]
     json.dumps(rec, allow_nan=False)
@@ -212,8 +223,40 @@ def test_any_container_size_and_frame_rate(predictor, tmp_path, name, size, fps,
     assert (rec["width"], rec["height"]) == size
     assert rec["fps"] == pytest.approx(fps, rel=1e-3)
     assert rec["duration_s"] == pytest.approx(n / fps, abs=0.1)
-    assert len(rec["frames"]) == int(np.floor((n - 1) / fps * 25)) + 1  # 25 fps, the VA rate
+    sampled = int(np.floor((n - 1) / fps * 25)) + 1  # 25 fps, the VA rate
+    assert len(rec["face"]["va"]["frames"]) == sampled
+    found = size != (33, 17)  # a 15-pixel face is below what the detector finds
+    assert len(rec["frames"]) == (sampled if found else 0)
+    assert (rec["face_emotion"] is not None) == found
     assert (rec["voice_emotion"] is not None) == audio
+
+
+def test_video_without_a_face_marks_face_fields_unavailable_and_keeps_the_voice(
+    predictor, tmp_path
+):
+    rec = predictor(make_video(tmp_path / "noface.mp4", face=False))
+    check_record(rec)
+    assert rec["voice_emotion"] is not None
+    for part in ("va", "av"):
+        assert rec["face"][part]["coverage"] == 0.0 and rec["face"][part]["used"] == "center"
+    reasons = {u["field"]: u["reason"] for u in rec["unavailable"]}
+    assert set(reasons) == {"frames", "va_windows", "valence_mean", "arousal_mean", "emotion", "face_emotion",
+                            "congruence"}  # fmt: skip
+    assert all("no face found" in r for r in reasons.values())
+
+
+def test_face_boxes_are_reported_per_sampled_frame_in_video_pixels(predictor, tmp_path):
+    rec = predictor(make_video(tmp_path / "a.mp4", size=(160, 128)))
+    side = int(0.9 * 128)
+    face = paste_head(np.zeros((128, 160, 3), np.uint8), (160 - side) // 2, 128 - side, side)
+    for part in ("va", "av"):
+        block = rec["face"][part]
+        assert block["method"] == block["used"] == "face" and block["coverage"] == 1.0
+        for f in block["frames"]:
+            x0, y0, x1, y1 = f["box"]
+            assert f["detected"] and x0 < face[0] and y0 < face[1]
+            assert x1 > face[2] and y1 > face[3]  # the face is inside its box
+    assert [f["t"] for f in rec["face"]["va"]["frames"]] == [f["t"] for f in rec["frames"]]
 
 
 def test_folder_to_jsonl_keeps_going_past_a_corrupt_file(predictor, tmp_path):

@@ -15,6 +15,7 @@ from affectpipe.features.backbones import load_backbone
 from affectpipe.features.sources import Item
 from affectpipe.inference import embed_clip_video, embed_images, embed_voice
 from affectpipe.problems import InputProblem
+from tests.face_scenes import paste_head
 
 
 def ramp_video(path, n, fps, size=(64, 48), audio=None):
@@ -109,19 +110,22 @@ def test_face_embedding_equals_preprocess_then_extract(tmp_path):
     """Preprocess (decode, 16 even frames, face crop, .npy) + extract (VideoMAE) == predict."""
     rng = np.random.default_rng(0)
     frames = rng.integers(0, 255, (23, 64, 80, 3), dtype=np.uint8)
+    for frame in frames:  # a real face to crop, as preprocessing crops it
+        paste_head(frame, 12, 4, 56)
     path = tmp_path / "v.mp4"
     write_video(path, frames, 12)
     decoded = media.read_frames(path, 480)
-    crops, _ = crop_clip(decoded[media.sample_indices(len(decoded), 16)], "foreground", 112, 0.1)
-    np.save(tmp_path / "v.npy", crops)
+    crop = crop_clip(decoded[media.sample_indices(len(decoded), 16)], "face", 112, 0.25)
+    assert crop.used == "face"
+    np.save(tmp_path / "v.npy", crop.crops)
     backbone = load_backbone("videomae", "tiny")
     dtype = E.compute_dtype("auto", backbone.device)
     with torch.inference_mode(), E.autocast(backbone.device, dtype):
         inputs = E.prepare(backbone, [Item("v", str(tmp_path / "v.npy"))])
         expected = E.embed("videomae", backbone.model, inputs)[0]
     ours_frames = frames_at(path, media.sample_indices(len(decoded), 16), 480)
-    ours_crops, _ = crop_clip(ours_frames, "foreground", 112, 0.1)
-    assert torch.equal(embed_clip_video(backbone, ours_crops, dtype), expected)
+    ours = crop_clip(ours_frames, "face", 112, 0.25)
+    assert torch.equal(embed_clip_video(backbone, ours.crops, dtype), expected)
 
 
 def test_voice_embedding_equals_preprocess_then_extract(tmp_path):

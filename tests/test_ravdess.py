@@ -168,7 +168,9 @@ def test_every_fold_holds_all_eight_emotions_and_every_split_all_pair_kinds(proc
     pairs = pd.read_csv(out / "pairs.csv")
     for split in ("train", "test"):
         assert set(pairs[pairs.split == split].kind) == {"congruent", "easy", "hard"}
-    assert report["crop"] == "foreground" and report["center_fallback"] == []
+    assert report["crop"] == "face" and report["center_fallback"] == []
+    assert report["faces"]["method"] == "face" and report["faces"]["low_coverage"] == {}
+    assert report["faces"]["mean_coverage"] > 0.9  # the synthetic faces are found
 
 
 def test_video_only_clips_are_never_paired(processed):

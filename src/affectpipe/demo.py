@@ -133,6 +133,40 @@ def va_plane_figure(record: dict[str, Any]):
     return fig
 
 
+def face_text(record: dict[str, Any]) -> str:
+    """Where the face was found: detection coverage and method, per set of sampled frames."""
+    parts = []
+    for key, what in (("av", "emotion frames"), ("va", "VA frames")):
+        b = (record.get("face") or {}).get(key)
+        if b is None:
+            continue
+        cov = "" if b["coverage"] is None else f"face found in {b['coverage']:.0%} of "
+        fell = "" if b["used"] == b["method"] else f", no face: {b['used']} crop"
+        parts.append(f"{cov}{len(b['frames'])} {what} (crop: {b['method']}{fell})")
+    return "; ".join(parts) or "no frames were cropped"
+
+
+def face_thumbnail(path: Path, record: dict[str, Any], max_side: int = 320) -> np.ndarray | None:
+    """The middle sampled frame with its face box drawn (red: detected, orange: interpolated or
+    held, grey: centre square, no face found); None without a cropped frame."""
+    from PIL import Image, ImageDraw
+
+    from affectpipe.data.media import frames_at
+
+    faces = record.get("face") or {}
+    block = faces.get("av") or faces.get("va")
+    if not block or not block["frames"]:
+        return None
+    frame = block["frames"][len(block["frames"]) // 2]
+    index = frame.get("index", round(frame.get("t", 0.0) * (record.get("fps") or 0.0)))
+    image = Image.fromarray(frames_at(path, np.array([index]), max_side)[0])
+    scale = image.width / record["width"] if record.get("width") else 1.0
+    colour = "grey" if block["used"] != block["method"] else (
+        "red" if frame["detected"] in (True, None) else "orange")  # fmt: skip
+    ImageDraw.Draw(image).rectangle([v * scale for v in frame["box"]], outline=colour, width=2)
+    return np.asarray(image)
+
+
 def verdict_text(record: dict[str, Any]) -> str:
     """One line on congruence, or why there is none."""
     c = record.get("congruence")
@@ -154,18 +188,20 @@ def analyse(predictor, path: str | None) -> tuple:
     from affectpipe.problems import InputProblem
 
     if not path:
-        return "choose or upload a video first", None, None, None, {}
+        return "choose or upload a video first", "", None, None, None, None, {}
     try:
         record = predictor(Path(path))
     except InputProblem as e:
-        return f"error: {e.problem}", None, None, None, {"file": path, "error": e.problem}
+        return f"error: {e.problem}", "", None, None, None, None, {"file": path, "error": e.problem}
     figs = emotion_figure(record), va_trace_figure(record), va_plane_figure(record)
     plt.close("all")  # gradio has rendered nothing yet, but holds the Figure objects
-    return (verdict_text(record), *figs, record)
+    thumb = face_thumbnail(Path(path), record)
+    return (verdict_text(record), face_text(record), thumb, *figs, record)
 
 
 def build_app(predictor, samples: dict[str, Path]):
-    """The Blocks app: video input + sample buttons -> verdict, three charts, raw JSON."""
+    """The Blocks app: video input + sample buttons -> verdict, face box and coverage, three
+    charts, raw JSON."""
     gr = require_gradio()
     with gr.Blocks(title="affectpipe demo") as app:
         gr.Markdown("# affectpipe\nUpload a video (mp4, avi, mov, flv, webm) or pick a sample.")
@@ -177,11 +213,15 @@ def build_app(predictor, samples: dict[str, Path]):
                            for i, name in enumerate(samples)]  # fmt: skip
             with gr.Column(scale=2):
                 verdict = gr.Textbox(label="congruence verdict", elem_id="verdict")
+                with gr.Row():
+                    faces = gr.Textbox(label="face detection", elem_id="face-coverage")
+                    thumb = gr.Image(label="face box (middle frame)", elem_id="face-thumb",
+                                     height=160)  # fmt: skip
                 bars = gr.Plot(label="emotion (fused, face, voice)", elem_id="emotion-chart")
                 trace = gr.Plot(label="valence / arousal over time", elem_id="va-trace")
                 plane = gr.Plot(label="valence-arousal plane", elem_id="va-plane")
                 raw = gr.JSON(label="prediction (JSON)", elem_id="record")
-        outputs = [verdict, bars, trace, plane, raw]
+        outputs = [verdict, faces, thumb, bars, trace, plane, raw]
         run.click(lambda p: analyse(predictor, p), inputs=video, outputs=outputs)
         for button, path in zip(buttons, samples.values(), strict=True):
             button.click(lambda p=str(path): (p, *analyse(predictor, p)), outputs=[video, *outputs])

@@ -2,8 +2,9 @@
 
 Models come back through `models.load`, with the backbone their checkpoint names (spec and
 config hash must match, else `ProvenanceMismatch`). Frames and audio go through the pipeline's
-own preprocessing (`data.framecrop`, `data.media`) and embedding functions (`features.embed`),
-and VA windows are averaged per frame as evaluation averages them (`va_inference.video_va`).
+own preprocessing (`data.framecrop`, `data.faces`, `data.media`) and embedding functions
+(`features.embed`), and VA windows are averaged per frame as evaluation averages them
+(`va_inference.video_va`).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import torch
 from affectpipe.config import ConfigError, from_section, params_section
 from affectpipe.data.afewva import FPS as AFEWVA_FPS
 from affectpipe.data.av import ClipSettings
+from affectpipe.data.framecrop import ClipCrop, crop_clip
 from affectpipe.data.media import sample_indices
 from affectpipe.features import embed as E
 from affectpipe.features.backbones import Backbone
@@ -80,7 +82,7 @@ def embed_voice(
     return emb[0]
 
 
-VA_CROP = "foreground"  # no landmarks in a user's video: the plain-background face box stands in
+VA_CROP = "face"  # a user's video has no annotated landmarks: detected ones (data.faces) stand in
 
 
 @params_section
@@ -177,15 +179,16 @@ class VAEngine:
             self.model = va_model_from(payload, self.source, device, self.backbone)
         self.model.eval()
 
-    @torch.inference_mode()
-    def embed(self, frames: np.ndarray) -> torch.Tensor:
-        """uint8 (T, H, W, 3) consecutive frames -> (T, D) features the heads read: one face
-        box for the T frames, then CLIP as extracted (`cached`, `linear_probe`) or the encoder
-        the model holds."""
-        from affectpipe.data.framecrop import crop_clip
-
+    def crop(self, frames: np.ndarray) -> ClipCrop:
+        """uint8 (T, H, W, 3) frames of one video -> face crops as AFEW-VA's (its size, margin)."""
         s = self.settings
-        crops, _ = crop_clip(frames, VA_CROP, s.crop_size, s.margin)
+        return crop_clip(frames, VA_CROP, s.crop_size, s.margin)
+
+    @torch.inference_mode()
+    def embed(self, crops: np.ndarray) -> torch.Tensor:
+        """uint8 (T, S, S, 3) face crops (`crop`) of consecutive frames -> (T, D) features the
+        heads read: CLIP as extracted (`cached`, `linear_probe`) or the encoder the model holds."""
+
         if self.model.backbone is None:  # cached/linear_probe: frozen CLIP features, as extracted
             return embed_images(self.backbone, crops, self.dtype).float()  # (T, D)
         # lora / frozen_mlp: the adapted (or frozen) encoder itself
@@ -199,8 +202,8 @@ class VAEngine:
         return video_va(self.model, f, self.window, stride)
 
     def __call__(self, frames: np.ndarray, stride: int | None = None) -> VideoVA:
-        """`va` of `embed`: all of a (short) video's frames at once."""
-        return self.va(self.embed(frames), stride)
+        """`va` of `embed` of `crop`: all of a (short) video's frames at once."""
+        return self.va(self.embed(self.crop(frames).crops), stride)
 
 
 class AVEngine:
@@ -236,12 +239,13 @@ class AVEngine:
     def modality(self) -> str:
         return self.model.cfg.modality
 
-    def face_embedding(self, frames: np.ndarray) -> torch.Tensor:
-        """`n_frames` evenly sampled decoded frames (T, H, W, 3) -> (1, D) after face crop."""
-        from affectpipe.data.framecrop import crop_clip
-
+    def crop(self, frames: np.ndarray) -> ClipCrop:
+        """`n_frames` evenly sampled decoded frames (T, H, W, 3) -> crops as preprocessing's."""
         s = self.settings
-        crops, _ = crop_clip(frames, s.crop, s.frame_size, s.margin)
+        return crop_clip(frames, s.crop, s.frame_size, s.margin)
+
+    def face_embedding(self, crops: np.ndarray) -> torch.Tensor:
+        """Face crops (T, S, S, 3) from `crop` -> (1, D)."""
         return embed_clip_video(self.face, crops, self.face_dtype)[None].float()
 
     def voice_embedding(self, wave: np.ndarray) -> torch.Tensor:

@@ -31,6 +31,7 @@ from affectpipe.records import (
     congruence_block,
     emotion_block,
     empty_record,
+    face_block,
     mark_unavailable,
     va_block,
     video_duration,
@@ -38,6 +39,7 @@ from affectpipe.records import (
 from affectpipe.va_selection import SELECTION_FILE, read_selection
 
 if TYPE_CHECKING:
+    from affectpipe.data.framecrop import ClipCrop
     from affectpipe.inference import EngineSettings
     from affectpipe.va_inference import VideoVA
 
@@ -184,32 +186,47 @@ class Predictor:
         if va is None:
             mark_unavailable(record, VA_FIELDS, self.missing["va"])
         else:
-            times, out = va
-            record.update(va_block(times, out.frames, out.starts, out.windows, self.va.fps))
+            times, out, crop = va
+            record["face"]["va"] = face_block(crop, info.width, info.height, times)
+            if crop.fell_back:  # a centre square is no face: VA from it would be made up
+                mark_unavailable(record, VA_FIELDS, no_face(crop, "VA"))
+            else:
+                record.update(va_block(times, out.frames, out.starts, out.windows, self.va.fps))
         self._av(record, path, info, sampler.n_decoded)
         return record
 
-    def _va_trace(self, path: Path) -> tuple[tuple[np.ndarray, VideoVA] | None, FrameSampler]:
+    def _va_trace(
+        self, path: Path
+    ) -> tuple[tuple[np.ndarray, VideoVA, ClipCrop] | None, FrameSampler]:
         """Decode the video once, at the VA model's training frame rate (the frame nearest each
-        1/fps s), embedding it window length by window length so that only one window's
-        decoded frames are held: ((frame times, their VA) or None without a VA model, the
-        sampler that read the stream)."""
+        1/fps s), face-cropping and embedding it window length by window length so that only
+        one window's decoded frames are held: ((frame times, their VA, how they were cropped)
+        or None without a VA model, the sampler that read the stream)."""
         if self.va is None:  # only the frame count is needed (the AV sampling spreads over it)
             sampler = FrameSampler(path, COUNT_RATE, COUNT_SIDE)
             for _ in sampler:
                 pass
             return None, sampler
         sampler = FrameSampler(path, self.va.fps, self.cfg.max_side)
-        times, chunk, features = [], [], []
+        from affectpipe.data.framecrop import join_crops
+
+        times, chunk, features, crops = [], [], [], []
+
+        def embed_chunk() -> None:
+            crop = self.va.crop(np.stack(chunk))
+            features.append(self.va.embed(crop.crops))
+            crops.append(crop)
+
         for t, image in sampler:
             times.append(t)
             chunk.append(image)
             if len(chunk) == self.va.window.length:
-                features.append(self.va.embed(np.stack(chunk)))
+                embed_chunk()
                 chunk = []
         if chunk:
-            features.append(self.va.embed(np.stack(chunk)))
-        return (np.asarray(times), self.va.va(torch.cat(features), self.cfg.va_stride)), sampler
+            embed_chunk()
+        out = self.va.va(torch.cat(features), self.cfg.va_stride)
+        return (np.asarray(times), out, join_crops(crops)), sampler
 
     def time_base(self, sampler: FrameSampler) -> dict[str, Any]:
         """The time scale of every output: the video's own rate, the rate and window the VA
@@ -231,13 +248,14 @@ class Predictor:
         return {"video_fps": round(sampler.fps, 6), "va": va, "av": av}
 
     def av_inputs(self, path: Path, info: VideoInfo, n_decoded: int):
-        """(frames, 16 kHz samples or None, why there is no voice or None), decoded as the
+        """(frame indices, frames, 16 kHz samples or None, why there is no voice or None), as the
         RAVDESS/CREMA-D preprocessing decodes: `n_frames` spread over all `n_decoded` frames.
         The engines of one dataset share its clip settings; only called when there is one."""
         from affectpipe.data.media import frames_at, read_track, sample_indices
 
         s = next(iter(self.av.values())).settings
-        frames = frames_at(path, sample_indices(n_decoded, s.n_frames), s.decode_max_side)
+        indices = sample_indices(n_decoded, s.n_frames)
+        frames = frames_at(path, indices, s.decode_max_side)
         wave, why = None, None
         if not info.has_audio:
             why = "no audio track in the video"
@@ -246,19 +264,26 @@ class Predictor:
                 wave = read_track(path, s.sample_rate, s.silence_db).samples
             except InputProblem as e:
                 why = e.problem
-        return frames, wave, why
+        return indices, frames, wave, why
 
     def _av(self, record: dict[str, Any], path: Path, info: VideoInfo, n_decoded: int) -> None:
         if not self.av:
             mark_unavailable(record, (*EMOTION_FIELDS, "congruence"), self.missing["fusion"])
             return
-        frames, wave, no_voice = self.av_inputs(path, info, n_decoded)
+        indices, frames, wave, no_voice = self.av_inputs(path, info, n_decoded)
+        crop, no_face_why = None, None
+        if any(e.face is not None for e in self.av.values()):  # one dataset: one crop for all
+            crop = next(e for e in self.av.values() if e.face is not None).crop(frames)
+            record["face"]["av"] = face_block(crop, info.width, info.height, indices=indices)
+            no_face_why = no_face(crop, "the face models") if crop.fell_back else None
         probs: dict[str, Any] = {}
         for name in ("audio", "video", "fusion"):  # the fusion model has the last word
             engine = self.av.get(name)
             if engine is None:
                 continue
-            face = engine.face_embedding(frames) if engine.face is not None else None
+            face = None
+            if engine.face is not None and crop is not None and no_face_why is None:
+                face = engine.face_embedding(crop.crops)
             voice = engine.voice_embedding(wave) if engine.voice is not None and wave is not None \
                 else None  # fmt: skip
             probs.update(engine(face, voice))
@@ -268,22 +293,33 @@ class Predictor:
         if "congruence" in probs:
             fitted = self.av["fusion"].calibration.fitted  # only the fusion model has the head
             record["congruence"] = congruence_block(probs["congruence"], self.threshold, fitted)
-        self._explain_gaps(record, no_voice)
+        self._explain_gaps(record, no_voice, no_face_why)
 
-    def _explain_gaps(self, record: dict[str, Any], no_voice: str | None) -> None:
+    def _explain_gaps(
+        self, record: dict[str, Any], no_voice: str | None, no_face_why: str | None = None
+    ) -> None:
         has_fusion = "fusion" in self.av
         for field in (*EMOTION_FIELDS, "congruence"):
             if record[field] is not None:
                 continue
             needs_voice = field != "face_emotion"
+            needs_face = field != "voice_emotion" and (has_fusion or field == "face_emotion")
             if no_voice and needs_voice and (has_fusion or field == "voice_emotion"):
                 reason = f"needs the voice: {no_voice}"
+            elif no_face_why and needs_face:
+                reason = f"needs the face: {no_face_why}"
             elif not has_fusion and field in ("emotion", "congruence"):
                 reason = self.missing["fusion"]
             else:
                 reason = self.missing.get("video" if field == "face_emotion" else "audio",
                                           "no model for this field")  # fmt: skip
             mark_unavailable(record, (field,), reason)
+
+
+def no_face(crop: ClipCrop, what: str) -> str:
+    """Why the face-derived fields are missing: no face in any frame the models would see."""
+    return (f"no face found in any of the {len(crop.boxes)} frames sampled for {what} "
+            f"(crop method '{crop.method}')")  # fmt: skip
 
 
 def predict_paths(

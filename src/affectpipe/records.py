@@ -12,13 +12,17 @@ import sys
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 import numpy as np
 
+from affectpipe.data.faces import DETECTOR
 from affectpipe.data.labels import EMOTIONS
 from affectpipe.data.media import VideoInfo
 from affectpipe.problems import write_json
+
+if TYPE_CHECKING:
+    from affectpipe.data.framecrop import ClipCrop
 
 VERDICTS: tuple[str, str] = ("incongruent", "congruent")
 EMOTION_FIELDS: tuple[str, ...] = ("emotion", "face_emotion", "voice_emotion")
@@ -65,6 +69,42 @@ def va_block(
             "arousal_mean": round(float(means[1]), 6)}  # fmt: skip
 
 
+def face_block(
+    crop: ClipCrop,
+    width: int,
+    height: int,
+    times: Iterable[float] | None = None,
+    indices: Iterable[int] | None = None,
+) -> dict[str, Any]:
+    """How a video's sampled frames were cropped (`data.framecrop.ClipCrop`): the method asked
+    for and the one `used` (`center` when no face was found), the detection `coverage`, and per
+    frame the box in the video's own pixels (frames may have been shrunk) and whether the
+    detector found the face in that frame (else the box is interpolated or held)."""
+    sx = width / crop.crops_from[1] if width else 1.0
+    sy = height / crop.crops_from[0] if height else 1.0
+    ts = None if times is None else [float(t) for t in times]
+    ix = None if indices is None else [int(i) for i in indices]
+    frames = []
+    for i, box in enumerate(crop.boxes):
+        x0, y0, x1, y1 = box
+        frame: dict[str, Any] = {
+            "box": [round(x0 * sx, 1), round(y0 * sy, 1), round(x1 * sx, 1), round(y1 * sy, 1)],
+            "detected": bool(crop.detected[i]) if crop.detected is not None else None,
+        }
+        if ts is not None:
+            frame["t"] = round(ts[i], 4)
+        if ix is not None:
+            frame["index"] = ix[i]
+        frames.append(frame)
+    return {
+        "method": crop.method,
+        "used": crop.used,
+        "detector": DETECTOR if crop.method == "face" else None,
+        "coverage": None if crop.coverage is None else round(crop.coverage, 4),
+        "frames": frames,
+    }
+
+
 def empty_record(info: VideoInfo, duration_s: float) -> dict[str, Any]:
     """Every field of the schema, null until a model fills it."""
     return {
@@ -83,6 +123,7 @@ def empty_record(info: VideoInfo, duration_s: float) -> dict[str, Any]:
         "face_emotion": None,
         "voice_emotion": None,
         "congruence": None,
+        "face": {"va": None, "av": None},
         "models": {},
         "unavailable": [],
     }

@@ -25,10 +25,11 @@ from PIL import Image, UnidentifiedImageError
 from tqdm import tqdm
 
 from affectpipe.config import params_section
+from affectpipe.data.faces import landmark_box
 from affectpipe.data.fetch import check_source_path, no_release, source_folder, write_manifest
 from affectpipe.data.splits import SPLITS, SplitConfig, assign_actor_splits
 from affectpipe.data.synthetic.afewva import SyntheticAfewvaConfig, write_synthetic_afewva
-from affectpipe.data.synthetic.faces import N_LANDMARKS, face_box
+from affectpipe.data.synthetic.faces import N_LANDMARKS
 from affectpipe.problems import InputProblem, Policy, ProblemLog, write_json
 
 MANIFEST = "manifest.csv"
@@ -309,7 +310,7 @@ def plan_clip(clip_dir: Path, out_dir: Path, cfg: PreprocessConfig, log: Problem
     for key in sorted(set(labels) & set(pngs)):
         label = labels[key]
         dst = out_dir / "crops" / clip_dir.name / f"{key}.png"
-        box = face_box(label.landmarks, cfg.margin)
+        box = landmark_box(label.landmarks, cfg.margin)
         jobs.append((CropJob(clip_dir.name, key, pngs[key], dst, box, cfg.crop_size), label))
     return actor, jobs
 

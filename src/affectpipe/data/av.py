@@ -22,12 +22,14 @@ from tqdm import tqdm
 
 from affectpipe.config import params_section
 from affectpipe.data import media
+from affectpipe.data.faces import DETECTOR
 from affectpipe.data.framecrop import Crop, crop_clip
 from affectpipe.data.labels import EMOTIONS
 from affectpipe.data.pairs import PairConfig, make_pairs
 from affectpipe.data.splits import SPLITS, FoldConfig, assign_folds, split_of
 from affectpipe.problems import InputProblem, Policy, ProblemLog, write_json
 
+LOW_COVERAGE = 0.5  # a clip whose face is found in fewer of its sampled frames is listed
 CLIP_COLUMNS = [
     "clip_id",
     "dataset",
@@ -55,8 +57,8 @@ class ClipSettings:
 
     n_frames: int  # frames sampled evenly over each video (VideoMAE's clip length)
     frame_size: int  # square crops; the backbone's processor resizes further
-    crop: Crop  # foreground: cheap face box, centre if none
-    margin: float  # grow the foreground box by this fraction of its side
+    crop: Crop  # face: detected landmarks' box (data.faces); foreground; center
+    margin: float  # grow the face (or foreground) box by this fraction of its side
     decode_max_side: int  # shrink frames at decode (1280x720 sources) to bound memory
     sample_rate: int  # audio out: mono float32
     silence_db: float  # RMS below this is a silent recording
@@ -104,6 +106,7 @@ class _Run:
     log: ProblemLog
     resampled: list[dict[str, Any]] = field(default_factory=list)
     center_fallback: list[str] = field(default_factory=list)
+    coverage: dict[str, float] = field(default_factory=dict)
 
 
 def _audio(src: ClipSource, run: _Run) -> media.Audio | None:
@@ -139,11 +142,13 @@ def _frames(src: ClipSource, run: _Run) -> bool:
         run.log.report(p)
         return False
     picked = frames[media.sample_indices(len(frames), cfg.n_frames)]  # (T, H, W, 3)
-    crops, fell_back = crop_clip(picked, cfg.crop, cfg.frame_size, cfg.margin)
-    if fell_back:
+    crop = crop_clip(picked, cfg.crop, cfg.frame_size, cfg.margin)
+    if crop.fell_back:
         run.center_fallback.append(src.clip_id)
+    if crop.coverage is not None:
+        run.coverage[src.clip_id] = crop.coverage
     path = run.out_dir / "frames" / f"{src.clip_id}.npy"
-    np.save(path, np.ascontiguousarray(crops))
+    np.save(path, np.ascontiguousarray(crop.crops))
     return True
 
 
@@ -176,6 +181,20 @@ def process(sources: list[ClipSource], run: _Run) -> pd.DataFrame:
         if audio is not None or video_ok:
             rows.append(_row(src, audio, video_ok))
     return pd.DataFrame(rows, columns=[c for c in CLIP_COLUMNS if c not in ("fold", "split")])
+
+
+def face_summary(coverage: dict[str, float], cfg: ClipSettings) -> dict[str, Any]:
+    """How well faces were found: mean coverage, and every clip below LOW_COVERAGE by name."""
+    if cfg.crop != "face":
+        return {"method": cfg.crop}
+    low = {c: round(v, 4) for c, v in sorted(coverage.items()) if v < LOW_COVERAGE}
+    return {
+        "method": "face",
+        "detector": DETECTOR,
+        "mean_coverage": round(float(np.mean(list(coverage.values()))), 4) if coverage else None,
+        "low_coverage_below": LOW_COVERAGE,
+        "low_coverage": low,  # the crop of a clip found in no frame is the centre square
+    }
 
 
 def _split_summary(clips: pd.DataFrame, pairs: pd.DataFrame) -> dict[str, Any]:
@@ -230,6 +249,7 @@ def build(
         "pairs": len(pairs),
         "crop": cfg.crop,
         "center_fallback": sorted(run.center_fallback),
+        "faces": face_summary(run.coverage, cfg),
         "resampled": sorted(run.resampled, key=lambda r: r["path"]),
         "skipped": log.to_json(),
         "notes": notes,

@@ -1,21 +1,25 @@
-"""Cheap face boxes for studio footage: the subject against a plain background.
+"""How a clip's frames become square crops: `face` (detected landmarks, `data.faces`), the
+older `foreground` box, or the `center` square.
 
-RAVDESS (white wall) and CREMA-D (plain backdrop), like the synthetic look-alikes, film one
-person in front of a uniform background, so the foreground box (pixels that differ from a
-background model fitted to the left and right image edges) finds the head without a face
-detector. The model is linear from left to right, which absorbs uneven lighting. When too little
-foreground is found the crop falls back to the centre square, and the caller records it.
+`foreground` is a cheap box for studio footage: RAVDESS (white wall) and CREMA-D (plain
+backdrop) film one person in front of a uniform background, so the pixels that differ from a
+background model fitted to the left and right image edges find the head without a detector. The
+model is linear from left to right, which absorbs uneven lighting. On a cluttered background it
+covers most of the frame, which is why `face` is the default. Any method that finds nothing
+falls back to the centre square, and `ClipCrop` says so.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Literal, get_args
 
 import numpy as np
 
+from affectpipe.data import faces
 from affectpipe.data.media import resize_square
 
-Crop = Literal["foreground", "center"]
+Crop = Literal["face", "foreground", "center"]
 CROPS: tuple[str, ...] = get_args(Crop)
 EDGE = 4  # columns on each side taken as background
 THRESHOLD = 40.0  # max channel difference (0..255) that counts as foreground
@@ -50,25 +54,85 @@ def center_box(height: int, width: int) -> Box:
     return (x0, y0, x0 + side, y0 + side)
 
 
-def crop_resize(frames: np.ndarray, box: Box, size: int) -> np.ndarray:
-    """Crop every frame to `box` (edge-padded where it leaves the image), resize to a square.
+def crop_resize(frames: np.ndarray, boxes: list[Box], size: int) -> np.ndarray:
+    """Crop each frame to its box (edge-padded where it leaves the image), resize to a square.
 
     (T, H, W, 3) uint8 -> (T, size, size, 3) uint8.
     """
-    x0, y0, x1, y1 = box
     _, h, w, _ = frames.shape
-    pad = max(0, -x0, -y0, x1 - w, y1 - h)
-    padded = np.pad(frames, ((0, 0), (pad, pad), (pad, pad), (0, 0)), mode="edge")
-    crops = padded[:, y0 + pad : y1 + pad, x0 + pad : x1 + pad]
-    return np.stack([resize_square(c, size) for c in crops])
+    out = []
+    for frame, (x0, y0, x1, y1) in zip(frames, boxes, strict=True):
+        pad = max(0, -x0, -y0, x1 - w, y1 - h)
+        padded = np.pad(frame, ((pad, pad), (pad, pad), (0, 0)), mode="edge")
+        out.append(resize_square(padded[y0 + pad : y1 + pad, x0 + pad : x1 + pad], size))
+    return np.stack(out)
 
 
-def crop_clip(frames: np.ndarray, method: str, size: int, margin: float) -> tuple[np.ndarray, bool]:
-    """Face-crop (or centre-crop) a clip's frames; returns (crops, fell_back_to_center)."""
+@dataclass(frozen=True)
+class ClipCrop:
+    """A clip's crops and how they were made: what preprocessing reports and `predict` shows."""
+
+    crops: np.ndarray  # (T, size, size, 3) uint8
+    boxes: list[Box]  # per frame, the pixel box cropped
+    method: str  # the method asked for
+    used: str  # what made the boxes: the method, or "center" when it found nothing
+    coverage: float | None  # `face`: share of frames where the detector found the subject
+    detected: list[bool] | None  # `face`: per frame, found by the detector (not filled in)
+    crops_from: tuple[int, int]  # (H, W) of the frames the boxes are in
+
+    @property
+    def fell_back(self) -> bool:
+        return self.used != self.method
+
+
+def join_crops(parts: list[ClipCrop]) -> ClipCrop:
+    """One record of a video cropped chunk by chunk (`predict` holds one window at a time):
+    boxes and detections in order, coverage over all frames, `used` the method if any chunk
+    found the subject. The crops themselves are not kept (they are embedded chunk by chunk)."""
+    first = parts[0]
+    found = [p for p in parts if not p.fell_back]
+    detected = None
+    if all(p.detected is not None for p in parts):
+        detected = [d for p in parts for d in p.detected]
+    coverage = None if detected is None else sum(detected) / len(detected)
+    return ClipCrop(
+        crops=first.crops[:0],
+        boxes=[b for p in parts for b in p.boxes],
+        method=first.method,
+        used=first.method if found else "center",
+        coverage=coverage,
+        detected=detected,
+        crops_from=first.crops_from,
+    )
+
+
+def _hold(boxes: list[faces.Box | None]) -> list[Box]:
+    """Every frame gets a box: one with none takes the nearest frame's (a clip needs T crops)."""
+    known = [t for t, b in enumerate(boxes) if b is not None]
+    out = []
+    for t in range(len(boxes)):
+        x0, y0, x1, y1 = boxes[min(known, key=lambda k: (abs(k - t), k))]
+        out.append((round(x0), round(y0), round(x1), round(y1)))
+    return out
+
+
+def crop_clip(frames: np.ndarray, method: str, size: int, margin: float) -> ClipCrop:
+    """Crop a clip's frames (T, H, W, 3) by `method`; the centre square where it finds nothing."""
     if method not in CROPS:
         raise ValueError(f"unknown crop '{method}'; valid: {list(CROPS)}")
-    box = foreground_box(frames, margin) if method == "foreground" else None
-    fell_back = method == "foreground" and box is None
-    if box is None:
-        box = center_box(frames.shape[1], frames.shape[2])
-    return crop_resize(frames, box, size), fell_back
+    t_n, h, w, _ = frames.shape
+    boxes: list[Box] | None = None
+    coverage = detected = None
+    if method == "face":
+        track = faces.track(frames, margin)
+        coverage, detected = track.coverage, track.detected
+        if any(b is not None for b in track.boxes):
+            boxes = _hold(track.boxes)
+    elif method == "foreground":
+        box = foreground_box(frames, margin)
+        boxes = None if box is None else [box] * t_n
+    used = method if boxes is not None else "center"
+    if boxes is None:
+        boxes = [center_box(h, w)] * t_n
+    crops = crop_resize(frames, boxes, size)
+    return ClipCrop(crops, boxes, method, used, coverage, detected, (h, w))

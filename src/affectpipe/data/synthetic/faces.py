@@ -204,12 +204,3 @@ def render_face(
     arr = arr * (nuis.light * ramp)[None, :, None]
     arr += rng.normal(0.0, nuis.noise, size=arr.shape).astype(np.float32)
     return np.clip(arr, 0, 255).astype(np.uint8), lm
-
-
-def face_box(landmarks: np.ndarray, margin: float = 0.25) -> tuple[float, float, float, float]:
-    """Square box (x0, y0, x1, y1) around the landmarks, grown by `margin` of its side."""
-    x0, y0 = landmarks.min(0)
-    x1, y1 = landmarks.max(0)
-    side = max(x1 - x0, y1 - y0) * (1 + 2 * margin)
-    mx, my = (x0 + x1) / 2, (y0 + y1) / 2
-    return (mx - side / 2, my - side / 2, mx + side / 2, my + side / 2)
