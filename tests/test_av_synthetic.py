@@ -84,3 +84,29 @@ def test_mouth_opens_with_the_syllables():
     assert env.max() > 0.8 and env.min() == 0.0  # syllables and pauses
     lm = face_landmarks(emotion_expression(0), actor.identity, actor.camera, 64, 48)
     assert lm.shape == (68, 2)
+
+
+def test_a_quiet_actor_keeps_the_emotion_cues_after_16_bit_storage(tmp_path):
+    """A quiet actor is a lower recording gain: once stored as 16-bit PCM and normalised per
+    utterance (as wav2vec2's processor does) the voice is the loud one's, so the prosody an
+    emotion classifier reads survives; the relative energy between emotions does too."""
+    import soundfile as sf
+
+    from affectpipe.data.media import rms_db
+    from affectpipe.data.synthetic.voice import Voice
+
+    gain = -32.0
+    stored = {}
+    for emotion in ("angry", "sad"):
+        rng = np.random.default_rng(0)
+        loud = synthesize(voice_style(EMOTION_ID[emotion]), Speaker(120.0, 1.0), 1, 2.0, SR, rng)
+        quiet = loud.scaled(gain)
+        assert isinstance(quiet, Voice) and np.array_equal(quiet.envelope, loud.envelope)
+        assert rms_db(quiet.samples) == pytest.approx(rms_db(loud.samples) + gain, abs=0.01)
+        sf.write(tmp_path / "q.wav", quiet.samples, SR, subtype="PCM_16")
+        back, _ = sf.read(tmp_path / "q.wav", dtype="float32")
+        norm = [(v - v.mean()) / v.std() for v in (back, loud.samples)]
+        assert np.corrcoef(*norm)[0, 1] > 0.99, emotion
+        stored[emotion] = back
+    assert np.sqrt((stored["angry"] ** 2).mean()) > 2 * np.sqrt((stored["sad"] ** 2).mean())
+    assert pitch(stored["angry"]) > pitch(stored["sad"])

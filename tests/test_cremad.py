@@ -30,6 +30,7 @@ TINY = {
     "width": 64,
     "height": 48,
     "sample_rate": 16000,
+    "quiet_actors": [1002],  # soft speech, as real quiet actors: preprocessing must keep it
 }
 PRE = {"n_frames": 8, "frame_size": 32, "folds": {"folds": 2, "test_fold": 0, "val_fold": -1}}
 
@@ -61,11 +62,14 @@ def raw(tmp_path_factory):
         ("1002_IEO_SAD_LO.wav", (1002, "IEO", "sad", "LO")),
         ("1010_TSI_FEA_XX.flv", (1010, "TSI", "fearful", "XX")),
         ("1020_ITS_DIS_MD.wav", (1020, "ITS", "disgust", "MD")),
+        # the release spells the unspecified level once with a single letter
+        ("1076_MTI_SAD_X.wav", (1076, "MTI", "sad", "XX")),
     ],
 )
 def test_parser_follows_the_published_code_table(name, expected):
     n = cremad.parse_name(name)
     assert (n.actor, n.sentence, EMOTIONS[n.emotion], n.level) == expected
+    assert n.stem == "_".join([name[:12], n.level])
 
 
 @pytest.mark.parametrize(
@@ -76,6 +80,8 @@ def test_parser_follows_the_published_code_table(name, expected):
         ("1001_ABC_ANG_XX.wav", "sentence 'ABC'"),
         ("1001_DFA_SUR_XX.wav", "emotion 'SUR'"),
         ("1001_DFA_ANG_ZZ.wav", "level 'ZZ'"),
+        ("1001_DFA_ANG_Y.wav", "level 'Y'"),
+        ("1001_DFA_ANG_XXX.wav", "name is not CREMA-D"),
     ],
 )
 def test_names_that_do_not_parse_say_why(name, message):
@@ -134,19 +140,48 @@ def test_preprocess_pairs_flv_and_wav_by_name(raw, tmp_path):
     ).all()
 
 
-def test_known_broken_clips_are_skipped_with_that_reason(raw, tmp_path):
+def test_files_not_names_decide_what_is_kept_of_a_clip(raw, tmp_path):
     root = tmp_path / "raw"
     shutil.copytree(raw, root)
-    for stem in ("1076_MTI_NEU_XX", "1064_TIE_SAD_XX"):
-        shutil.copy(raw / "AudioWAV" / "1001_DFA_NEU_XX.wav", root / "AudioWAV" / f"{stem}.wav")
-        shutil.copy(raw / "VideoFlash" / "1001_DFA_NEU_XX.flv", root / "VideoFlash" / f"{stem}.flv")
-    report = cremad.preprocess(
-        preprocess_config(bad_input="strict"), root, tmp_path / "out", seed=0
-    )
+    wav, flv = raw / "AudioWAV" / "1001_DFA_NEU_XX.wav", raw / "VideoFlash" / "1001_DFA_NEU_XX.flv"
+    # a clip users report broken whose files are fine is kept whole
+    shutil.copy(wav, root / "AudioWAV" / "1076_MTI_NEU_XX.wav")
+    shutil.copy(flv, root / "VideoFlash" / "1076_MTI_NEU_XX.flv")
+    # a good voice with a truncated video keeps its voice
+    shutil.copy(wav, root / "AudioWAV" / "1064_TIE_SAD_XX.wav")
+    (root / "VideoFlash" / "1064_TIE_SAD_XX.flv").write_bytes(flv.read_bytes()[:300])
+    # a good video with an all-zero wav keeps its face
+    sf.write(root / "AudioWAV" / "1064_IEO_DIS_MD.wav", np.zeros(16000, np.float32), 16000)
+    shutil.copy(flv, root / "VideoFlash" / "1064_IEO_DIS_MD.flv")
+    # the level spelled with one letter pairs with the usual spelling of the other file
+    shutil.copy(wav, root / "AudioWAV" / "1076_MTI_SAD_X.wav")
+    shutil.copy(flv, root / "VideoFlash" / "1076_MTI_SAD_XX.flv")
+    report = cremad.preprocess(preprocess_config(), root, tmp_path / "out", seed=0)
     skipped = {s["path"].split("/")[-1]: s["reason"] for s in report["skipped"]}
-    assert len(skipped) == 4
-    assert set(skipped.values()) == {"known broken CREMA-D clip"}
-    assert "1076_MTI_NEU_XX" not in set(pd.read_csv(tmp_path / "out" / "clips.csv").clip_id)
+    assert set(skipped) == {"1064_TIE_SAD_XX.flv", "1064_IEO_DIS_MD.wav"}
+    assert skipped["1064_IEO_DIS_MD.wav"].startswith("no speech: 0.00 s of frames")
+    clips = pd.read_csv(tmp_path / "out" / "clips.csv").set_index("clip_id")
+    sides = ["has_video", "has_audio"]
+    assert clips.loc["1076_MTI_NEU_XX", sides].tolist() == [1, 1]
+    assert clips.loc["1064_TIE_SAD_XX", sides].tolist() == [0, 1]
+    assert clips.loc["1064_TIE_SAD_XX", "audio_path"] == "audio/1064_TIE_SAD_XX.wav"
+    assert clips.loc["1064_IEO_DIS_MD", sides].tolist() == [1, 0]
+    assert clips.loc["1064_IEO_DIS_MD", "frames_path"] == "frames/1064_IEO_DIS_MD.npy"
+    assert clips.loc["1076_MTI_SAD_XX", sides + ["intensity"]].tolist() == [1, 1, "unspecified"]
+    pairs = pd.read_csv(tmp_path / "out" / "pairs.csv")
+    one_sided = {"1064_TIE_SAD_XX", "1064_IEO_DIS_MD"}
+    assert not one_sided & (set(pairs.face_clip) | set(pairs.voice_clip))
+
+
+def test_a_clip_spelled_two_ways_is_reported_not_overwritten(raw, tmp_path):
+    root = tmp_path / "raw"
+    shutil.copytree(raw, root)
+    shutil.copy(root / "AudioWAV" / "1001_DFA_NEU_XX.wav", root / "AudioWAV" / "1001_DFA_NEU_X.wav")
+    log = ProblemLog("skip")
+    out = cremad.sources(root, log, [])
+    (problem,) = log.to_json()
+    assert problem["reason"].startswith("the same clip as 1001_DFA_NEU_X")
+    assert sum(s.clip_id == "1001_DFA_NEU_XX" for s in out) == 1
 
 
 def test_unexpected_rate_and_a_missing_wav_are_recorded(raw, tmp_path):

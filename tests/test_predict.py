@@ -476,7 +476,7 @@ def test_engines_prepare_videos_as_the_checkpoints_record(tmp_path):
     av = AVEngine(root / "multimodal" / "fusion_ravdess", cpu, clip, layer=0)
     s = av.settings
     assert (s.n_frames, s.frame_size, s.crop, s.sample_rate) == (8, 96, "center", 8000)
-    assert (s.margin, s.silence_db) == (0.3, params.clip.silence_db) and av.layer == 1
+    assert (s.margin, s.min_speech_s) == (0.3, params.clip.min_speech_s) and av.layer == 1
     # a checkpoint that records nothing is prepared as params.yaml says
     old = build_tiny_models(tmp_path / "old")
     va = VAEngine(old / "finetune" / "cached", cpu, VASettings(crop_size=99, margin=0.25))

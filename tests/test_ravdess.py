@@ -28,6 +28,7 @@ TINY = {
     "width": 64,
     "height": 48,
     "sample_rate": 48000,
+    "quiet_actors": [2],  # soft speech, as real quiet actors: preprocessing must keep it
 }
 PRE = {"n_frames": 8, "frame_size": 32, "folds": {"folds": 2, "test_fold": 0, "val_fold": -1}}
 
@@ -110,7 +111,7 @@ def test_synthetic_layout_and_manifest(raw):
 
 
 def test_synthetic_download_is_byte_identical_across_runs(raw, tmp_path):
-    tiny = dict(TINY, actors=1, statements=[1])
+    tiny = dict(TINY, actors=1, statements=[1], quiet_actors=[])
     ravdess.download(download_config(synthetic=tiny), tmp_path / "a")
     ravdess.download(download_config(synthetic=tiny), tmp_path / "b")
     assert (tmp_path / "a/manifest.csv").read_bytes() == (tmp_path / "b/manifest.csv").read_bytes()
@@ -158,6 +159,16 @@ def test_preprocess_writes_the_design_contract(processed):
     audio, rate = sf.read(out / av.audio_path.iloc[0], dtype="float32")
     assert rate == 16000 and audio.ndim == 1
     assert json.loads((out / "report.json").read_text())["clips"] == len(clips)
+
+
+def test_quiet_actor_soft_speech_is_kept(processed):
+    out, report = processed
+    clips = pd.read_csv(out / "clips.csv")
+    quiet = clips[(clips.actor == 2) & (clips.has_audio == 1)]
+    loud = clips[(clips.actor == 1) & (clips.has_audio == 1)]
+    assert len(quiet) == len(loud) == 2 * 8 * 2  # every voice of both actors (01 mp4 + 03 wav)
+    # below the old whole-file RMS threshold (-60 dBFS), yet speech: kept
+    assert quiet.loudness_db.median() < -60 < loud.loudness_db.min()
 
 
 def test_every_fold_holds_all_eight_emotions_and_every_split_all_pair_kinds(processed):
@@ -215,7 +226,7 @@ def test_every_bad_input_is_recorded_with_its_reason(broken_raw, tmp_path):
     reasons = {s["path"].split("/")[-1]: s["reason"] for s in report["skipped"]}
     assert reasons["01-01-03-02-01-01-01.mp4"] == "no audio track in the container"
     assert reasons["03-01-04-02-01-01-01.wav"] == "empty audio (0 samples)"
-    assert reasons["03-01-04-02-02-01-01.wav"].startswith("silent audio")
+    assert reasons["03-01-04-02-02-01-01.wav"].startswith("no speech: 0.00 s of frames")
     assert reasons["01-01-06-02-01-01-01.mp4"].startswith("undecodable")
     assert reasons["02-01-07-02-01-01-01.mp4"] == "4 frames, fewer than the 8 requested"
     assert reasons["holiday.mp4"].startswith("name is not RAVDESS")

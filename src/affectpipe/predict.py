@@ -252,6 +252,7 @@ class Predictor:
         RAVDESS/CREMA-D preprocessing decodes: `n_frames` spread over all `n_decoded` frames.
         The engines of one dataset share its clip settings; only called when there is one."""
         from affectpipe.data.media import frames_at, read_track, sample_indices
+        from affectpipe.data.speech import require_speech
 
         s = next(iter(self.av.values())).settings
         indices = sample_indices(n_decoded, s.n_frames)
@@ -261,7 +262,8 @@ class Predictor:
             why = "no audio track in the video"
         else:
             try:
-                wave = read_track(path, s.sample_rate, s.silence_db).samples
+                wave = read_track(path, s.sample_rate).samples
+                require_speech(path, wave, s.sample_rate, s.speech_gate())
             except InputProblem as e:
                 why = e.problem
         return indices, frames, wave, why

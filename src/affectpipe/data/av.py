@@ -26,6 +26,7 @@ from affectpipe.data.faces import DETECTOR
 from affectpipe.data.framecrop import Crop, crop_clip
 from affectpipe.data.labels import EMOTIONS
 from affectpipe.data.pairs import PairConfig, make_pairs
+from affectpipe.data.speech import SpeechGate, require_speech
 from affectpipe.data.splits import SPLITS, FoldConfig, assign_folds, split_of
 from affectpipe.problems import InputProblem, Policy, ProblemLog, write_json
 
@@ -61,11 +62,17 @@ class ClipSettings:
     margin: float  # grow the face (or foreground) box by this fraction of its side
     decode_max_side: int  # shrink frames at decode (1280x720 sources) to bound memory
     sample_rate: int  # audio out: mono float32
-    silence_db: float  # RMS below this is a silent recording
+    speech_floor_db: float  # an active (speech) frame is above this level, dBFS
+    speech_snr_db: float  # ... and this many dB above the recording's own noise floor
+    min_speech_s: float  # a recording with fewer active seconds holds no speech (skipped)
 
     def __post_init__(self) -> None:
         if self.n_frames < 1 or self.frame_size < 8:
             raise ValueError(f"n_frames={self.n_frames}, frame_size={self.frame_size} too small")
+
+    def speech_gate(self) -> SpeechGate:
+        """What decides that a recording holds speech (`data.speech`)."""
+        return SpeechGate(self.speech_floor_db, self.speech_snr_db, self.min_speech_s)
 
 
 def settings_of(cfg: ClipSettings) -> dict[str, Any]:
@@ -113,13 +120,14 @@ def _audio(src: ClipSource, run: _Run) -> media.Audio | None:
     cfg = run.cfg
     try:
         if src.audio.suffix.lower() in media.WAV_EXTS:
-            audio = media.read_wav(src.audio, cfg.sample_rate, cfg.silence_db)
+            audio = media.read_wav(src.audio, cfg.sample_rate)
             if src.wav_rate and audio.source_rate != src.wav_rate:
                 run.resampled.append(
                     {"path": str(src.audio), "rate": audio.source_rate, "expected": src.wav_rate}
                 )
         else:
-            audio = media.read_track(src.audio, cfg.sample_rate, cfg.silence_db)
+            audio = media.read_track(src.audio, cfg.sample_rate)
+        require_speech(src.audio, audio.samples, audio.sample_rate, cfg.speech_gate())
     except InputProblem as p:
         run.log.report(p)
         return None

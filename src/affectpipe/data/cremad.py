@@ -2,8 +2,13 @@
 
 Names are `ActorID_Sentence_Emotion_Level` (e.g. `1001_DFA_ANG_XX`). A clip's face comes from
 `VideoFlash/<name>.flv` and its voice from `AudioWAV/<name>.wav`, paired by name (the flv's own
-track stands in when the wav is absent, and the report says so). Four clips are known to be
-broken and are skipped with that reason.
+track stands in when the wav is absent, and the report says so). The release writes the
+unspecified level `XX` once as a single `X`; both parse, and the clip is named with `XX`.
+
+Whether a clip is usable is decided by its files, never by its name: the clips the release's
+authors list as broken (`REPORTED_BROKEN`, kept only as a record) go through the same decoding
+and speech test as every other, so a good side is kept and a bad side is skipped with what is
+wrong with it.
 """
 
 from __future__ import annotations
@@ -28,8 +33,10 @@ Folder = Literal["AudioWAV", "VideoFlash"]
 FOLDERS: dict[str, str] = {"AudioWAV": ".wav", "VideoFlash": ".flv"}  # folder -> extension
 WAV_RATE = 16000
 LEVEL_NAME = {"LO": "low", "MD": "medium", "HI": "high", "XX": "unspecified"}
-BROKEN = frozenset({"1076_MTI_NEU_XX", "1076_MTI_SAD_XX", "1064_TIE_SAD_XX", "1064_IEO_DIS_MD"})
-_NAME = re.compile(r"^(\d{4})_([A-Z]{3})_([A-Z]{3})_([A-Z]{2})$")
+LEVEL_SPELLINGS = {"X": "XX"}  # other spellings of a level in the release -> the table's
+# Reported broken by users of the release; documentation only: the files decide (docs/av_data.md).
+REPORTED_BROKEN = ("1076_MTI_NEU_XX", "1076_MTI_SAD_XX", "1064_TIE_SAD_XX", "1064_IEO_DIS_MD")
+_NAME = re.compile(r"^(\d{4})_([A-Z]{3})_([A-Z]{3})_([A-Z]{1,2})$")
 
 
 @dataclass(frozen=True)
@@ -37,7 +44,8 @@ class CremadName:
     actor: int
     sentence: str
     emotion: int  # unified id
-    level: str
+    level: str  # the code table's spelling (`X` read as `XX`)
+    stem: str  # the name in the table's spelling: the clip id, and what flv and wav pair by
 
 
 def parse_name(path: Path | str) -> CremadName:
@@ -46,7 +54,8 @@ def parse_name(path: Path | str) -> CremadName:
     m = _NAME.match(path.stem)
     if not m:
         raise InputProblem(path, "name is not CREMA-D 'ActorID_Sentence_Emotion_Level'")
-    actor, sentence, emotion, level = int(m[1]), m[2], m[3], m[4]
+    actor, sentence, emotion = int(m[1]), m[2], m[3]
+    level = LEVEL_SPELLINGS.get(m[4], m[4])
     if not 1001 <= actor <= 1091:
         raise InputProblem(path, f"actor {actor} is not a CREMA-D actor (1001..1091)")
     for what, value, valid in (
@@ -56,7 +65,8 @@ def parse_name(path: Path | str) -> CremadName:
     ):
         if value not in valid:
             raise InputProblem(path, f"{what} '{value}' is not one of {list(valid)}")
-    return CremadName(actor, sentence, CREMAD_EMOTION[emotion], level)
+    stem = f"{m[1]}_{sentence}_{emotion}_{level}"
+    return CremadName(actor, sentence, CREMAD_EMOTION[emotion], level, stem)
 
 
 # ----------------------------------------------------------------------------- download
@@ -152,18 +162,21 @@ def download(cfg: DownloadConfig, out_dir: Path) -> list[str]:
 
 
 def sources(raw_dir: Path, log: ProblemLog, notes: list[str]) -> list[av.ClipSource]:
-    """Pair `.flv` and `.wav` by name into clips; bad and known-broken names go to the log."""
+    """Pair `.flv` and `.wav` by name (in the table's spelling) into clips; bad names go to the
+    log. Whether each file is usable is for decoding to find out (`av.build`)."""
     by_stem: dict[str, dict[str, Path]] = {}
     for path in media(raw_dir):
         try:
-            parse_name(path)
+            name = parse_name(path)
         except InputProblem as p:
             log.report(p)
             continue
-        if path.stem in BROKEN:  # known, not a surprise: recorded under either policy
-            log.skipped.append({"path": str(path), "reason": "known broken CREMA-D clip"})
+        taken = by_stem.setdefault(name.stem, {})
+        other = taken.get(path.suffix.lower())
+        if other is not None:  # `_X` and `_XX` of one clip: which is meant, the name cannot say
+            log.report(InputProblem(path, f"the same clip as {other.name} (level spelled apart)"))
             continue
-        by_stem.setdefault(path.stem, {})[path.suffix.lower()] = path
+        taken[path.suffix.lower()] = path
     out, from_track = [], 0
     for stem, paths in sorted(by_stem.items()):
         n = parse_name(stem)

@@ -1,7 +1,7 @@
 """Audio and video I/O, for the datasets' clips and any user video: PyAV for containers,
 soundfile for WAV.
 
-Decoding problems (no audio track, an empty or silent WAV, a truncated container) become
+Decoding problems (no audio track, an empty WAV, a truncated container) become
 `InputProblem`s naming the file, so the caller can stop or record a skip; nothing here guesses.
 Frames are shrunk at decode time by one rule (`output_size`), so preprocessing and inference see
 the same pixels. A user's video can be long, have a variable frame rate, no audio, or timestamps
@@ -51,28 +51,24 @@ def rms_db(x: np.ndarray) -> float:
     return 20.0 * np.log10(rms) if rms > 0 else float("-inf")
 
 
-def _finish_audio(
-    path: Path, mono: np.ndarray, rate: int, target_rate: int, silence_db: float
-) -> Audio:
+def _finish_audio(path: Path, mono: np.ndarray, rate: int, target_rate: int) -> Audio:
+    """Resample; whether the samples hold speech is `data.speech`'s question, not decoding's."""
     if mono.size == 0:
         raise InputProblem(path, "empty audio (0 samples)")
-    level = rms_db(mono)
-    if level < silence_db:
-        raise InputProblem(path, f"silent audio (RMS {level:.1f} dBFS, below {silence_db} dBFS)")
     out = mono if rate == target_rate else soxr.resample(mono, rate, target_rate, quality="HQ")
     return Audio(np.asarray(out, dtype=np.float32), target_rate, rate, mono.size / rate)
 
 
-def read_wav(path: Path, target_rate: int, silence_db: float = -60.0) -> Audio:
+def read_wav(path: Path, target_rate: int) -> Audio:
     """Read a WAV file as mono float32 resampled to `target_rate` (soxr)."""
     try:
         data, rate = sf.read(path, dtype="float32", always_2d=True)
     except (sf.LibsndfileError, RuntimeError) as e:
         raise InputProblem(path, f"unreadable WAV ({e})") from e
-    return _finish_audio(path, data.mean(axis=1), rate, target_rate, silence_db)
+    return _finish_audio(path, data.mean(axis=1), rate, target_rate)
 
 
-def read_track(path: Path, target_rate: int, silence_db: float = -60.0) -> Audio:
+def read_track(path: Path, target_rate: int) -> Audio:
     """Decode the first audio track of a video container as mono float32 at `target_rate`."""
     try:
         with av.open(str(path)) as c:
@@ -90,7 +86,7 @@ def read_track(path: Path, target_rate: int, silence_db: float = -60.0) -> Audio
     except av.error.FFmpegError as e:
         raise InputProblem(path, f"undecodable audio ({e})") from e
     samples = np.concatenate(chunks) if chunks else np.zeros(0, np.float32)
-    return _finish_audio(path, samples, rate, target_rate, silence_db)
+    return _finish_audio(path, samples, rate, target_rate)
 
 
 def has_audio_track(path: Path) -> bool:

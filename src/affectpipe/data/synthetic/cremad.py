@@ -47,6 +47,8 @@ class SyntheticCremadConfig:
     height: int
     sample_rate: int
     incongruent_fraction: float  # clips whose face or voice shows another emotion than acted
+    quiet_actors: list[int]  # recorded quieter: soft speech preprocessing must keep
+    quiet_gain_db: float  # their recording gain
     seed: int  # its own seed, tracked with this section's params
 
     def __post_init__(self) -> None:
@@ -62,6 +64,10 @@ class SyntheticCremadConfig:
             )
         if self.width % 2 or self.height % 2:
             raise ValueError(f"synthetic cremad: {self.width}x{self.height} must be even (yuv420)")
+        ids = range(self.first_actor, self.first_actor + self.actors)
+        bad = sorted(set(self.quiet_actors) - set(ids))
+        if bad:
+            raise ValueError(f"synthetic cremad: quiet_actors {bad} not in {ids[0]}..{ids[-1]}")
 
 
 def performances(cfg: SyntheticCremadConfig):
@@ -143,6 +149,8 @@ def generate(cfg: SyntheticCremadConfig, out_dir: Path) -> list[Path]:
             rng,
             face_emotion=face,
         )
+        if a in cfg.quiet_actors:
+            voice = voice.scaled(cfg.quiet_gain_db)
         strength = LEVEL_STRENGTH[level]
         votes[stem] = {
             "voice": rate((voice_emotion,), strength, raters),

@@ -2,7 +2,9 @@
 
 `Actor_XX/01-01-EE-II-SS-RR-AA.mp4` (H.264 + AAC), optionally the video-only twin
 `02-...mp4` and the audio-only `03-...wav` (48 kHz 16-bit) of the same performance, as in the
-real release. Odd actors are male, even female; neutral has no strong intensity.
+real release. Odd actors are male, even female; neutral has no strong intensity. The
+`quiet_actors` are recorded `quiet_gain_db` lower, as soft-spoken real actors are (whole-file
+RMS near -62 dBFS): their speech must survive preprocessing's speech test.
 """
 
 from __future__ import annotations
@@ -32,6 +34,8 @@ class SyntheticRavdessConfig:
     width: int  # the real videos are 1280x720; small keeps the default run fast
     height: int
     sample_rate: int
+    quiet_actors: list[int]  # recorded quieter: soft speech preprocessing must keep
+    quiet_gain_db: float  # their recording gain
     seed: int  # its own seed, tracked with this section's params
 
     def __post_init__(self) -> None:
@@ -45,6 +49,9 @@ class SyntheticRavdessConfig:
                 raise ValueError(f"synthetic ravdess: {name} {bad} invalid; valid: {list(valid)}")
         if not 1 <= self.actors <= 24:
             raise ValueError(f"synthetic ravdess: actors={self.actors}, expected 1..24")
+        bad = sorted(set(self.quiet_actors) - set(range(1, self.actors + 1)))
+        if bad:
+            raise ValueError(f"synthetic ravdess: quiet_actors {bad} not in 1..{self.actors}")
         if self.width % 2 or self.height % 2:
             raise ValueError(f"synthetic ravdess: {self.width}x{self.height} must be even (yuv420)")
 
@@ -90,6 +97,8 @@ def generate(cfg: SyntheticRavdessConfig, out_dir: Path) -> list[Path]:
             rng,
             video=video,
         )
+        if a in cfg.quiet_actors:
+            voice = voice.scaled(cfg.quiet_gain_db)
         folder = out_dir / f"Actor_{a:02d}"
         for m in sorted(cfg.modalities):
             path = folder / (ravdess_name(m, e, i, s, r, a) + (".wav" if m == 3 else ".mp4"))

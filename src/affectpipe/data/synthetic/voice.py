@@ -88,6 +88,12 @@ class Voice:
     envelope: np.ndarray  # (N,) float32 in [0, 1]
     sample_rate: int
 
+    def scaled(self, gain_db: float) -> Voice:
+        """The same utterance recorded at another gain (a quiet actor: the room noise drops
+        with the voice, as a lower microphone gain would have it)."""
+        samples = np.clip(self.samples * 10 ** (gain_db / 20), -1, 1).astype(np.float32)
+        return Voice(samples, self.envelope, self.sample_rate)
+
     def envelope_at(self, times_s: np.ndarray) -> np.ndarray:
         idx = np.clip((times_s * self.sample_rate).astype(int), 0, len(self.envelope) - 1)
         return self.envelope[idx]
