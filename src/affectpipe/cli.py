@@ -14,8 +14,8 @@ app = typer.Typer(add_completion=False, no_args_is_help=True,
 VA_RATE = 4.0  # valence/arousal samples per second of video
 MAX_SIDE = 256  # sampled VA frames are shrunk to this longer side before cropping
 THRESHOLD = None  # congruence verdict threshold; None: the one the checkpoint was calibrated to
-VA_VARIANT_HELP = ("VA model models/finetune/<variant>: best (the one evaluate selected on "
-                   "validation CCC, plots/va/selection.json) | lora | frozen_mlp | cached | "
+VA_VARIANT_HELP = ("VA model models/finetune/<variant>/fold0: best (the one evaluate selected "
+                   "on validation CCC, plots/va/selection.json) | lora | frozen_mlp | cached | "
                    "linear_probe")  # fmt: skip
 
 

@@ -137,7 +137,7 @@ class EngineSettings:
 
 
 class VAEngine:
-    """Per-frame valence/arousal from a `models/finetune/<variant>/` checkpoint."""
+    """Per-frame valence/arousal from a `models/finetune/<variant>/fold<k>/` checkpoint."""
 
     def __init__(self, ckpt_dir: Path, device: torch.device, settings: VASettings | None):
         from affectpipe.data.windows import WindowConfig
