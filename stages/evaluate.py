@@ -7,26 +7,11 @@ from pathlib import Path
 import typer
 
 from affectpipe.config import from_section, load_params, section
-from affectpipe.evaluate import AVModelInputs, EvaluateConfig, VAModelInputs, evaluate_all
+from affectpipe.evaluate import VA_INITS, AVModelInputs, EvaluateConfig, VAModels, evaluate_all
 from affectpipe.results import fmt, update_readme
 from affectpipe.stage import run_stage
 
 app = typer.Typer(add_completion=False)
-
-
-def va_models(specs: list[str]) -> dict[str, VAModelInputs]:
-    """`variant:checkpoint:features[:stage1_checkpoint]` options -> {variant: inputs}, in the
-    order given."""
-    out = {}
-    for spec in specs:
-        parts = spec.split(":")
-        if len(parts) not in (3, 4):
-            raise typer.BadParameter(
-                f"'{spec}': expected variant:checkpoint:features[:stage1_checkpoint]"
-            )
-        stage1 = Path(parts[3]) if len(parts) == 4 else None
-        out[parts[0]] = VAModelInputs(Path(parts[1]), Path(parts[2]), stage1)
-    return out
 
 
 def av_models(specs: list[str]) -> list[AVModelInputs]:
@@ -42,16 +27,20 @@ def av_models(specs: list[str]) -> list[AVModelInputs]:
 
 @app.command()
 def main(
-    va: list[str] = typer.Option(
-        ...,
-        help="a VA model to score, variant:checkpoint:features[:stage1_checkpoint] (repeat "
-        "per variant; with the stage-1 checkpoint, its embeddings are drawn too)",
+    va: Path = typer.Option(
+        ..., help="the VA checkpoints from stage 1: <variant>/fold<k>/, one folder per variant"
+    ),
+    va_scratch: Path = typer.Option(
+        None, help="the same variants trained from fresh weights (what stage 1 adds)"
+    ),
+    va_pretrain: Path = typer.Option(
+        None, help="the stage-1 checkpoints (<variant>/fold<k>/): fold 0's embeddings drawn too"
     ),
     av: list[str] = typer.Option(
         ..., help="an AV model to score, model:dataset:checkpoint (repeat per model)"
     ),
     features_dir: Path = typer.Option(..., help="the feature stores the AV checkpoints name"),
-    processed_dir: Path = typer.Option(..., help="holds afewva/frames.csv and <dataset>/"),
+    processed_dir: Path = typer.Option(..., help="holds each AV dataset's <dataset>/"),
     metrics_dir: Path = typer.Option(..., help="va.json and av.json go here"),
     plots_dir: Path = typer.Option(
         ..., help="va/ (with selection.json, the VA variant predict serves), av/, figures/"
@@ -63,13 +52,23 @@ def main(
     cfg = run_stage(lambda: from_section(EvaluateConfig, section(params, "evaluate"), "evaluate"))
     results = run_stage(
         lambda: evaluate_all(
-            cfg, va_models(va), av_models(av), features_dir, processed_dir, metrics_dir, plots_dir
-        )  # fmt: skip
+            cfg,
+            VAModels(va, va_scratch, va_pretrain),
+            av_models(av),
+            features_dir,
+            processed_dir,
+            metrics_dir,
+            plots_dir,
+        )
     )
     for variant, scores in results["va"].items():
-        test = scores["test"]
-        typer.echo(f"va {variant}: test CCC valence {fmt(test['ccc_valence'])} "
-                   f"arousal {fmt(test['ccc_arousal'])} mean {fmt(test['ccc_mean'])}")  # fmt: skip
+        if not isinstance(scores, dict):
+            continue
+        for init in VA_INITS:
+            if init in scores:
+                cv = scores[init]
+                typer.echo(f"va {variant} {init}: test CCC mean {fmt(cv.get('ccc_mean_mean'))} "
+                           f"± {fmt(cv.get('ccc_mean_std'))} over {cv['folds']} folds")  # fmt: skip
     if results["va_selection"] is not None:
         chosen = results["va_selection"]["selected"]
         typer.echo(f"va for predict: {chosen} (best validation CCC mean, "

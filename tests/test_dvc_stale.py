@@ -176,3 +176,32 @@ def test_download_runs_for_exactly_the_datasets_the_pipeline_preprocesses():
     downloads = {n.removeprefix("download@") for n in names if n.startswith("download@")}
     preprocessed = {n.removeprefix("preprocess@") for n in names if n.startswith("preprocess@")}
     assert downloads == preprocessed == set(PARAMS["download"])
+
+
+def _stale_after(root: Path, deps: dict[str, list], key: str) -> set[str]:
+    edited = set_key(PARAMS, key, another(get_key(PARAMS, key)))
+    (root / "params.yaml").write_text(yaml.safe_dump(edited))
+    try:
+        return stale(deps)
+    finally:
+        (root / "params.yaml").write_text(yaml.safe_dump(PARAMS))
+
+
+def _va_stages(deps: dict[str, list], prefix: str) -> set[str]:
+    return {name for name in deps if name.startswith(f"{prefix}@")}
+
+
+def test_a_finetune_knob_reruns_both_stage_2s_and_no_stage_1(params_deps):
+    root, deps = params_deps
+    changed = _stale_after(root, deps, "finetune.lr")
+    assert changed == _va_stages(deps, "finetune") | _va_stages(deps, "finetune_scratch")
+    assert len(_va_stages(deps, "finetune_scratch")) == len(_va_stages(deps, "pretrain")) > 0
+
+
+def test_a_stage_1_loss_knob_leaves_stage_2_from_scratch_up_to_date(params_deps):
+    """Stage 2 from stage 1 reruns through its stage-1 checkpoint (a path dep), not params."""
+    root, deps = params_deps
+    assert _stale_after(root, deps, "pretrain.contrastive.tau") == _va_stages(deps, "pretrain")
+    assert _stale_after(root, deps, "pretrain.model.reg_hidden") == (
+        _va_stages(deps, "pretrain") | _va_stages(deps, "finetune_scratch")
+    )

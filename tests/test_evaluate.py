@@ -13,7 +13,7 @@ import pytest
 from affectpipe import metrics
 from affectpipe.evaluate import (
     EvaluateConfig,
-    VAModelInputs,
+    VAModels,
     evaluate_all,
     evaluate_va_variant,
     mean_baseline,
@@ -95,19 +95,19 @@ def test_evaluate_records_the_variant_with_the_best_validation_ccc_never_test(
     tmp_path: Path, monkeypatch
 ):
     monkeypatch.setattr("affectpipe.evaluate.evaluate_va", lambda *a: {})
-    models = {
-        variant: VAModelInputs(fake_finetune(tmp_path / variant, scores), tmp_path / "x.h5")
-        for variant, scores in {
-            "lora": {"val/ccc_mean": 0.61, "test/ccc_mean": 0.99},
-            "frozen_mlp": {"val/ccc_mean": 0.6123456789},
-            "cached": {"val/ccc_mean": None},  # non-finite, recorded as null: never selected
-        }.items()
-    }
+    for variant, folds in {
+        "lora": [{"val/ccc_mean": 0.61, "test/ccc_mean": 0.99}, {"val/ccc_mean": 0.61}],
+        "frozen_mlp": [{"val/ccc_mean": 0.7123456789}, {"val/ccc_mean": 0.5123456789}],
+        "cached": [{"val/ccc_mean": 0.9}, {"val/ccc_mean": None}],  # null: never selected
+    }.items():
+        for k, scores in enumerate(folds):
+            fake_finetune(tmp_path / "ft" / variant / f"fold{k}", scores)
     cfg = EvaluateConfig(embedding_plots=[], trace_clips=1, seed=0)
+    models = VAModels(tmp_path / "ft", None)
     result = evaluate_all(cfg, models, [], tmp_path, tmp_path, tmp_path / "m", tmp_path / "p")
     record = json.loads((tmp_path / "p" / "va" / "selection.json").read_text())
     assert record == result["va_selection"] == {
-        "selected": "frozen_mlp", "criterion": "val/ccc_mean",
+        "selected": "frozen_mlp", "criterion": "val/ccc_mean, mean over folds", "served": "fold0",
         "scores": {"lora": 0.61, "frozen_mlp": 0.612346, "cached": None},
     }  # fmt: skip
 

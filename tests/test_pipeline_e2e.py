@@ -18,6 +18,7 @@ from tests.pipeline_repo import REPO, PipelineRepo, ran_stages, set_param
 from tests.test_dvc_deps import import_closure, scripts_of, stages
 
 pytestmark = pytest.mark.slow
+VARIANTS = ("lora", "frozen_mlp", "cached", "linear_probe")  # dvc.yaml va_variants
 
 
 @pytest.fixture(scope="module")
@@ -37,8 +38,9 @@ def test_repro_builds_every_stage_output(repo: PipelineRepo):
         "data/features/clip_afewva.h5",
         "data/features/videomae_ravdess.h5",
         "data/features/wav2vec2_cremad.h5",
-        "models/finetune/lora",
-        "models/finetune/cached",
+        "models/finetune/lora/fold0",
+        "models/finetune/cached/fold4",
+        "models/finetune_scratch/frozen_mlp/fold4",
         "models/multimodal/fusion_ravdess",
         "plots/va/cached_frames.csv",
         "plots/av/fusion_cremad_confusion.csv",
@@ -49,7 +51,15 @@ def test_repro_builds_every_stage_output(repo: PipelineRepo):
     ):
         assert (repo.root / path).exists(), path
     va = json.loads((repo.root / "metrics/va.json").read_text())["va"]
-    assert set(va) == {"lora", "frozen_mlp", "cached", "linear_probe", "mean_baseline"}
+    assert set(va) == {"lora", "frozen_mlp", "cached", "linear_probe", "mean_baseline", "n_folds"}
+    folds = yaml.safe_load((repo.root / "params.yaml").read_text())["preprocess"]["afewva"]
+    assert va["n_folds"] == folds["split"]["folds"]
+    for variant in VARIANTS:  # every fold, from stage 1 and from scratch
+        for init in ("pretrained", "scratch"):
+            assert va[variant][init]["folds"] == va["n_folds"], (variant, init)
+            assert {"ccc_mean_mean", "ccc_mean_std", "ccc_clip_valence_mean"} <= set(
+                va[variant][init]
+            )
     av = json.loads((repo.root / "metrics/av.json").read_text())["av"]
     assert {(m, d) for m in av for d in av[m]} == {
         (m, d) for m in ("fusion", "audio", "video", "audio_egemaps") for d in ("ravdess", "cremad")
@@ -61,13 +71,15 @@ def test_checkpoints_record_the_preprocessing_their_data_had(repo: PipelineRepo)
     from affectpipe.models.checkpoint import load_checkpoint
 
     params = yaml.safe_load((repo.root / "params.yaml").read_text())["preprocess"]
-    inputs = load_checkpoint(repo.root / "models/finetune/lora")["provenance"]["inputs"]
+    inputs = load_checkpoint(repo.root / "models/finetune/lora/fold0")["provenance"]["inputs"]
     assert json.loads(inputs["source_settings"]) == {
         **{k: params["afewva"][k] for k in ("crop_size", "margin")},
         "fps": AFEWVA_FPS,
     }
     cpu = torch.device("cpu")
-    va = VAEngine(repo.root / "models/finetune/cached", cpu, VASettings(crop_size=7, margin=0.5))
+    va = VAEngine(
+        repo.root / "models/finetune/cached/fold0", cpu, VASettings(crop_size=7, margin=0.5)
+    )
     assert va.settings.crop_size == params["afewva"]["crop_size"]  # the record, not the default
     av = AVEngine(repo.root / "models/multimodal/fusion_cremad", cpu)
     assert av.settings.frame_size == params["cremad"]["frame_size"]
@@ -151,13 +163,13 @@ def test_exp_run_with_another_finetune_lr_gives_other_metrics(repo: PipelineRepo
     lr = yaml.safe_load((repo.root / "params.yaml").read_text())["finetune"]["lr"] / 4
     run = repo.run("dvc", "exp", "run", "--temp", "-S", f"finetune.lr={lr}", "-n", "slow-lr")
     stages = set(ran_stages(run.stdout))
-    assert stages == {"finetune@lora", "finetune@frozen_mlp", "finetune@cached",
-                      "finetune@linear_probe", "evaluate"}, stages  # fmt: skip
+    stage_2 = {f"{s}@{v}" for s in ("finetune", "finetune_scratch") for v in VARIANTS}
+    assert stages == stage_2 | {"evaluate"}, stages  # stage 1 is up to date
     shown = repo.run("dvc", "exp", "show", "--csv", "--no-fetch").stdout
     assert "slow-lr" in shown
     diff = json.loads(repo.run("dvc", "exp", "diff", "HEAD", "slow-lr", "--json").stdout)
     changed = {name for name in diff["metrics"].get("metrics/va.json", {})}
-    assert "va.cached.test.ccc_mean" in changed, diff["metrics"]
+    assert {"va.cached.test.ccc_mean", "va.cached.pretrained.ccc_mean_mean"} <= changed, diff
 
 
 def test_metrics_and_params_diff_across_branches(repo: PipelineRepo):

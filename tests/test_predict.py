@@ -29,6 +29,7 @@ from affectpipe.models.multimodal import AVEmotionModel, AVModelConfig
 from affectpipe.models.va import VAModel
 from affectpipe.predict import PredictConfig, Predictor, predict_paths, settings_from_params
 from affectpipe.problems import InputProblem
+from affectpipe.va_selection import served_checkpoint
 from tests.face_scenes import paste_head
 from tests.pipeline_repo import REPO
 from tests.va_configs import PARAMS, model_config, window
@@ -77,8 +78,8 @@ def build_tiny_models(
                             reg_hidden=8, tf_ff=32)  # fmt: skip
         shape = va_window or {"length": 6, "eval_stride": 3}
         config = {"model": cfg.record(), "window": asdict(window(**shape))}
-        save_checkpoint(root / "finetune" / "cached", VAModel(cfg).checkpoint_state(), config,
-                        {"inputs": clip, "stage": "finetune"}, 0, {})  # fmt: skip
+        save_checkpoint(served_checkpoint(root, "cached"), VAModel(cfg).checkpoint_state(),
+                        config, {"inputs": clip, "stage": "finetune"}, 0, {})  # fmt: skip
     for modality in av_models:
         own = {"fusion": "concat", "congruence": "agreement", "attention_heads": 4}
         if modality != "fusion":  # a baseline has no fusion keys
@@ -240,8 +241,8 @@ def test_video_without_a_face_marks_face_fields_unavailable_and_keeps_the_voice(
     for part in ("va", "av"):
         assert rec["face"][part]["coverage"] == 0.0 and rec["face"][part]["used"] == "center"
     reasons = {u["field"]: u["reason"] for u in rec["unavailable"]}
-    assert set(reasons) == {"frames", "va_windows", "valence_mean", "arousal_mean", "emotion", "face_emotion",
-                            "congruence"}  # fmt: skip
+    assert set(reasons) == {"frames", "va_windows", "valence_mean", "arousal_mean", "emotion",
+                            "face_emotion", "congruence"}  # fmt: skip
     assert all("no face found" in r for r in reasons.values())
 
 
@@ -412,7 +413,7 @@ def _lora_checkpoint(root: Path, scale: float) -> Path:
                 p.fill_(scale)
     config = {"model": cfg.record(), "window": asdict(window(length=4, eval_stride=2))}
     save_checkpoint(
-        root / "finetune" / "lora",
+        root / "finetune" / "lora" / "fold0",
         model.checkpoint_state(),
         config,
         {"inputs": {**entry, "content": "clip_hidden_before_block"}},
@@ -429,7 +430,7 @@ def test_lora_variant_runs_the_adapted_encoder(tmp_path):
         root = _lora_checkpoint(tmp_path / f"m{scale}", scale)
         rec = make_predictor(root, va_variant="lora")(video)
         check_record(rec)
-        assert rec["models"]["va"].endswith("finetune/lora")
+        assert rec["models"]["va"].endswith("finetune/lora/fold0")
         traces.append([(f["valence"], f["arousal"]) for f in rec["frames"]])
     assert traces[0] != traces[1]  # the saved adapter weights reach the encoder
 
@@ -445,13 +446,13 @@ def test_linear_probe_variant_serves_a_linear_map_of_the_clip_embeddings(tmp_pat
         model.regressor.linear.weight.copy_(0.05 * torch.randn(2, d))
         model.regressor.linear.bias.copy_(torch.tensor([0.1, -0.2]))
     config = {"model": cfg.record(), "window": asdict(window(length=6, eval_stride=3))}
-    save_checkpoint(root / "finetune" / "linear_probe", model.checkpoint_state(), config,
+    save_checkpoint(served_checkpoint(root, "linear_probe"), model.checkpoint_state(), config,
                     {"inputs": clip, "stage": "finetune"}, 0, {})  # fmt: skip
     video = make_video(tmp_path / "a.mp4")
     rec = make_predictor(root, va_variant="linear_probe")(video)
     check_record(rec)
-    assert rec["models"]["va"].endswith("finetune/linear_probe")
-    engine = VAEngine(root / "finetune" / "linear_probe", torch.device("cpu"),
+    assert rec["models"]["va"].endswith("finetune/linear_probe/fold0")
+    engine = VAEngine(served_checkpoint(root, "linear_probe"), torch.device("cpu"),
                       settings_from_params(PARAMS, "ravdess").va)  # fmt: skip
     assert engine.model.backbone is None and engine.backbone is not None  # CLIP embeds frames
     trace = np.array([(f["valence"], f["arousal"]) for f in rec["frames"]])
@@ -470,7 +471,7 @@ def test_engines_prepare_videos_as_the_checkpoints_record(tmp_path):
     cpu = torch.device("cpu")
     params = settings_from_params(PARAMS, "ravdess")
     # what params.yaml says now differs: the checkpoint wins, params fill the rest
-    va = VAEngine(root / "finetune" / "cached", cpu, VASettings(crop_size=99, margin=0.1))
+    va = VAEngine(served_checkpoint(root, "cached"), cpu, VASettings(crop_size=99, margin=0.1))
     assert (va.settings.crop_size, va.settings.margin) == (48, 0.5)
     clip = replace(params.clip, frame_size=200, margin=0.3)
     av = AVEngine(root / "multimodal" / "fusion_ravdess", cpu, clip, layer=0)
@@ -479,7 +480,7 @@ def test_engines_prepare_videos_as_the_checkpoints_record(tmp_path):
     assert (s.margin, s.min_speech_s) == (0.3, params.clip.min_speech_s) and av.layer == 1
     # a checkpoint that records nothing is prepared as params.yaml says
     old = build_tiny_models(tmp_path / "old")
-    va = VAEngine(old / "finetune" / "cached", cpu, VASettings(crop_size=99, margin=0.25))
+    va = VAEngine(served_checkpoint(old, "cached"), cpu, VASettings(crop_size=99, margin=0.25))
     assert va.settings.crop_size == 99
     av = AVEngine(old / "multimodal" / "fusion_ravdess", cpu, clip, layer=0)
     assert av.settings == clip and av.layer == 0
@@ -511,7 +512,7 @@ def test_av_preprocessing_from_neither_checkpoint_nor_params_is_named(tmp_path):
 def test_a_damaged_recorded_window_names_the_checkpoint_and_key(tmp_path):
     from affectpipe.inference import VAEngine, VASettings
 
-    ckpt = build_tiny_models(tmp_path / "m", av_models=()) / "finetune" / "cached"
+    ckpt = build_tiny_models(tmp_path / "m", av_models=()) / "finetune" / "cached" / "fold0"
     payload = load_checkpoint(ckpt)
     del payload["config"]["window"]["eval_stride"]
     save_checkpoint(ckpt, payload["state_dict"], payload["config"], payload["provenance"], 0, {})
@@ -521,8 +522,8 @@ def test_a_damaged_recorded_window_names_the_checkpoint_and_key(tmp_path):
 
 def _trained(root: Path, *variants: str) -> Path:
     for variant in variants:
-        (root / "finetune" / variant).mkdir(parents=True)
-        (root / "finetune" / variant / "model.pt").write_bytes(b"")
+        (root / "finetune" / variant / "fold0").mkdir(parents=True)
+        (root / "finetune" / variant / "fold0" / "model.pt").write_bytes(b"")
     return root
 
 
@@ -573,12 +574,12 @@ def test_cli_serves_the_checkouts_selected_variant(models_dir, tmp_path, monkeyp
     write_selection(checkout / "plots/va/selection.json", {"lora": 0.2, "cached": 0.3})
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
-    assert json.loads(result.stdout)["models"]["va"].endswith("finetune/cached")
+    assert json.loads(result.stdout)["models"]["va"].endswith("finetune/cached/fold0")
     assert "selects" not in result.stderr  # (the tiny checkpoint's rate note is expected)
     write_selection(checkout / "plots/va/selection.json", {"lora": 0.4, "cached": 0.3})
     result = CliRunner().invoke(app, args)  # lora is not trained here: cached stands in, noted
     assert result.exit_code == 0, result.output
-    assert json.loads(result.stdout)["models"]["va"].endswith("finetune/cached")
+    assert json.loads(result.stdout)["models"]["va"].endswith("finetune/cached/fold0")
     assert "note: " in result.stderr and "selects 'lora'" in result.stderr
 
 
@@ -599,4 +600,4 @@ def test_va_preprocessing_from_neither_checkpoint_nor_params_is_named(tmp_path):
 
     root = build_tiny_models(tmp_path / "m", av_models=())
     with pytest.raises(ConfigError, match=r"records no VASettings.*'preprocess.afewva.crop"):
-        VAEngine(root / "finetune" / "cached", torch.device("cpu"), None)
+        VAEngine(root / "finetune" / "cached" / "fold0", torch.device("cpu"), None)

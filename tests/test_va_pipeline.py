@@ -222,22 +222,11 @@ def test_linear_probe_learns_a_linear_signal_far_above_the_mean(linear_run, feat
     assert embed_va(out / "ft", features, split="test") is None  # no z or g to draw
 
 
-def _frames_csv(features: Path, path: Path) -> Path:
-    with open_features(features) as r:
-        rows = [
-            {"clip": c, "split": r.labels(c)["split"], "valence": v, "arousal": a}
-            for c in r.clip_ids
-            for v, a in zip(r.labels(c)["valence"], r.labels(c)["arousal"], strict=True)
-        ]
-    pd.DataFrame(rows).to_csv(path, index=False)
-    return path  # fmt: skip
-
-
 def test_stage1_figures_come_from_the_pretrain_checkpoint_and_g_has_a_point_per_clip(
     cached_run, linear_run, features, tmp_path, monkeypatch
 ):
     from affectpipe import plots
-    from affectpipe.evaluate import EvaluateConfig, VAModelInputs, evaluate_va
+    from affectpipe.evaluate import EvaluateConfig, VAModels, evaluate_va
 
     drawn: dict[str, np.ndarray] = {}
     original = plots.plot_embeddings
@@ -251,13 +240,14 @@ def test_stage1_figures_come_from_the_pretrain_checkpoint_and_g_has_a_point_per_
     for sub in ("va", "figures"):
         (tmp_path / sub).mkdir()
     cached, linear = cached_run[0], linear_run[0]
-    models = {
-        "cached": VAModelInputs(cached / "ft", features, cached / "pre"),
-        "linear_probe": VAModelInputs(linear / "ft", features, linear / "pre"),
-    }
+    root = tmp_path / "models"  # the stages' layout: <stage>/<variant>/fold<k>/
+    for stage, sub in (("finetune", "ft"), ("pretrain", "pre")):
+        for variant, run in (("cached", cached), ("linear_probe", linear)):
+            (root / stage / variant).mkdir(parents=True)
+            (root / stage / variant / "fold0").symlink_to(run / sub, target_is_directory=True)
     cfg = EvaluateConfig(embedding_plots=["pca"], trace_clips=1, seed=0)
-    va = evaluate_va(cfg, models, _frames_csv(features, tmp_path / "frames.csv"), tmp_path)
-    assert set(va) == {"cached", "linear_probe", "mean_baseline"}
+    va = evaluate_va(cfg, VAModels(root / "finetune", None, root / "pretrain"), tmp_path)
+    assert set(va) == {"cached", "linear_probe", "mean_baseline", "n_folds"}
     assert sorted(drawn) == [
         "va_clip_embeddings_pca_cached_finetune.png", "va_clip_embeddings_pca_cached_pretrain.png",
         "va_embeddings_pca_cached_finetune.png", "va_embeddings_pca_cached_pretrain.png",

@@ -14,8 +14,8 @@ app = typer.Typer(add_completion=False, no_args_is_help=True,
 VA_STRIDE = None  # frames between VA window starts; None: the VA checkpoint's eval_stride
 MAX_SIDE = None  # VA frames decoded at this longer side at most; None: full size, as AFEW-VA's
 THRESHOLD = None  # congruence verdict threshold; None: the one the checkpoint was calibrated to
-VA_VARIANT_HELP = ("VA model models/finetune/<variant>: best (the one evaluate selected on "
-                   "validation CCC, plots/va/selection.json) | lora | frozen_mlp | cached | "
+VA_VARIANT_HELP = ("VA model models/finetune/<variant>/fold0: best (the one evaluate selected "
+                   "on validation CCC, plots/va/selection.json) | lora | frozen_mlp | cached | "
                    "linear_probe")  # fmt: skip
 
 

@@ -4,11 +4,14 @@ This is the only place the test split is scored. Each model runs once over its t
 metrics go to one nested JSON per task (`va`, `av`) so that `dvc metrics` shows flat, stable
 names such as `va.cached.test.ccc_mean` or `av.fusion.ravdess.test.congruence_auc_hard`.
 Beside them it records which VA variant `predict` serves, chosen on validation
-(`affectpipe.va_selection`).
+(`affectpipe.va_selection`). Each VA variant is scored on every fold's test actors, trained from
+its stage-1 checkpoint (`pretrained`) and from fresh weights (`scratch`): mean and std across
+folds; the figures come from the served fold's model (fold 0).
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -21,21 +24,43 @@ from affectpipe.av_inference import predict_av
 from affectpipe.config import params_section
 from affectpipe.data.av_pairs import dataset_classes
 from affectpipe.data.labels import EMOTIONS
-from affectpipe.models.va import PIPELINE_TITLES
+from affectpipe.models.va import PIPELINE_TITLES, PIPELINES
 from affectpipe.perceived_eval import evaluate_perceived
-from affectpipe.problems import write_json
-from affectpipe.va_selection import SELECTION_FILE, validation_score, write_selection
+from affectpipe.problems import InputProblem, write_json
+from affectpipe.va_selection import (
+    SELECTION_FILE,
+    SERVED_FOLD,
+    cross_fold_score,
+    fold_checkpoints,
+    write_selection,
+)
+
+VA_CV_KEYS = ("ccc_valence", "ccc_arousal", "ccc_mean", "ccc_clip_valence", "ccc_clip_arousal",
+              "rmse_valence", "rmse_arousal")  # fmt: skip
+VA_INITS = ("pretrained", "scratch")  # stage 2 from the stage-1 checkpoint | from fresh weights
 
 
 @dataclass(frozen=True)
-class VAModelInputs:
-    """One trained VA variant to score: its finetune checkpoint and the features it reads, and
-    the stage-1 checkpoint it started from, whose embeddings are drawn beside the fine-tuned
-    ones (`None`: none drawn)."""
+class VAModels:
+    """The VA checkpoints to score: `<variant>/fold<k>/` under `finetune` (from stage 1) and,
+    when given, under `scratch` (the same training from fresh weights); under `pretrain`, when
+    given, the stage-1 checkpoints, whose fold-0 embeddings are drawn beside the fine-tuned
+    ones."""
 
-    checkpoint: Path
-    features: Path
+    finetune: Path
+    scratch: Path | None
     pretrain: Path | None = None
+
+    def variants(self) -> list[str]:
+        """Variant folders, the known pipelines first (`PIPELINES` order), then by name."""
+        names = [d.name for d in self.finetune.iterdir() if d.is_dir()] \
+            if self.finetune.is_dir() else []  # fmt: skip
+        return sorted(names, key=lambda n: (PIPELINES.index(n) if n in PIPELINES else
+                                            len(PIPELINES), n))  # fmt: skip
+
+    def roots(self) -> dict[str, Path]:
+        roots = {"pretrained": self.finetune, "scratch": self.scratch}
+        return {init: root for init, root in roots.items() if root is not None}
 
 
 STAGE_TITLES = {"pretrain": "after stage 1 (contrastive)", "finetune": "after stage 2 (CCC)"}
@@ -98,11 +123,7 @@ def evaluate_va_variant(
     cfg: EvaluateConfig, plots_dir: Path,
 ) -> dict[str, Any]:  # fmt: skip
     """Metrics of one VA model from its per-frame test predictions; writes its plots."""
-    report = metrics.va_report(
-        frames[["valence_true", "arousal_true"]].to_numpy(),
-        frames[["valence_pred", "arousal_pred"]].to_numpy(),
-        frames["clip"].to_numpy(),
-    )
+    report = _va_report(frames)
     name = PIPELINE_TITLES.get(variant, variant)
     frames.round(6).to_csv(plots_dir / "va" / f"{variant}_frames.csv", index=False)
     per_clip_table(frames).to_csv(plots_dir / "va" / f"{variant}_clips.csv", index=False)
@@ -201,43 +222,97 @@ def evaluate_av_model(
     return result
 
 
-def evaluate_va(
-    cfg: EvaluateConfig, models: dict[str, VAModelInputs], frames_csv: Path, plots_dir: Path
-) -> dict[str, Any]:
-    """Every VA variant in `models`, in order, on the AFEW-VA test split, beside the
-    predict-the-mean baseline (training frames from `frames_csv`)."""
+def inputs_file(ckpt_dir: Path) -> Path:
+    """The feature store a VA checkpoint was trained on (recorded by the VA stages)."""
+    from affectpipe.models.checkpoint import META_FILE
+
+    meta_path = ckpt_dir / META_FILE
+    try:
+        path = json.loads(meta_path.read_text(encoding="utf-8"))["provenance"]["inputs_file"]
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise InputProblem(meta_path, f"no recorded 'inputs_file' ({e!r})") from None
+    return Path(path)
+
+
+def train_va_of(ckpt_dir: Path, inputs: Path) -> np.ndarray:
+    """(N, 2) valence/arousal of every training frame of the checkpoint's fold."""
+    from affectpipe.data.va_clips import VAFold, open_inputs, split_clips
+    from affectpipe.models.checkpoint import META_FILE
+
+    meta = json.loads((ckpt_dir / META_FILE).read_text(encoding="utf-8"))
+    fold = VAFold.from_record(meta["provenance"].get("fold"))
+    with open_inputs(inputs, meta["config"]["model"]["pipeline"]) as reader:
+        return np.concatenate([c.va for c in split_clips(reader, "train", fold)])
+
+
+def _va_report(frames: pd.DataFrame) -> dict[str, Any]:
+    return metrics.va_report(
+        frames[["valence_true", "arousal_true"]].to_numpy(),
+        frames[["valence_pred", "arousal_pred"]].to_numpy(),
+        frames["clip"].to_numpy(),
+    )
+
+
+def _cv(per_fold: dict[str, dict[str, Any]], path: Path) -> dict[str, Any]:
+    """Mean and std across folds (`fold<k>` keys); the per-fold figures go to `path`."""
+    summary = metrics.fold_summary(
+        {int(k.removeprefix("fold")): m for k, m in per_fold.items()}, VA_CV_KEYS
+    )
+    write_json(path, summary)
+    return _clean({k: v for k, v in summary.items() if k != "per_fold"})
+
+
+def evaluate_va(cfg: EvaluateConfig, models: VAModels, plots_dir: Path) -> dict[str, Any]:
+    """Every VA variant on every fold's test actors, from stage 1 and from scratch, with the
+    predict-the-training-mean baseline; `<variant>.test` and the figures are the served fold's
+    (fold 0, from stage 1), `<variant>.<init>` the mean and std across folds."""
     from affectpipe.va_inference import embed_va, predict_va
 
     out: dict[str, Any] = {}
-    test = None
-    for variant, given in models.items():
-        ckpt, inputs = given.checkpoint, given.features
-        frames = predict_va(ckpt, inputs, split="test")
-        embeddings = embed_va(ckpt, inputs, split="test") if cfg.embedding_plots else None
-        out[variant] = {"test": evaluate_va_variant(variant, frames, embeddings, cfg, plots_dir)}
-        if embeddings is not None and given.pretrain is not None:  # the same frames, stage 1
-            stage1 = embed_va(given.pretrain, inputs, split="test")
-            if stage1 is not None:
-                plot_va_embeddings(variant, "pretrain", stage1, cfg, plots_dir / "figures")
-        test = frames
-    if test is not None:
-        table = pd.read_csv(frames_csv, dtype={"clip": str})
-        train_va = table.loc[table["split"] == "train", ["valence", "arousal"]].to_numpy()
-        out["mean_baseline"] = {"test": mean_baseline(train_va, test)}
+    baseline: dict[str, dict[str, Any]] = {}
+    for variant in models.variants():
+        entry: dict[str, Any] = {}
+        for init, root in models.roots().items():
+            per_fold = {}
+            for name, ckpt in fold_checkpoints(root / variant).items():
+                inputs = inputs_file(ckpt)
+                frames = predict_va(ckpt, inputs, split="test")
+                per_fold[name] = _va_report(frames)
+                if init == "pretrained" and name == SERVED_FOLD:
+                    embeddings = embed_va(ckpt, inputs, split="test") \
+                        if cfg.embedding_plots else None  # fmt: skip
+                    entry["test"] = evaluate_va_variant(variant, frames, embeddings, cfg,
+                                                        plots_dir)  # fmt: skip
+                    stage1 = models.pretrain / variant / SERVED_FOLD if models.pretrain else None
+                    if embeddings is not None and stage1 is not None and stage1.is_dir():
+                        first = embed_va(stage1, inputs, split="test")  # the same frames
+                        if first is not None:
+                            plot_va_embeddings(variant, "pretrain", first, cfg,
+                                               plots_dir / "figures")  # fmt: skip
+                if init == "pretrained":  # the same test frames for every variant
+                    baseline[name] = mean_baseline(train_va_of(ckpt, inputs), frames)
+            entry[init] = _cv(per_fold, plots_dir / "va" / f"{variant}_{init}_cv.json")
+        out[variant] = entry
+    if baseline:
+        out["mean_baseline"] = {
+            "test": baseline.get(SERVED_FOLD, {}),
+            "cv": _cv(baseline, plots_dir / "va" / "mean_baseline_cv.json"),
+        }
+        out["n_folds"] = len(baseline)
     return out
 
 
 def evaluate_all(
-    cfg: EvaluateConfig, va_models: dict[str, VAModelInputs], av_models: list[AVModelInputs],
+    cfg: EvaluateConfig, va_models: VAModels, av_models: list[AVModelInputs],
     features_dir: Path, processed_dir: Path, metrics_dir: Path, plots_dir: Path,
 ) -> dict[str, Any]:  # fmt: skip
     """Score every given VA and AV model; write `metrics/va.json`, `metrics/av.json` and plots,
     and record the VA variant with the best validation score for `predict`."""
     for sub in ("va", "av", "figures"):
         (plots_dir / sub).mkdir(parents=True, exist_ok=True)
-    scores = {variant: validation_score(m.checkpoint) for variant, m in va_models.items()}
+    scores = {v: cross_fold_score(va_models.finetune / v) for v in va_models.variants()}
     selection = write_selection(plots_dir / SELECTION_FILE, scores) if scores else None
-    va = evaluate_va(cfg, va_models, processed_dir / "afewva" / "frames.csv", plots_dir)
+    va = evaluate_va(cfg, va_models, plots_dir)
     av: dict[str, Any] = {}
     for m in av_models:
         av.setdefault(m.model, {})[m.dataset] = evaluate_av_model(

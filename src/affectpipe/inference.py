@@ -152,8 +152,8 @@ class EngineSettings:
 
 
 class VAEngine:
-    """Valence/arousal over time from a `models/finetune/<variant>/` checkpoint: frames at the
-    rate its windows were trained at (`fps`), embedded (`embed`) and windowed (`va`)."""
+    """Valence/arousal over time from a `models/finetune/<variant>/fold<k>/` checkpoint: frames
+    at the rate its windows were trained at (`fps`), embedded (`embed`) and windowed (`va`)."""
 
     def __init__(self, ckpt_dir: Path, device: torch.device, settings: VASettings | None):
         from affectpipe.data.windows import WindowConfig

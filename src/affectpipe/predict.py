@@ -36,7 +36,7 @@ from affectpipe.records import (
     va_block,
     video_duration,
 )
-from affectpipe.va_selection import SELECTION_FILE, read_selection
+from affectpipe.va_selection import SELECTION_FILE, read_selection, served_checkpoint
 
 if TYPE_CHECKING:
     from affectpipe.data.framecrop import ClipCrop
@@ -73,7 +73,7 @@ class PredictConfig:
     """What `affectpipe predict` loads and how densely it samples a video (the CLI's options)."""
 
     models_dir: Path
-    va_variant: str  # models/finetune/<variant>: best (evaluate's pick on validation) | lora...
+    va_variant: str  # models/finetune/<variant>/fold0: best (evaluate's pick on validation) | lora
     va_selection: Path  # evaluate's record of the best variant, read for `best`
     av_dataset: str  # models/multimodal/<model>_<dataset>: ravdess | cremad
     device: str  # auto (CUDA when present) | cpu | cuda | cuda:N
@@ -113,7 +113,7 @@ def va_variant(requested: str, selection: Path, models_dir: Path) -> tuple[str, 
     the second value says so; a broken record is an `InputProblem`."""
     if requested != "best":
         return requested, None
-    trained = [v for v in PIPELINES if (models_dir / "finetune" / v / MODEL_FILE).is_file()]
+    trained = [v for v in PIPELINES if (served_checkpoint(models_dir, v) / MODEL_FILE).is_file()]
     try:
         chosen = read_selection(selection)
     except FileNotFoundError:
@@ -139,7 +139,7 @@ class Predictor:
         self.device = resolve_device(cfg.device)
         self.missing: dict[str, str] = {}
         variant, note = va_variant(cfg.va_variant, cfg.va_selection, cfg.models_dir)
-        va_dir = cfg.models_dir / "finetune" / variant
+        va_dir = served_checkpoint(cfg.models_dir, variant)
         self.va = VAEngine(va_dir, self.device, settings.va) if self._has(va_dir, "va") else None
         # what the user should know about this run (stderr): a stand-in variant, a guessed rate
         self.notes = [n for n in (note, self.va and self.va.fps_note) if n]

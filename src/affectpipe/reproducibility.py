@@ -74,8 +74,13 @@ TOLERANCES: dict[str, float] = {
     "spread": 0.08,  # std over cross-validation folds
 }
 REGRESSION = {
-    f"{m}_{t}" for m in ("ccc", "ccc_clip", "pearson", "rmse") for t in ("valence", "arousal")
-} | {"ccc_mean"}
+    f"{m}{s}"  # `_mean`: the mean across cross-validation folds
+    for m in {
+        f"{m}_{t}" for m in ("ccc", "ccc_clip", "pearson", "rmse") for t in ("valence", "arousal")
+    }
+    | {"ccc_mean"}
+    for s in ("", "_mean")
+}
 CLASSIFICATION = (
     {
         f"{p}{m}{s}"

@@ -21,6 +21,15 @@ VA_COLUMNS = {
     "rmse_valence": "RMSE valence",
     "rmse_arousal": "RMSE arousal",
 }
+VA_CV_COLUMNS = {
+    "ccc_valence": "CCC valence",
+    "ccc_arousal": "CCC arousal",
+    "ccc_mean": "CCC mean",
+    "ccc_clip_valence": "per-clip CCC valence",
+    "ccc_clip_arousal": "per-clip CCC arousal",
+}
+# how stage 2 started (`cv`: a model-free baseline's folds)
+VA_INIT_NAMES = {"pretrained": "stage 1 → 2", "scratch": "stage 2 only (scratch)", "cv": "–"}
 AV_COLUMNS = {
     "accuracy": "accuracy",
     "uar": "UAR",
@@ -89,11 +98,20 @@ def render(metrics_dir: Path) -> str:
     parts = []
     va_path, av_path = metrics_dir / "va.json", metrics_dir / "av.json"
     if va_path.exists():
-        va = json.loads(va_path.read_text())["va"]
+        va = {k: v for k, v in json.loads(va_path.read_text())["va"].items() if isinstance(v, dict)}
+        cv_rows = _va_cv_rows(va)
+        if cv_rows:
+            parts.append(
+                "Valence/arousal on AFEW-VA, subject-independent cross-validation (every actor "
+                "tested once; CCC over each fold's test frames pooled, AVEC/ABAW style, and "
+                "per clip; mean ± std across folds), each variant's stage 2 from its stage-1 "
+                "checkpoint and from fresh weights with the same folds and budget:\n\n"
+                + _table(["model", "init", "folds"] + list(VA_CV_COLUMNS.values()), cv_rows)
+            )
         rows = [[name] + [fmt(va[name].get("test", {}).get(k)) for k in VA_COLUMNS] for name in va]
         parts.append(
-            "Valence/arousal on the AFEW-VA test split (frames pooled, AVEC/ABAW style):\n\n"
-            + _table(["model"] + list(VA_COLUMNS.values()), rows)
+            "Valence/arousal on the test actors of fold 0, the fold the served models and the "
+            "figures come from:\n\n" + _table(["model"] + list(VA_COLUMNS.values()), rows)
         )
     if av_path.exists():
         av = json.loads(av_path.read_text())["av"]
@@ -142,6 +160,17 @@ def render(metrics_dir: Path) -> str:
                 )
             )
     return "\n\n".join(parts) if parts else "No metrics yet: run `make repro`."
+
+
+def _va_cv_rows(va: dict[str, Any]) -> list[list[str]]:
+    """Rows of the cross-validated VA table: each variant from stage 1, then from scratch."""
+    return [
+        [name, VA_INIT_NAMES[init], str(scores[init].get("folds", "–"))]
+        + [_mean_std(scores[init], k) for k in VA_CV_COLUMNS]
+        for name, scores in va.items()
+        for init in VA_INIT_NAMES
+        if init in scores
+    ]
 
 
 def _perceived_rows(av: dict[str, Any]) -> list[list[str]]:

@@ -18,7 +18,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
-from affectpipe.data.va_clips import check_same_inputs, open_inputs, split_clips
+from affectpipe.data.va_clips import VAFold, check_same_inputs, open_inputs, split_clips
 from affectpipe.data.windows import (
     ClipData,
     WindowConfig,
@@ -88,9 +88,10 @@ def _run(ckpt_dir: Path, inputs: Path, split: str, batch_size: int | None):
     window = saved_config(WindowConfig, ckpt["config"]["window"], ckpt_dir / MODEL_FILE)
     if batch_size:
         window = replace(window, batch_size=batch_size)
+    fold = VAFold.from_record(ckpt["provenance"].get("fold"))  # the split it was trained on
     with open_inputs(inputs, model.cfg.pipeline) as reader:
         check_same_inputs(ckpt, reader)
-        clips = split_clips(reader, split)
+        clips = split_clips(reader, split, fold)
     return model, clips, window_outputs(model, eval_loader(clips, window))
 
 
@@ -106,7 +107,8 @@ def _frame_table(clips: list[ClipData], truth: str) -> dict[str, np.ndarray]:
 def predict_va(
     ckpt_dir: Path, inputs: Path, split: str = "test", batch_size: int | None = None
 ) -> pd.DataFrame:
-    """One row per frame of `split`: clip, frame, valence/arousal true and predicted."""
+    """One row per frame of `split` (of the fold the checkpoint was trained on): clip, frame,
+    valence/arousal true and predicted."""
     _, clips, w = _run(Path(ckpt_dir), Path(inputs), split, batch_size)
     pred = frame_values(clips, w)
     return pd.DataFrame(
