@@ -262,9 +262,10 @@ class Predictor:
             why = "no audio track in the video"
         else:
             try:
-                wave = read_track(path, s.sample_rate).samples
-                require_speech(path, wave, s.sample_rate, s.speech_gate())
-            except InputProblem as e:
+                samples = read_track(path, s.sample_rate).samples
+                require_speech(path, samples, s.sample_rate, s.speech_gate())
+                wave = samples
+            except InputProblem as e:  # no voice fields from a track without speech
                 why = e.problem
         return indices, frames, wave, why
 
