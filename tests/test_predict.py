@@ -124,8 +124,9 @@ def make_predictor(models_dir: Path, **changes) -> Predictor:
 
 def make_video(path: Path, n: int = 30, size=(64, 48), fps: float = 15, audio: bool = True,
                seed: int = 0, face: bool = True) -> Path:  # fmt: skip
-    """A moving-noise video (+ a 220 Hz tone) in the container `path` names; with `face`, a real
-    face (the astronaut's head, `tests.face_scenes`) fills most of its height."""
+    """A moving-noise video (+ a 220 Hz tone in 3 Hz syllables) in the container `path` names;
+    with `face`, a real face (the astronaut's head, `tests.face_scenes`) fills most of its
+    height."""
     rng = np.random.default_rng(seed)
     w, h = size
     base = rng.integers(0, 255, (h, w, 3), dtype=np.uint8)
@@ -137,7 +138,8 @@ def make_video(path: Path, n: int = 30, size=(64, 48), fps: float = 15, audio: b
     wave = None
     if audio:
         t = np.arange(int(16000 * n / fps)) / 16000
-        wave = (0.3 * np.sin(2 * np.pi * 220 * t)).astype(np.float32)
+        syllables = np.sin(2 * np.pi * 3 * t) > 0  # on/off like speech: the speech test's cue
+        wave = (0.3 * np.sin(2 * np.pi * 220 * t) * syllables).astype(np.float32)
     write_video(path, frames, fps, wave, 16000)
     return path
 
