@@ -56,7 +56,9 @@ def cached_epoch(
     """Seconds for one epoch over `pairs` cached (768-d, 768-d) pairs, batches of `batch`: the
     fusion model and loss of the `train_multimodal` params."""
     torch.manual_seed(0)
-    model = AVEmotionModel(model_config(cfg, own, "fusion", 768, 768, list(range(8)))).to(device)
+    model = AVEmotionModel(model_config(cfg, own, "fusion", 768, 768, list(range(8)), None)).to(
+        device
+    )
     terms = loss_terms("fusion", own)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
     face, voice = torch.randn(pairs, 768, device=device), torch.randn(pairs, 768, device=device)

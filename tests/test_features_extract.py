@@ -146,7 +146,7 @@ def test_wav2vec2_masked_mean_ignores_padding_of_a_batch():
             return_tensors="pt",
         )
         with torch.inference_mode():
-            return E.embed_wav2vec2(b.model, inputs.input_values, inputs.attention_mask, -1)
+            return E.embed_wav2vec2(b.model, inputs.input_values, inputs.attention_mask)[:, -1]
 
     alone, batched = run(["a"]), run(["a", "b"])
     assert batched.shape == (2, b.dim)
@@ -165,10 +165,11 @@ def test_wav2vec2_masked_mean_ignores_padding_of_a_batch():
 
 
 def test_extract_sections_take_no_code_defaults_and_name_the_bad_key():
-    with pytest.raises(ConfigError, match=r"missing key 'extract.wav2vec2.layer'"):
-        from_section(config_class("wav2vec2"), PARAMS["extract"]["clip"], "extract.wav2vec2")
-    with pytest.raises(ConfigError, match=r"unknown key 'extract.clip.layer'"):
-        config("clip", layer=-1)
+    with pytest.raises(ConfigError, match=r"missing key 'extract.wav2vec2.dtype'"):
+        values = {k: v for k, v in PARAMS["extract"]["wav2vec2"].items() if k != "dtype"}
+        from_section(config_class("wav2vec2"), values, "extract.wav2vec2")
+    with pytest.raises(ConfigError, match=r"unknown key 'extract.wav2vec2.layer'"):
+        config("wav2vec2", layer=-1)  # the layer is a training choice now
     with pytest.raises(ConfigError, match=r"'extract.clip.batch_size': Input should be greater"):
         config("clip", batch_size=0)
     with pytest.raises(ConfigError, match=r"'extract.videomae.dtype'"):
@@ -177,9 +178,48 @@ def test_extract_sections_take_no_code_defaults_and_name_the_bad_key():
         config_class("resnet")
 
 
-def test_wav2vec2_extraction_refuses_a_config_without_its_layer(tmp_path):
-    with pytest.raises(TypeError, match="needs a AudioExtractConfig"):
-        extract_features("wav2vec2", "ravdess", tmp_path, tmp_path / "x.h5", config("clip"), CPU)
+def test_wav2vec2_stores_every_hidden_state_per_clip_and_the_store_round_trips(tmp_path):
+    from affectpipe.data.av_dataset import clip_vector, load_clip_embeddings
+
+    folder = write_av(tmp_path / "ravdess")
+    out = tmp_path / "w.h5"
+    cfg = config("wav2vec2", batch_size=2, dtype="float32")
+    extract_features("wav2vec2", "ravdess", folder, out, cfg, CPU)
+    b = load_backbone("wav2vec2", "tiny")
+    n = b.model.config.num_hidden_layers + 1
+    with open_features(out, expect={"layers": n, "dim": b.dim}) as r:
+        assert json.loads(r.attrs["preprocessing"])["hidden_states"] == "all"
+        clip = r.clip_ids[0]
+        assert r[clip].shape == (1, n * b.dim)  # one row per item, (L + 1) * D wide
+        vector = clip_vector(r, clip)
+        wave, _ = sf.read(folder / "audio" / f"{clip}.wav", dtype="float32")
+    assert vector.shape == (n, b.dim)
+    inputs = b.processor([wave], sampling_rate=16000, return_attention_mask=True,
+                         return_tensors="pt")  # fmt: skip
+    with torch.inference_mode():  # row k is hidden_states[k] pooled over time
+        hidden = b.model(inputs.input_values, attention_mask=inputs.attention_mask,
+                         output_hidden_states=True).hidden_states  # fmt: skip
+    expected = torch.stack([h[0].mean(0) for h in hidden]).numpy()
+    np.testing.assert_allclose(vector, expected, rtol=1e-4, atol=1e-5)
+    assert not np.allclose(vector[0], vector[-1], atol=1e-2)  # the layers differ
+    loaded = load_clip_embeddings(out, {clip}, ProblemLog("strict"))
+    np.testing.assert_array_equal(loaded[clip], vector)
+
+
+def test_a_voice_store_of_other_layers_or_backbone_is_refused_as_stale(tmp_path):
+    folder = write_av(tmp_path / "ravdess")
+    out = tmp_path / "w.h5"
+    extract_features("wav2vec2", "ravdess", folder, out, config("wav2vec2", batch_size=2), CPU)
+    with open_features(out) as r:
+        recorded = {k: r.attrs[k] for k in ("layers", "preprocessing", "config_hash")}
+    one_layer = json.dumps(
+        {**json.loads(recorded["preprocessing"]), "hidden_states": None, "layer": -1}
+    )  # what a store of the last layer only records
+    for expect in ({"layers": recorded["layers"] + 1}, {"preprocessing": one_layer},
+                   {"config_hash": "0" * 64}):  # fmt: skip
+        key = next(iter(expect))
+        with pytest.raises(Exception, match=rf"stale or foreign.*'{key}'"):
+            open_features(out, expect=expect)
 
 
 def test_batches_within_clips_start_at_each_clip():
@@ -225,7 +265,8 @@ def test_wav2vec2_features_skip_clips_without_audio(tmp_path):
     )
     assert report["no_modality"] == ["01-01-03-01-01-01-01"] and report["clips"] == 3
     with open_features(out, expect={"backbone": "wav2vec2", "dim": 64}) as r:
-        assert len(r) == 3 and all(r[c].shape == (1, 64) for c in r.clip_ids)
+        n = r.attrs["layers"]
+        assert len(r) == 3 and all(r[c].shape == (1, n * 64) for c in r.clip_ids)
 
 
 def test_afewva_rows_follow_frame_order_with_per_frame_labels(tmp_path):

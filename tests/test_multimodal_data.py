@@ -16,12 +16,15 @@ from affectpipe.problems import InputProblem, ProblemLog
 
 
 def write_fixture(
-    root: Path, classes=tuple(range(8)), actors=6, folds=3, face_snr=1.0, voice_snr=0.6, seed=0
-) -> Path:
+    root: Path, classes=tuple(range(8)), actors=6, folds=3, face_snr=1.0, voice_snr=0.6, seed=0,
+    voice_layers: int | None = None, voice_layer: int = 1,
+) -> Path:  # fmt: skip
     """A tiny dataset in the processed + features layout, whose embeddings carry the emotion.
 
     Each modality alone is informative, but noisy, with a per-actor offset (so identity is a
-    nuisance); the two noises are independent, so fusing them helps.
+    nuisance); the two noises are independent, so fusing them helps. `voice_layers`: the voice
+    store is layered, that many hidden states per clip, of which only `voice_layer` carries the
+    emotion (the others: the actor offset and noise).
     """
     rng = np.random.default_rng(seed)
     proc = root / "processed"
@@ -65,12 +68,17 @@ def write_fixture(
     for name, dim, snr in (("videomae", 32, face_snr), ("wav2vec2", 24, voice_snr)):
         proto = rng.normal(size=(8, dim))
         actor_off = rng.normal(scale=0.5, size=(actors, dim))
-        with FeatureWriter(
-            feats / f"{name}_fixture.h5", {"backbone": name, "spec": "fixture", "config_hash": "0"}
-        ) as w:
+        attrs = {"backbone": name, "spec": "fixture", "config_hash": "0"}
+        if name == "wav2vec2" and voice_layers:
+            attrs["layers"] = voice_layers
+        with FeatureWriter(feats / f"{name}_fixture.h5", attrs) as w:
             for r in clips.itertuples():
                 x = snr * proto[r.emotion] + actor_off[int(r.actor[1:])] + rng.normal(size=dim)
-                w.add(r.clip_id, x[None].astype(np.float32), emotion=r.emotion)
+                if name == "wav2vec2" and voice_layers:
+                    rows = actor_off[int(r.actor[1:])] + rng.normal(size=(voice_layers, dim))
+                    rows[voice_layer] = x
+                    x = rows.reshape(-1)
+                w.add(r.clip_id, x[None].astype(np.float32), emotion=r.emotion, actor=r.actor)
     return root
 
 
@@ -191,8 +199,9 @@ def test_load_av_data_pools_features_and_records_missing_clips(tmp_path):
         root / "features/wav2vec2_fixture.h5",
         list(CREMAD_CLASSES),
         ProblemLog(),
+        by_speaker=False,
     )
-    assert data.dims == (32, 24) and data.test_fold == 0
+    assert data.dims == (32, 24) and data.test_fold == 0 and data.voice_layers is None
     assert sum(len(d) for d in data.splits.values()) == len(
         pd.read_csv(root / "processed/pairs.csv")
     )
@@ -204,4 +213,78 @@ def test_load_av_data_pools_features_and_records_missing_clips(tmp_path):
             tmp_path / "b/features/wav2vec2_fixture.h5",
             list(CREMAD_CLASSES),
             ProblemLog(),
+            by_speaker=False,
         )
+
+
+def speaker_store(path: Path, offsets: dict, labels: dict | None = None) -> dict:
+    """A store of 3 clips per speaker, each speaker's features `offset + k`: returns them."""
+    vectors = {}
+    with FeatureWriter(path, {"backbone": "x"}) as w:
+        for speaker, offset in offsets.items():
+            for k in range(3):
+                clip = f"{speaker}_{k}"
+                vectors[clip] = np.asarray(offset, np.float32) + np.float32([k, 2 * k])
+                emotion = (labels or {}).get(clip, k)
+                w.add(clip, vectors[clip][None], emotion=emotion, actor=speaker)
+    return vectors
+
+
+def test_speaker_normalisation_uses_each_speakers_own_clips_and_no_label(tmp_path):
+    from affectpipe.data.av_dataset import load_clip_embeddings
+
+    base = speaker_store(tmp_path / "a.h5", {"A": [0, 0], "B": [10, -5]})
+    asked = {"A_0", "A_2", "B_1"}  # statistics cover every clip of a speaker, not those asked
+    got = load_clip_embeddings(tmp_path / "a.h5", asked, ProblemLog(), speaker_norm=True)
+    a = np.stack([base[f"A_{k}"] for k in range(3)])
+    np.testing.assert_allclose(got["A_2"], (base["A_2"] - a.mean(0)) / a.std(0), rtol=1e-6)
+    np.testing.assert_allclose(got["B_1"], [0, 0], atol=1e-6)  # B's own mean, not A's
+    # another speaker's features, or any label, change nothing for A
+    speaker_store(tmp_path / "b.h5", {"A": [0, 0], "B": [100, 50]},
+                  labels={"A_0": 7, "A_1": 7, "A_2": 7})  # fmt: skip
+    other = load_clip_embeddings(tmp_path / "b.h5", asked, ProblemLog(), speaker_norm=True)
+    np.testing.assert_array_equal(other["A_0"], got["A_0"])
+    np.testing.assert_array_equal(other["A_2"], got["A_2"])
+    # pooled statistics (what a normaliser across speakers would use) would differ
+    both = np.stack(list(base.values()))
+    assert not np.allclose(got["A_2"], (base["A_2"] - both.mean(0)) / both.std(0))
+    raw = load_clip_embeddings(tmp_path / "a.h5", asked, ProblemLog())
+    np.testing.assert_array_equal(raw["B_1"], base["B_1"])
+
+
+def test_speaker_normalised_splits_each_use_their_own_speakers(tmp_path):
+    root = write_fixture(tmp_path)
+    args = (root / "processed", root / "features/videomae_fixture.h5",
+            root / "features/wav2vec2_fixture.h5", list(range(8)), ProblemLog())  # fmt: skip
+    data = load_av_data(*args, by_speaker=True)
+    clips = pd.read_csv(root / "processed/clips.csv")
+    actor = dict(zip(clips.clip_id, clips.actor, strict=True))
+    for split, ds in data.splits.items():  # every speaker's own clips: mean 0, std 1
+        congruent = ds.pairs.congruent.to_numpy() == 1
+        speakers = np.array([actor[c] for c in ds.pairs.face_clip])[congruent]
+        for s in set(speakers):
+            face = ds.face.numpy()[congruent][speakers == s]
+            np.testing.assert_allclose(face.mean(0), 0, atol=1e-5, err_msg=split)
+            np.testing.assert_allclose(face.std(0), 1, atol=1e-4, err_msg=split)
+    # the fallback for an unknown speaker: the raw training clips' statistics
+    raw = load_av_data(*args, by_speaker=False)
+    train = raw.splits["train"]
+    own = train.congruent.numpy() > 0
+    mean, std = data.global_stats[0]
+    np.testing.assert_allclose(mean, train.face.numpy()[own].mean(0), atol=1e-5)
+    np.testing.assert_allclose(std, train.face.numpy()[own].std(0), atol=1e-5)
+    assert raw.global_stats == (None, None)
+
+
+def test_a_layered_voice_store_loads_as_layers_and_records_their_count(tmp_path):
+    from affectpipe.features.store import StaleCacheError
+
+    root = write_fixture(tmp_path, voice_layers=4)
+    paths = (root / "features/videomae_fixture.h5", root / "features/wav2vec2_fixture.h5")
+    data = load_av_data(root / "processed", *paths, list(range(8)), ProblemLog(), by_speaker=False)
+    assert data.voice_layers == 4 and data.splits["train"].voice.shape[1:] == (4, 24)
+    assert data.dims == (32, 24) and data.provenance["voice_features"]["layers"] == 4
+    expect = {"voice_features": {**data.provenance["voice_features"], "layers": 13}}
+    with pytest.raises(StaleCacheError, match=r"'layers' is 4, expected 13"):
+        load_av_data(root / "processed", *paths, list(range(8)), ProblemLog(), expect=expect,
+                     by_speaker=False)  # fmt: skip

@@ -43,6 +43,10 @@ def config(**kw) -> AVModelConfig:
         dropout=0.0,
         attention_heads=2,
         classes=CREMAD,
+        classifier="network",
+        speaker_norm="none",
+        voice_n_layers=None,
+        voice_layers=None,
     )
     return AVModelConfig(**(values | baseline | kw))
 
@@ -283,3 +287,69 @@ def test_a_baseline_config_has_no_fusion_keys_and_the_fusion_config_needs_them()
     with pytest.raises(ValueError, match="fusion model needs"):
         config(attention_heads=None)
     assert config(modality="video").fusion is None
+
+
+def layered(mode, layers, n=4, **kw):
+    torch.manual_seed(0)
+    return AVEmotionModel(config(modality="audio", fusion=None, congruence=None,
+                                 attention_heads=None, voice_n_layers=n,
+                                 voice_layers={"mode": mode, "layers": layers}, **kw))  # fmt: skip
+
+
+@pytest.mark.parametrize(("mode", "layers"), [("single", [2]), ("average", [1, 3])])
+def test_single_and_average_layer_modes_read_the_right_hidden_states(mode, layers):
+    model = layered(mode, layers)
+    voice = torch.randn(5, 4, 10)
+    expected = AVEmotionModel(config(modality="audio", fusion=None, congruence=None,
+                                     attention_heads=None))  # fmt: skip
+    state = {k: v for k, v in model.state_dict().items() if "index" not in k}
+    state |= {k: state[k][0] for k in ("voice_proj.mean", "voice_proj.std")}  # 0, 1: unset
+    expected.load_state_dict(state)
+    picked = voice[:, layers].mean(1)
+    torch.testing.assert_close(model(voice=voice)["emotion"], expected(voice=picked)["emotion"])
+    other = voice.clone()
+    other[:, [i for i in range(4) if i not in layers]] = 99.0  # the layers not read
+    torch.testing.assert_close(model(voice=other)["emotion"], model(voice=voice)["emotion"])
+
+
+def test_weighted_layers_learn_their_softmax_weights_with_the_model():
+    model = layered("weighted", [0, 1, 2, 3])
+    assert model.layer_weights() == pytest.approx([0.25] * 4)  # an even mix to start
+    voice = torch.randn(32, 4, 10)
+    target = torch.tensor(CREMAD)[(voice[:, 2, 0] > 0).long() * 2]  # only layer 2 tells
+    opt = torch.optim.Adam(model.parameters(), lr=0.05)
+    for _ in range(60):
+        loss = torch.nn.functional.cross_entropy(model(voice=voice)["emotion"], target)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    weights = model.layer_weights()
+    assert sum(weights) == pytest.approx(1.0) and max(weights) == weights[2] > 0.25
+    assert "voice_proj.mix.logits" in model.state_dict()
+
+
+@pytest.mark.parametrize(("layers", "message"), [([4], "do not fit"), ([1, 2], "exactly one")])
+def test_voice_layers_that_do_not_fit_the_store_are_refused(layers, message):
+    from affectpipe.models.multimodal import VoiceLayersParams, resolve_layers
+
+    with pytest.raises(ValueError, match=message):
+        resolve_layers(VoiceLayersParams(mode="single", layers=layers), 4)
+    assert resolve_layers(VoiceLayersParams(mode="weighted", layers=[-1, 0]), 4) == [3, 0]
+    assert resolve_layers(VoiceLayersParams(mode="average", layers="all"), 3) == [0, 1, 2]
+
+
+@pytest.mark.parametrize("modality", ["fusion", "audio", "video"])
+def test_the_linear_classifier_maps_standardised_features_straight_to_logits(modality):
+    own = {} if modality == "fusion" else dict.fromkeys(FUSION_KEYS)
+    model = AVEmotionModel(config(modality=modality, classifier="linear", **own))
+    linear = [m for m in model.modules() if isinstance(m, torch.nn.Linear)]
+    heads = {"fusion": 3, "audio": 1, "video": 1}[modality]
+    assert len(linear) == heads  # no projection, no fusion MLP: one weight matrix per head
+    if modality != "audio":
+        assert model.face_head.in_features == 12
+    if modality == "fusion":
+        assert model.emotion_head.in_features == 12 + 10
+        out = model(face=torch.randn(3, 12), voice=torch.randn(3, 10))
+        assert out["congruence"].shape == (3,)
+    with pytest.raises(ValueError, match="fusion must be 'concat'"):
+        config(classifier="linear", fusion="gated")

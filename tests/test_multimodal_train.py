@@ -1,6 +1,7 @@
 """Training the multimodal models with the stage script, scoring them in evaluate, per fold."""
 
 import json
+import re
 
 import pytest
 import yaml
@@ -26,7 +27,8 @@ PARAMS = {
     "voice_features": "wav2vec2",
     "folds": "configured",
     "bad_input": "strict",
-    "model": {"hidden": 64, "projector": "linear", "dropout": 0.1},
+    "voice_layers": {"mode": "weighted", "layers": "all"},
+    "model": {"hidden": 64, "projector": "linear", "dropout": 0.1, "speaker_norm": "none"},
     "loss": {"balance": "weights"},
     "train": {
         "batch_size": 32,
@@ -40,6 +42,7 @@ PARAMS = {
         "mixed_precision": "auto",
     },
     "fusion": {
+        "classifier": "network",
         "fusion": "concat",
         "congruence": "agreement",
         "attention_heads": 4,
@@ -47,8 +50,8 @@ PARAMS = {
         "w_modality": 0.5,
         "w_congruence": 0.5,
     },
-    "audio": {"w_emotion": 1.0},
-    "video": {"w_emotion": 1.0},
+    "audio": {"classifier": "network", "w_emotion": 1.0},
+    "video": {"classifier": "network", "w_emotion": 1.0},
     "calibration": {"threshold": "balanced_accuracy", "temperature_range": [0.05, 20.0]},
 }
 PAIRS = {"ravdess": {"pairs": {"incongruent_ratio": 1.0, "hard_fraction": 0.5}}}
@@ -230,7 +233,8 @@ def test_a_model_reads_its_own_sub_section_and_not_the_others():
     cfg, own = stage_config(broken, "fusion")
     assert isinstance(own, FusionOwnParams) and own.w_congruence == PARAMS["fusion"]["w_congruence"]
     cfg, own = stage_config(PARAMS | {"fusion": {}, "video": {}}, "audio")
-    assert own == BaselineOwnParams(w_emotion=1.0) and cfg.model.hidden == 64
+    assert own == BaselineOwnParams(classifier="network", w_emotion=1.0)
+    assert cfg.model.hidden == 64
     with pytest.raises(ConfigError, match="'train_multimodal.video' must be a mapping"):
         stage_config({k: v for k, v in PARAMS.items() if k != "video"}, "video")
 
@@ -240,7 +244,8 @@ def test_each_model_weighs_only_the_heads_it_has():
     assert loss_terms("fusion", fusion) == {
         "emotion": 1.0, "face_emotion": 0.5, "voice_emotion": 0.5, "congruence": 0.5
     }  # fmt: skip
-    _, audio = stage_config(PARAMS | {"audio": {"w_emotion": 2.0}}, "audio")
+    _, audio = stage_config(PARAMS | {"audio": {"classifier": "network", "w_emotion": 2.0}},
+                            "audio")  # fmt: skip
     assert loss_terms("audio", audio) == {"voice_emotion": 2.0}
     _, video = stage_config(PARAMS, "video")
     assert loss_terms("video", video) == {"face_emotion": 1.0}
@@ -297,7 +302,7 @@ def test_a_new_checkpoint_records_its_config_and_loads_it_back(tmp_path, modalit
     from affectpipe.train.multimodal import model_config
 
     cfg, own = stage_config(PARAMS, modality)
-    built = model_config(cfg, own, modality, 6, 5, [0, 2, 3])
+    built = model_config(cfg, own, modality, 6, 5, [0, 2, 3], 3)
     save_checkpoint(tmp_path, AVEmotionModel(built).state_dict(), asdict(built), {}, 0, {})
     model, payload = load_av_model(tmp_path)
     assert model.cfg == built and payload["config"] == asdict(built)
@@ -320,3 +325,49 @@ def test_an_older_baseline_checkpoint_with_fusion_keys_loads_without_them(tmp_pa
     save_checkpoint(tmp_path, AVEmotionModel(cfg).state_dict(), old, {}, 0, {})
     model, _ = load_av_model(tmp_path)
     assert model.cfg == cfg
+
+
+def test_a_linear_model_on_learned_voice_layers_with_speaker_norm_trains_and_evaluates(tmp_path):
+    """Logistic regression on a layered voice store whose layer 1 alone carries the emotion:
+    the learned layer weights favour it, are saved in the checkpoint and read back by
+    `predict_av`; inputs are normalised per speaker, and the model is calibrated."""
+    import torch
+
+    from affectpipe.models.load import load_av_model
+
+    root = write_fixture(tmp_path / "fx", actors=9, folds=3, voice_snr=1.0, voice_layers=3)
+    for name in ("videomae", "wav2vec2"):
+        (root / f"features/{name}_fixture.h5").rename(root / f"features/{name}_ravdess.h5")
+    over = {"audio": {"classifier": "linear", "w_emotion": 1.0},
+            "model": PARAMS["model"] | {"speaker_norm": "standardize"}}  # fmt: skip
+    ckpt, report, _ = run(root, "audio", tmp_path, **over)
+    model, payload = load_av_model(ckpt)
+    assert payload["config"]["classifier"] == "linear"
+    assert payload["config"]["voice_layers"] == {"mode": "weighted", "layers": [0, 1, 2]}
+    assert [type(m) for m in model.modules() if isinstance(m, torch.nn.Linear)] == [torch.nn.Linear]
+    weights = model.layer_weights()
+    assert report["voice_layer_weights"] == pytest.approx(weights)
+    assert max(weights) == weights[1] and weights[1] > 0.4, weights
+    assert model.voice_global_std.shape == (3, 24) and model.voice_global_std.min() > 0
+    frames, _ = predict_av(ckpt, root / "features", root / "processed")
+    m = av_test_metrics(frames["test"], list(range(8)))
+    assert m["uar"] > 3 * m["chance_uar"], m
+    assert set(report["calibration"]["temperatures"]) == {"emotion", "voice_emotion"}
+
+
+@pytest.mark.parametrize(("over", "message"), [
+    ({"voice_layers": {"mode": "single", "layers": [5]}}, r"wav2vec2_ravdess.h5.*do not fit"),
+])  # fmt: skip
+def test_voice_layers_outside_the_store_name_the_file(tmp_path, over, message):
+    root = write_fixture(tmp_path / "fx", actors=6, folds=3, voice_layers=3)
+    for name in ("videomae", "wav2vec2"):
+        (root / f"features/{name}_fixture.h5").rename(root / f"features/{name}_ravdess.h5")
+    params = {"seed": 0, "train_multimodal": PARAMS | over, "preprocess": PAIRS}
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    args = ["audio", "ravdess", "--processed-dir", str(root / "processed"),
+            "--features-dir", str(root / "features"), "--ckpt-dir", str(tmp_path / "c"),
+            "--live-dir", str(tmp_path / "l"),
+            "--params", str(tmp_path / "params.yaml")]  # fmt: skip
+    result = CliRunner().invoke(stage().app, args)
+    assert result.exit_code == 1 and len(result.output.strip().splitlines()) == 1
+    assert re.search(message, result.output), result.output

@@ -37,8 +37,8 @@ from tests.va_configs import PARAMS, model_config, window
 TOP_KEYS = {
     "file", "duration_s", "fps", "width", "height", "has_audio", "time_base", "frames",
     "va_windows", "valence_mean",
-    "arousal_mean", "emotion", "face_emotion", "voice_emotion", "congruence", "face", "models",
-    "unavailable",
+    "arousal_mean", "emotion", "face_emotion", "voice_emotion", "congruence", "face",
+    "speaker_norm", "models", "unavailable",
 }  # fmt: skip
 
 
@@ -56,11 +56,15 @@ def build_tiny_models(
     clip_hash: str | None = None,
     recorded: dict | None = None,
     va_window: dict | None = None,
+    speaker_norm: str = "none",
+    voice_layers: dict | None = None,
 ) -> Path:
     """Checkpoints in the layout the training stages write, from randomly initialised models.
 
     `recorded`: {"afewva": ..., "ravdess": ..., "layer": n}, the preprocessing settings and
-    wav2vec2 layer the features (and so the checkpoints) record; none by default.
+    the one wav2vec2 layer of an older store the features (and so the checkpoints) record; by
+    default no settings and a layered voice store (every hidden state), read as `voice_layers`
+    says (default: learned weights over all of them).
     `va_window`: the VA checkpoint's window (`length`, `eval_stride`; 6 and 3 by default).
     """
     torch.manual_seed(0)
@@ -69,10 +73,17 @@ def build_tiny_models(
         clip["config_hash"] = clip_hash
     face, d_face = _entry("videomae")
     voice, d_voice = _entry("wav2vec2")
+    n_layers = load_backbone("wav2vec2", "tiny").model.config.num_hidden_layers + 1
+    voice["preprocessing"] = json.dumps({"hidden_states": "all"})
+    layered = {
+        "voice_n_layers": n_layers,
+        "voice_layers": voice_layers or {"mode": "weighted", "layers": list(range(n_layers))},
+    }
     if recorded:
         clip["source_settings"] = json.dumps(recorded["afewva"])
         face["source_settings"] = voice["source_settings"] = json.dumps(recorded["ravdess"])
         voice["preprocessing"] = json.dumps({"layer": recorded["layer"]})
+        layered = {"voice_n_layers": None, "voice_layers": None}
     if va:
         cfg = model_config("cached", d_clip, proj_hidden=32, embed_dim=16,
                             reg_hidden=8, tf_ff=32)  # fmt: skip
@@ -86,11 +97,18 @@ def build_tiny_models(
             own = dict.fromkeys(own)
         cfg = AVModelConfig(face_dim=d_face, voice_dim=d_voice, hidden=16, modality=modality,
                             projector="linear", dropout=0.1, classes=list(range(8)),
+                            classifier="network", speaker_norm=speaker_norm,
+                            **(layered if modality != "video" else
+                               {"voice_n_layers": None, "voice_layers": None}),
                             **own)  # fmt: skip
         prov = {"dataset": "ravdess", "modality": modality, "face_features": face,
                 "voice_features": voice}  # fmt: skip
+        model = AVEmotionModel(cfg)
+        if model.layer_weights() is not None and cfg.voice_layers["mode"] == "weighted":
+            with torch.no_grad():  # trained weights: not the even mix a fresh model starts with
+                model.voice_proj.mix.logits.copy_(torch.linspace(-1, 2, n_layers))
         save_checkpoint(root / "multimodal" / f"{modality}_ravdess",
-                        AVEmotionModel(cfg).state_dict(), asdict(cfg), prov, 0, {})  # fmt: skip
+                        model.state_dict(), asdict(cfg), prov, 0, {})  # fmt: skip
     return root
 
 
@@ -476,25 +494,26 @@ def test_engines_prepare_videos_as_the_checkpoints_record(tmp_path):
     va = VAEngine(served_checkpoint(root, "cached"), cpu, VASettings(crop_size=99, margin=0.1))
     assert (va.settings.crop_size, va.settings.margin) == (48, 0.5)
     clip = replace(params.clip, frame_size=200, margin=0.3)
-    av = AVEngine(root / "multimodal" / "fusion_ravdess", cpu, clip, layer=0)
+    av = AVEngine(root / "multimodal" / "fusion_ravdess", cpu, clip)
     s = av.settings
     assert (s.n_frames, s.frame_size, s.crop, s.sample_rate) == (8, 96, "center", 8000)
     assert (s.margin, s.min_speech_s) == (0.3, params.clip.min_speech_s) and av.layer == 1
-    # a checkpoint that records nothing is prepared as params.yaml says
+    # a checkpoint that records nothing is prepared as params.yaml says; its layered voice
+    # store is embedded whole (every hidden state: layer None)
     old = build_tiny_models(tmp_path / "old")
     va = VAEngine(served_checkpoint(old, "cached"), cpu, VASettings(crop_size=99, margin=0.25))
     assert va.settings.crop_size == 99
-    av = AVEngine(old / "multimodal" / "fusion_ravdess", cpu, clip, layer=0)
-    assert av.settings == clip and av.layer == 0
+    av = AVEngine(old / "multimodal" / "fusion_ravdess", cpu, clip)
+    assert av.settings == clip and av.layer is None
 
 
 def test_settings_from_params_are_the_shipped_sections():
     s = settings_from_params(PARAMS, "cremad")
     cremad = PARAMS["preprocess"]["cremad"]
     assert asdict(s.clip) == {f.name: cremad[f.name] for f in fields(ClipSettings)}
-    assert (s.va.crop_size, s.va.margin) == (64, 0.25) and s.layer == -1
+    assert (s.va.crop_size, s.va.margin) == (64, 0.25)
     none = settings_from_params({}, "ravdess")  # no params file: the checkpoints must record
-    assert (none.va, none.clip, none.layer) == (None, None, None)
+    assert (none.va, none.clip) == (None, None)
     with pytest.raises(ConfigError, match=r"'preprocess.ravdess.crop'"):
         settings_from_params({"preprocess": {"ravdess": {**cremad, "crop": "x"}}}, "ravdess")
 
@@ -506,9 +525,13 @@ def test_av_preprocessing_from_neither_checkpoint_nor_params_is_named(tmp_path):
     fusion, cpu = root / "multimodal" / "fusion_ravdess", torch.device("cpu")
     params = settings_from_params(PARAMS, "ravdess")
     with pytest.raises(ConfigError, match=r"records no ClipSettings.*'preprocess.ravdess.n_fr"):
-        AVEngine(fusion, cpu, None, params.layer)
-    with pytest.raises(ConfigError, match=r"no wav2vec2 layer.*'extract.wav2vec2.layer'"):
-        AVEngine(fusion, cpu, params.clip, None)
+        AVEngine(fusion, cpu, None)
+    payload = load_checkpoint(fusion)  # voice features that record neither layer nor layers
+    payload["provenance"]["voice_features"]["preprocessing"] = "{}"
+    save_checkpoint(fusion, payload["state_dict"], payload["config"], payload["provenance"], 0,
+                    {})  # fmt: skip
+    with pytest.raises(InputProblem, match=r"neither which wav2vec2 layer"):
+        AVEngine(fusion, cpu, params.clip)
 
 
 def test_a_damaged_recorded_window_names_the_checkpoint_and_key(tmp_path):
@@ -603,3 +626,49 @@ def test_va_preprocessing_from_neither_checkpoint_nor_params_is_named(tmp_path):
     root = build_tiny_models(tmp_path / "m", av_models=())
     with pytest.raises(ConfigError, match=r"records no VASettings.*'preprocess.afewva.crop"):
         VAEngine(root / "finetune" / "cached" / "fold0", torch.device("cpu"), None)
+
+
+def test_predict_reads_the_voice_layers_with_the_checkpoints_learned_weights(tmp_path):
+    from affectpipe.inference import AVEngine
+
+    root = build_tiny_models(tmp_path / "m", av_models=("audio",), va=False)
+    ckpt = root / "multimodal" / "audio_ravdess"
+    engine = AVEngine(ckpt, torch.device("cpu"), settings_from_params(PARAMS, "ravdess").clip)
+    n = engine.model.cfg.voice_n_layers
+    saved = torch.linspace(-1, 2, n).softmax(0).tolist()
+    assert engine.model.layer_weights() == pytest.approx(saved)  # trained, not an even mix
+    wave = (0.3 * np.sin(np.arange(16000) / 16000 * 2 * np.pi * 220)).astype(np.float32)
+    voice = engine.voice_embedding(wave)
+    assert voice.shape == (1, n, engine.model.cfg.voice_dim)  # every hidden state goes in
+    before = engine(None, voice)["voice_emotion"]
+    payload = load_checkpoint(ckpt)  # the same model but for its layer weights
+    payload["state_dict"]["voice_proj.mix.logits"] = torch.linspace(2, -1, n)
+    save_checkpoint(ckpt, payload["state_dict"], payload["config"], payload["provenance"], 0, {})
+    after = AVEngine(ckpt, torch.device("cpu"), engine.settings)(None, voice)["voice_emotion"]
+    assert not np.allclose(before, after)
+
+
+def test_a_speaker_normalised_model_says_it_used_global_statistics(tmp_path):
+    root = build_tiny_models(tmp_path / "m", va=False, speaker_norm="standardize")
+    rec = make_predictor(root)(make_video(tmp_path / "a.mp4"))
+    check_record(rec)
+    assert rec["speaker_norm"] == "global statistics (speaker unknown)"
+    plain = make_predictor(build_tiny_models(tmp_path / "p", va=False))
+    assert plain(make_video(tmp_path / "b.mp4"))["speaker_norm"] is None
+
+
+def test_an_unknown_speaker_is_standardised_with_the_stored_training_statistics(tmp_path):
+    root = build_tiny_models(tmp_path / "m", av_models=("video",), va=False,
+                             speaker_norm="standardize")  # fmt: skip
+    ckpt = root / "multimodal" / "video_ravdess"
+    payload = load_checkpoint(ckpt)
+    d = payload["config"]["face_dim"]
+    mean, std = torch.linspace(-1, 1, d), torch.linspace(0.5, 2, d)
+    payload["state_dict"] |= {"face_global_mean": mean, "face_global_std": std}
+    save_checkpoint(ckpt, payload["state_dict"], payload["config"], payload["provenance"], 0, {})
+    engine = make_predictor(root).av["video"]
+    face = torch.randn(1, d)
+    got = engine(face, None)["face_emotion"]
+    raw = engine.model(face=(face - mean) / std)["face_emotion"].softmax(-1)[0].detach()
+    assert got == pytest.approx(engine.calibration.apply({"face_emotion": raw[None].numpy()})
+                                ["face_emotion"][0], abs=1e-6)  # fmt: skip

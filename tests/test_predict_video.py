@@ -139,8 +139,9 @@ def test_voice_embedding_equals_preprocess_then_extract(tmp_path):
     item = Item("v", str(tmp_path / "v.wav"), length=len(audio.samples))
     with torch.inference_mode(), E.autocast(backbone.device, dtype):
         inputs = E.prepare(backbone, [item])
-        expected = E.embed("wav2vec2", backbone.model, inputs, layer=-1)[0]
-    assert torch.equal(embed_voice(backbone, audio.samples, -1, dtype), expected)
+        expected = E.embed("wav2vec2", backbone.model, inputs)[0]  # (L + 1, D)
+    assert torch.equal(embed_voice(backbone, audio.samples, None, dtype), expected)
+    assert torch.equal(embed_voice(backbone, audio.samples, -1, dtype), expected[-1])
 
 
 def test_frame_embeddings_equal_extract_on_saved_crops(tmp_path):

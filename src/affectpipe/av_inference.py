@@ -38,7 +38,8 @@ def predict_av(
     (`raw_prob_<emotion>`, `congruence_prob_raw`).
 
     The pairs and features are those the checkpoint was trained against: same dataset, same
-    test fold, and feature files whose provenance matches (else `StaleCacheError`).
+    test fold, and feature files whose provenance matches (else `StaleCacheError`), normalised
+    per speaker when the checkpoint's config says so.
     """
     model, payload = load_av_model(Path(ckpt_dir))
     calibration = calibration_from(payload, Path(ckpt_dir) / MODEL_FILE)
@@ -53,6 +54,7 @@ def predict_av(
         PairConfig(**prov["pairs"]) if prov.get("pairs") else None,
         prov.get("seed", 0),
         expect={k: prov[k] for k in ("face_features", "voice_features")},
+        by_speaker=model.cfg.speaker_norm == "standardize",
     )
     frames = {}
     for split in splits:
@@ -81,6 +83,7 @@ def predict_pairs(
             set(pairs[f"{m}_clip"]),
             log,
             prov[f"{m}_features"],
+            speaker_norm=model.cfg.speaker_norm == "standardize",
         )
         for m in ("face", "voice")
     )

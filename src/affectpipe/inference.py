@@ -27,6 +27,7 @@ from affectpipe.features import embed as E
 from affectpipe.features.backbones import Backbone
 from affectpipe.models.checkpoint import MODEL_FILE
 from affectpipe.models.load import backbone_provenance, load_checked_backbone, saved_config
+from affectpipe.problems import InputProblem
 from affectpipe.va_inference import VideoVA, video_va
 
 T = TypeVar("T")
@@ -70,16 +71,18 @@ def embed_clip_video(backbone: Backbone, frames: np.ndarray, dtype: torch.dtype)
 
 @torch.inference_mode()
 def embed_voice(
-    backbone: Backbone, wave: np.ndarray, layer: int, dtype: torch.dtype
+    backbone: Backbone, wave: np.ndarray, layer: int | None, dtype: torch.dtype
 ) -> torch.Tensor:
-    """wav2vec2 utterance embedding of 16 kHz mono samples: (S,) -> (D,)."""
+    """wav2vec2 utterance embedding of 16 kHz mono samples, as `extract` stores it: (S,) ->
+    (L + 1, D), every hidden state; `layer` (stores of one hidden state, made before every
+    layer was kept): (D,), that one."""
     proc = backbone.processor
     inputs = proc([wave], sampling_rate=proc.sampling_rate, padding=True,
                   return_attention_mask=True, return_tensors="pt")  # fmt: skip
     with E.autocast(backbone.device, dtype):
         emb = E.embed_wav2vec2(backbone.model, inputs["input_values"].to(backbone.device),
-                               inputs["attention_mask"].to(backbone.device), layer)  # fmt: skip
-    return emb[0]
+                               inputs["attention_mask"].to(backbone.device))[0]  # fmt: skip
+    return emb if layer is None else emb[layer]
 
 
 VA_CROP = "face"  # a user's video has no annotated landmarks: detected ones (data.faces) stand in
@@ -130,15 +133,20 @@ def va_fps(entry: dict[str, Any], source: Path) -> tuple[float, str | None]:
                         f"windows assume AFEW-VA's {AFEWVA_FPS:g} fps")  # fmt: skip
 
 
-def wav2vec2_layer(entry: dict[str, Any], base: int | None, source: Path) -> int:
-    """The wav2vec2 hidden_states index the voice features were extracted from: the entry's
-    `preprocessing` record, else params.yaml's `extract.wav2vec2.layer` (older checkpoints);
-    with neither, a `ConfigError` names the missing key (a wrong layer is silently wrong)."""
-    layer = json.loads(entry.get("preprocessing") or "{}").get("layer", base)
-    if layer is None:
-        raise ConfigError(f"{source} records no wav2vec2 layer and no params file gives it: "
-                          f"params.yaml: missing key 'extract.wav2vec2.layer'")  # fmt: skip
-    return int(layer)
+def wav2vec2_layer(entry: dict[str, Any], source: Path) -> int | None:
+    """What the voice features hold, from the entry's `preprocessing` record: None for every
+    hidden state (the model picks), or the one hidden_states index of an older store; with
+    neither recorded, an `InputProblem` (a wrong layer is silently wrong)."""
+    prep = json.loads(entry.get("preprocessing") or "{}")
+    if prep.get("hidden_states") == "all":
+        return None
+    if "layer" not in prep:
+        raise InputProblem(
+            source,
+            "records neither which wav2vec2 layer its voice features pooled nor that they hold "
+            "every hidden state; retrain it",
+        )
+    return int(prep["layer"])
 
 
 @dataclass(frozen=True)
@@ -148,7 +156,6 @@ class EngineSettings:
 
     va: VASettings | None  # preprocess.afewva
     clip: ClipSettings | None  # preprocess.<dataset>, down to the clip settings
-    layer: int | None  # extract.wav2vec2.layer
 
 
 class VAEngine:
@@ -209,11 +216,16 @@ class VAEngine:
 class AVEngine:
     """Face, voice and fused emotion and congruence from `models/multimodal/<model>_<dataset>/`,
     calibrated by the checkpoint's `calibration` (its verdict threshold: `self.calibration`).
+    A layered voice embedding goes in whole: the model reads the hidden states its config
+    records (`voice_layers`, its learned weights included). A model trained with speaker
+    normalisation meets one video of an unknown speaker: its inputs are standardised with the
+    training set's statistics stored in the checkpoint, and `speaker_note` says so.
 
-    `clip` and `layer` are params.yaml's, for checkpoints that do not record theirs."""
+    `clip` is params.yaml's, for checkpoints that do not record theirs."""
 
-    def __init__(self, ckpt_dir: Path, device: torch.device, clip: ClipSettings | None = None,
-                 layer: int | None = None):  # fmt: skip
+    SPEAKER_NOTE = "global statistics (speaker unknown)"
+
+    def __init__(self, ckpt_dir: Path, device: torch.device, clip: ClipSettings | None = None):
         from affectpipe.calibration import calibration_from
         from affectpipe.models.load import load_av_model
 
@@ -232,12 +244,17 @@ class AVEngine:
         if face is not None:
             self.face, self.face_dtype = load_embedder(face, device, self.source)
         if voice is not None:
-            self.layer = wav2vec2_layer(voice, layer, self.source)
+            self.layer = wav2vec2_layer(voice, self.source)
             self.voice, self.voice_dtype = load_embedder(voice, device, self.source)
 
     @property
     def modality(self) -> str:
         return self.model.cfg.modality
+
+    @property
+    def speaker_note(self) -> str | None:
+        """How inputs are normalised per speaker: None when the model does not."""
+        return self.SPEAKER_NOTE if self.model.cfg.speaker_norm == "standardize" else None
 
     def crop(self, frames: np.ndarray) -> ClipCrop:
         """`n_frames` evenly sampled decoded frames (T, H, W, 3) -> crops as preprocessing's."""
@@ -262,6 +279,10 @@ class AVEngine:
         m = self.model
         if not (m.uses_face and face is not None or m.uses_voice and voice is not None):
             return {}
+        if face is not None and m.uses_face:
+            face = m.standardize_unknown_speaker(face, "face")
+        if voice is not None and m.uses_voice:
+            voice = m.standardize_unknown_speaker(voice, "voice")
         raw = head_probabilities(m(face=face, voice=voice))
         probs = self.calibration.apply({k: p.cpu().numpy() for k, p in raw.items()})
         out: dict[str, Any] = {

@@ -147,7 +147,7 @@ class Predictor:
         for name in AV_MODELS:  # the baselines only stand in for a missing fusion model
             d = cfg.models_dir / "multimodal" / f"{name}_{cfg.av_dataset}"
             if "fusion" not in self.av and self._has(d, name):
-                self.av[name] = AVEngine(d, self.device, settings.clip, settings.layer)
+                self.av[name] = AVEngine(d, self.device, settings.clip)
         if self.va is None and not self.av:
             raise FileNotFoundError(
                 f"no trained model under {cfg.models_dir}: expected {va_dir}/model.pt or "
@@ -290,6 +290,8 @@ class Predictor:
             voice = engine.voice_embedding(wave) if engine.voice is not None and wave is not None \
                 else None  # fmt: skip
             probs.update(engine(face, voice))
+            if engine.speaker_note is not None:
+                record["speaker_norm"] = engine.speaker_note
         for field in EMOTION_FIELDS:
             if field in probs:
                 record[field] = emotion_block(probs[field])
@@ -344,9 +346,9 @@ def predict_paths(
 
 def settings_from_params(params: dict[str, Any], dataset: str) -> EngineSettings:
     """The preprocessing the models were trained after, from a params mapping
-    (`preprocess.afewva`, `preprocess.<dataset>`, `extract.wav2vec2.layer`), for checkpoints
-    that do not record it. A section the params lack is `None`: the checkpoints' own records
-    must then do, else the engines name the missing key."""
+    (`preprocess.afewva`, `preprocess.<dataset>`), for checkpoints that do not record it. A
+    section the params lack is `None`: the checkpoints' own records must then do, else the
+    engines name the missing key."""
     from affectpipe.config import from_section
     from affectpipe.data.av import ClipSettings
     from affectpipe.inference import EngineSettings, VASettings
@@ -359,5 +361,4 @@ def settings_from_params(params: dict[str, Any], dataset: str) -> EngineSettings
         return from_section(cls, {k: v for k, v in values.items() if k in names},
                             f"preprocess.{name}")  # fmt: skip
 
-    layer = params.get("extract", {}).get("wav2vec2", {}).get("layer")
-    return EngineSettings(build(VASettings, "afewva"), build(ClipSettings, dataset), layer)
+    return EngineSettings(build(VASettings, "afewva"), build(ClipSettings, dataset))

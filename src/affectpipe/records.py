@@ -124,6 +124,7 @@ def empty_record(info: VideoInfo, duration_s: float) -> dict[str, Any]:
         "voice_emotion": None,
         "congruence": None,
         "face": {"va": None, "av": None},
+        "speaker_norm": None,  # the AV models' speaker normalisation, where they have one
         "models": {},
         "unavailable": [],
     }

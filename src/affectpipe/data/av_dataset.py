@@ -7,7 +7,11 @@ Samples are the congruence pairs of `data/processed/<ds>/pairs.csv`: the face em
   face says one thing, the voice another), so its fused target is ignored (`losses.IGNORE`) and
   it teaches the model through the per-modality heads and the congruence head only;
 - `congruent` (1/0) for the congruence head, on every pair.
-No backbone runs here: the embeddings are read once from the HDF5 feature store.
+No backbone runs here: the embeddings are read once from the HDF5 feature store. A clip's
+features are one vector (D,), or (L, D) from a *layered* store (file attribute `layers`: one
+pooled vector per backbone hidden state, e.g. wav2vec2's), which the model reads as its config
+says. With speaker normalisation every clip is standardised by its own speaker's statistics
+(`affectpipe.data.speaker_norm`).
 """
 
 from __future__ import annotations
@@ -28,21 +32,62 @@ from affectpipe.data.av_pairs import (
 )
 from affectpipe.data.labels import EMOTIONS
 from affectpipe.data.pairs import PAIR_COLUMNS, PairConfig
+from affectpipe.data.speaker_norm import Stats, speaker_statistics, standardize, statistics
 from affectpipe.data.splits import configured_test_fold
-from affectpipe.features.store import open_features
+from affectpipe.features.store import FeatureReader, open_features
 from affectpipe.losses import IGNORE
 from affectpipe.problems import InputProblem, ProblemLog
 
 PROVENANCE_KEYS = ("backbone", "spec", "config_hash", "weights_hash", "preprocessing",
-                   "source_settings")  # fmt: skip
+                   "source_settings", "layers")  # fmt: skip
+SPEAKER = "actor"  # the per-clip attribute that names the speaker
+
+
+def store_layers(reader: FeatureReader) -> int | None:
+    """Hidden states per clip of a layered store (attribute `layers`), None for one vector."""
+    layers = reader.attrs.get("layers")
+    return int(layers) if layers is not None else None
+
+
+def clip_vector(reader: FeatureReader, clip_id: str) -> np.ndarray:
+    """A clip's features: rows mean-pooled, (n, dim) -> (dim,); a layered store's row is
+    (layers * dim) and comes back as (layers, dim)."""
+    v = np.asarray(reader[clip_id], dtype=np.float32).mean(axis=0)
+    layers = store_layers(reader)
+    return v.reshape(layers, -1) if layers is not None else v
+
+
+def _speaker(reader: FeatureReader, clip_id: str) -> str:
+    labels = reader.labels(clip_id)
+    if SPEAKER not in labels:
+        why = "speaker normalisation needs each clip's speaker"
+        raise InputProblem(reader.path, f"clip '{clip_id}' has no '{SPEAKER}' attribute: {why}")
+    return str(labels[SPEAKER])
+
+
+def standardize_by_speaker(
+    reader: FeatureReader, vectors: dict[str, np.ndarray]
+) -> dict[str, np.ndarray]:
+    """`vectors` standardised per speaker, each speaker's statistics over all of its clips in
+    the store (not only those asked for: any subset of a speaker's clips is normalised alike)."""
+    speaker = {c: _speaker(reader, c) for c in reader.clip_ids}
+    wanted = {speaker[c] for c in vectors}
+    own = {c: clip_vector(reader, c) for c in reader.clip_ids if speaker[c] in wanted}
+    return standardize(vectors, speaker, speaker_statistics(own, speaker))
 
 
 def load_clip_embeddings(
-    path: Path, clip_ids: set[str], log: ProblemLog, expect: dict | None = None
+    path: Path,
+    clip_ids: set[str],
+    log: ProblemLog,
+    expect: dict | None = None,
+    speaker_norm: bool = False,
 ) -> dict[str, np.ndarray]:
-    """One vector per clip from a feature file: rows are mean-pooled ((n, dim) -> (dim,)).
+    """One vector per clip from a feature file (`clip_vector`): (dim,), or (layers, dim).
 
-    `expect` (provenance attributes, e.g. from a checkpoint) refuses features made otherwise.
+    `expect` (provenance attributes, e.g. from a checkpoint) refuses features made otherwise;
+    `speaker_norm` standardises each clip by its own speaker's statistics
+    (`standardize_by_speaker`).
     """
     out: dict[str, np.ndarray] = {}
     with open_features(path, expect) as reader:
@@ -51,7 +96,9 @@ def load_clip_embeddings(
             if clip_id not in available:
                 log.report(InputProblem(path, f"no features for clip '{clip_id}'"))
                 continue
-            out[clip_id] = np.asarray(reader[clip_id], dtype=np.float32).mean(axis=0)
+            out[clip_id] = clip_vector(reader, clip_id)
+        if speaker_norm and out:
+            out = standardize_by_speaker(reader, out)
     return out
 
 
@@ -80,15 +127,17 @@ class PairDataset(Dataset):
                 keep.append(row)
         self.pairs = pd.DataFrame(keep, columns=pairs.columns).reset_index(drop=True)
         p = self.pairs
-        dim_f = next(iter(face.values())).shape[-1] if face else 0
-        dim_v = next(iter(voice.values())).shape[-1] if voice else 0
+        shape_f = next(iter(face.values())).shape if face else (0,)
+        shape_v = next(iter(voice.values())).shape if voice else (0,)
         self.face = torch.from_numpy(
-            np.stack([face[c] for c in p.face_clip]) if len(p) else np.zeros((0, dim_f), np.float32)
+            np.stack([face[c] for c in p.face_clip])
+            if len(p)
+            else np.zeros((0, *shape_f), np.float32)
         )
         self.voice = torch.from_numpy(
             np.stack([voice[c] for c in p.voice_clip])
             if len(p)
-            else np.zeros((0, dim_v), np.float32)
+            else np.zeros((0, *shape_v), np.float32)
         )
         self.face_emotion = torch.as_tensor(p.face_emotion.to_numpy(copy=True), dtype=torch.long)
         self.voice_emotion = torch.as_tensor(p.voice_emotion.to_numpy(copy=True), dtype=torch.long)
@@ -124,10 +173,14 @@ class AVData:
 
     splits: dict[str, PairDataset]
     classes: list[int]
-    dims: tuple[int, int]
+    dims: tuple[int, int]  # face and voice feature width (D)
     test_fold: int
     dropped_pairs: int
     provenance: dict
+    voice_layers: int | None  # hidden states per clip of a layered voice store, else None
+    # the training clips' (mean, std) of each raw input, face and voice: with speaker
+    # normalisation, the statistics an unknown speaker is standardised with (else None, None)
+    global_stats: tuple[Stats | None, Stats | None]
 
 
 def load_av_data(
@@ -140,11 +193,14 @@ def load_av_data(
     pair_cfg: PairConfig | None = None,
     seed: int = 0,
     expect: dict[str, dict] | None = None,
+    *,
+    by_speaker: bool,
 ) -> AVData:
     """Read manifests and cached embeddings; build the per-split pair datasets.
 
     `test_fold` None (or preprocessing's own test fold) uses `pairs.csv` as written; another
     fold re-splits by actor fold and redraws pairs with `pair_cfg` (see `split_pairs`).
+    `by_speaker`: standardise every clip's features by its own speaker's statistics.
     """
     clips = read_table(processed_dir / "clips.csv", CLIP_COLUMNS)
     pairs = read_table(processed_dir / "pairs.csv", PAIR_COLUMNS)
@@ -157,6 +213,17 @@ def load_av_data(
     expect = expect or {}
     face = load_clip_embeddings(face_path, needed_f, log, expect.get("face_features"))
     voice = load_clip_embeddings(voice_path, needed_v, log, expect.get("voice_features"))
+    stats: tuple[Stats | None, Stats | None] = (None, None)
+    if by_speaker:  # fallback statistics from the raw training clips, then each speaker's own
+        train = by_split["train"]
+        stats = tuple(  # type: ignore[assignment]
+            statistics([d[c] for c in sorted(set(clips_)) if c in d]) if d else None
+            for d, clips_ in ((face, train.face_clip), (voice, train.voice_clip))
+        )
+        with open_features(face_path) as r:
+            face = standardize_by_speaker(r, face)
+        with open_features(voice_path) as r:
+            voice = standardize_by_speaker(r, voice)
     splits = {
         s: PairDataset(p, face, voice, log, str(processed_dir / "pairs.csv"))
         for s, p in by_split.items()
@@ -167,14 +234,19 @@ def load_av_data(
             why = " (preprocessing made no validation fold: `val_fold: -1`; training selects its"
             why = why + " epoch on validation, so it needs one)" if s == "val" else ""
             raise InputProblem(processed_dir / "pairs.csv", f"no usable pairs in split '{s}'{why}")
-    dims = (splits["train"].face.shape[1], splits["train"].voice.shape[1])
+    dims = (splits["train"].face.shape[-1], splits["train"].voice.shape[-1])
     provenance = {}
     for name, path in (("face", face_path), ("voice", voice_path)):
         with open_features(path) as r:
             provenance[f"{name}_features"] = {
                 k: r.attrs[k] for k in PROVENANCE_KEYS if k in r.attrs
             }
-    return AVData(splits, list(classes), dims, fold, dropped, provenance)
+            if name == "voice":
+                voice_layers = store_layers(r)
+            elif store_layers(r) is not None:
+                why = "only the voice has a layer choice (train_multimodal.voice_layers)"
+                raise InputProblem(path, f"a layered store as face features: {why}")
+    return AVData(splits, list(classes), dims, fold, dropped, provenance, voice_layers, stats)
 
 
 def pair_frame(

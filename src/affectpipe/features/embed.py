@@ -4,8 +4,10 @@
 - VideoMAE: the mean of the final hidden states over *all* tokens. VideoMAE has no CLS token
   (every token is a space-time patch), and its own classifier pools the same way
   (`use_mean_pooling`, Tong et al. 2022), so token 0 is just the top-left patch of frames 0-1.
-- wav2vec2: the attention-masked mean over time of one hidden layer, so padding added to batch
-  utterances of different lengths never enters the average.
+- wav2vec2: the attention-masked mean over time of *every* hidden state (the CNN features'
+  projection and each transformer layer: L + 1 vectors), so padding added to batch utterances
+  of different lengths never enters the average; which layer a model reads is its training
+  choice (`train_multimodal.voice_layers`), not the extraction's.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from affectpipe.problems import InputProblem
 POOLING = {
     "clip": "pooler_output (post-layernorm CLS), CLIPVisionModel",
     "videomae": "mean of last_hidden_state over all tokens",
-    "wav2vec2": "attention-masked mean over time of hidden_states[layer]",
+    "wav2vec2": "attention-masked mean over time of every hidden state, (L + 1, D)",
 }
 
 
@@ -129,9 +131,9 @@ def embed_videomae(model: torch.nn.Module, pixel_values: torch.Tensor) -> torch.
 
 
 def embed_wav2vec2(
-    model: torch.nn.Module, input_values: torch.Tensor, attention_mask: torch.Tensor, layer: int
+    model: torch.nn.Module, input_values: torch.Tensor, attention_mask: torch.Tensor
 ) -> torch.Tensor:
-    """(B, S) samples + (B, S) mask -> (B, D), the masked mean of `hidden_states[layer]`.
+    """(B, S) samples + (B, S) mask -> (B, L + 1, D), the masked mean of each hidden state.
 
     Only layer-norm feature encoders take the attention mask; the group-norm ones
     (wav2vec2-base) normalise over the whole padded signal, so their batches must hold
@@ -143,19 +145,20 @@ def embed_wav2vec2(
         attention_mask=attention_mask if takes_mask else None,
         output_hidden_states=True,
     )
-    hidden = out.hidden_states[layer].float()  # (B, T', D)
-    frames = model._get_feature_vector_attention_mask(hidden.shape[1], attention_mask)  # (B, T')
-    weights = frames.to(hidden.dtype).unsqueeze(-1)  # (B, T', 1)
-    return (hidden * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1.0)
+    hidden = torch.stack(out.hidden_states, dim=1).float()  # (B, L + 1, T', D)
+    frames = model._get_feature_vector_attention_mask(hidden.shape[2], attention_mask)  # (B, T')
+    weights = frames.to(hidden.dtype)[:, None, :, None]  # (B, 1, T', 1)
+    return (hidden * weights).sum(dim=2) / weights.sum(dim=2).clamp(min=1.0)
 
 
-def embed(kind: str, model: torch.nn.Module, inputs: dict, layer: int = -1) -> torch.Tensor:
-    """Embeddings (B, D) float32 for one prepared batch, on the model's device."""
+def embed(kind: str, model: torch.nn.Module, inputs: dict) -> torch.Tensor:
+    """Embeddings float32 for one prepared batch, on the model's device: (B, D); wav2vec2
+    (B, L + 1, D), one per hidden state."""
     if kind == "clip":
         return embed_clip(model, inputs["pixel_values"])
     if kind == "videomae":
         return embed_videomae(model, inputs["pixel_values"])
-    return embed_wav2vec2(model, inputs["input_values"], inputs["attention_mask"], layer)
+    return embed_wav2vec2(model, inputs["input_values"], inputs["attention_mask"])
 
 
 def compute_dtype(name: str, device: torch.device) -> torch.dtype:

@@ -41,18 +41,11 @@ _UNIT = {"clip": "frame", "videomae": "video", "wav2vec2": "audio"}
 
 @params_section
 class ExtractConfig:
-    """`extract.clip` and `extract.videomae` in params.yaml."""
+    """`extract.clip`, `extract.videomae` and `extract.wav2vec2` in params.yaml."""
 
     spec: str  # "tiny", a Hugging Face id, or a local folder in HF format
     batch_size: PositiveInt  # items (frames, clips, utterances) per forward pass
     dtype: Literal["auto", "float32", "bfloat16", "float16"]  # auto: bf16; fp16 without bf16
-
-
-@params_section
-class AudioExtractConfig(ExtractConfig):
-    """`extract.wav2vec2` in params.yaml: also the hidden layer that is pooled."""
-
-    layer: int  # index into hidden_states (0 = before the first block, -1 = the last)
 
 
 def config_class(kind: str) -> type[ExtractConfig] | type[S.SmileConfig]:
@@ -60,7 +53,15 @@ def config_class(kind: str) -> type[ExtractConfig] | type[S.SmileConfig]:
     check_backbone(kind)
     if kind in S.CONFIGS:
         return S.CONFIGS[kind]
-    return AudioExtractConfig if kind == "wav2vec2" else ExtractConfig
+    return ExtractConfig
+
+
+def hidden_states(backbone: Backbone) -> int | None:
+    """Pooled vectors per item of a layered store: wav2vec2 keeps every hidden state (L + 1),
+    so the layer is chosen in training; None for one vector per item."""
+    if backbone.kind != "wav2vec2":
+        return None
+    return int(backbone.model.config.num_hidden_layers) + 1
 
 
 def check_backbone(kind: str) -> None:
@@ -99,10 +100,11 @@ def _batches_for(kind: str, plan: Plan, cfg: ExtractConfig, backbone: Backbone) 
 
 
 def embedding_rows(backbone: Backbone, cfg: ExtractConfig) -> Rows:
-    """One pooled embedding per item (`embed.POOLING`), in the configured precision."""
-    layer = {"layer": cfg.layer} if isinstance(cfg, AudioExtractConfig) else {}
+    """One pooled embedding per item (`embed.POOLING`), in the configured precision; a layered
+    store's (L + 1, D) flattened to one row (the `layers` attribute reshapes it)."""
     dtype = E.compute_dtype(cfg.dtype, backbone.device)
-    return Rows(lambda x: E.embed(backbone.kind, backbone.model, x, **layer), backbone.dim, dtype)
+    width = backbone.dim * (hidden_states(backbone) or 1)
+    return Rows(lambda x: E.embed(backbone.kind, backbone.model, x).flatten(1), width, dtype)
 
 
 def versions() -> dict[str, str]:
@@ -130,9 +132,11 @@ def provenance(
     if kind == "videomae":
         prep["num_frames"], prep["frame_sampling"] = int(config.num_frames), "linspace-round"
     if kind == "wav2vec2":
-        prep["layer"], prep["mask_passed"] = cfg.layer, config.feat_extract_norm == "layer"
+        prep["hidden_states"], prep["mask_passed"] = "all", config.feat_extract_norm == "layer"
     dtype = E.compute_dtype(cfg.dtype, backbone.device)
+    layers = hidden_states(backbone)
     return {
+        **({"layers": layers} if layers is not None else {}),  # rows are (layers * dim)
         "backbone": kind,
         "spec": backbone.spec,
         "config_hash": backbone.config_hash,

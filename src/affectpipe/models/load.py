@@ -34,8 +34,16 @@ T = TypeVar("T")
 VA_MODEL_ADDED_KEYS: dict[str, Any] = {"feature_dropout": 0.0, "pool": "cls"}
 # VA pipelines renamed since: older checkpoints record the old name of the same model
 VA_PIPELINE_RENAMED: dict[str, str] = {"probe": "frozen_mlp"}
-# AV model config keys added later: the first checkpoints had the GELU projector and MLP head.
-AV_MODEL_ADDED_KEYS: dict[str, Any] = {"projector": "mlp", "congruence": "mlp"}
+# AV model config keys added later: the first checkpoints had the GELU projector and MLP head,
+# the network classifier, no speaker normalisation and one voice vector per clip.
+AV_MODEL_ADDED_KEYS: dict[str, Any] = {
+    "projector": "mlp",
+    "congruence": "mlp",
+    "classifier": "network",
+    "speaker_norm": "none",
+    "voice_n_layers": None,
+    "voice_layers": None,
+}
 
 
 class ProvenanceMismatch(ValueError):

@@ -32,9 +32,11 @@ from affectpipe.models.multimodal import (
     AVEmotionModel,
     AVModelConfig,
     AVModelParams,
+    Classifier,
     FusionParams,
+    VoiceLayersParams,
 )
-from affectpipe.problems import ProblemLog
+from affectpipe.problems import InputProblem, ProblemLog
 from affectpipe.seeding import seed_everything
 from affectpipe.train.loop import FitResult, LoopConfig, OptimConfig, fit
 
@@ -65,6 +67,7 @@ class TrainMultimodalConfig:
     voice_features: str
     folds: Literal["configured", "all"]  # configured: preprocessing's test fold | all: every fold
     bad_input: Literal["strict", "skip"]  # pairs whose clips lack features
+    voice_layers: VoiceLayersParams  # the hidden states a layered voice store is read at
     model: AVModelParams
     loss: LossConfig
     train: AVTrainParams
@@ -75,6 +78,7 @@ class TrainMultimodalConfig:
 class BaselineOwnParams:
     """`train_multimodal.audio` or `.video`: what only that baseline reads."""
 
+    classifier: Classifier  # network (the `model` branches) | linear (logistic regression)
     w_emotion: float  # its one loss term: its modality's emotion CE
 
 
@@ -83,6 +87,7 @@ class FusionOwnParams(FusionParams):
     """`train_multimodal.fusion`: what only the fusion model reads: its fusion and congruence
     head (`FusionParams`) and the weights of its loss terms."""
 
+    classifier: Classifier  # network | linear (logistic regression per head; needs concat)
     w_emotion: float  # fused emotion CE (congruent pairs)
     w_modality: float  # face CE + voice CE (every pair)
     w_congruence: float  # congruence BCE (every pair)
@@ -130,10 +135,15 @@ def model_config(
     face_dim: int,
     voice_dim: int,
     classes: list[int],
+    voice_n_layers: int | None,
 ) -> AVModelConfig:
-    """The model of one variant: the shared branches' params and, for fusion, its own."""
+    """The model of one variant: the shared branches' params and, for fusion, its own;
+    `voice_n_layers`: the hidden states per clip of a layered voice store (None: one vector)."""
     fusion = own if isinstance(own, FusionOwnParams) else None
-    return AVModelConfig.from_params(cfg.model, fusion, modality, face_dim, voice_dim, classes)
+    return AVModelConfig.from_params(
+        cfg.model, fusion, modality, face_dim, voice_dim, classes, own.classifier,
+        voice_n_layers, cfg.voice_layers,
+    )  # fmt: skip
 
 
 def loop_config(train: AVTrainParams, seed: int) -> LoopConfig:
@@ -197,6 +207,7 @@ def fit_av(
     clips = data.splits["train"]  # statistics over clips, each once: congruent pairs
     own = clips.congruent > 0
     model.set_feature_stats(clips.face[own], clips.voice[own])
+    model.set_global_stats(*data.global_stats)
     train = DataLoader(
         data.splits["train"],
         batch_size=batch_size,
@@ -248,11 +259,17 @@ def train_one(
     face_path, voice_path = feature_paths(
         features_dir, dataset, cfg.face_features, cfg.voice_features
     )
+    by_speaker = cfg.model.speaker_norm == "standardize"
     data = load_av_data(
-        processed_dir, face_path, voice_path, classes, log, test_fold, pair_cfg, seed
-    )
+        processed_dir, face_path, voice_path, classes, log, test_fold, pair_cfg, seed,
+        by_speaker=by_speaker,
+    )  # fmt: skip
     seed_everything(seed)  # torch's start-up seed is random: seed before the weights exist
-    model = AVEmotionModel(model_config(cfg, own, modality, *data.dims, classes))
+    try:
+        mcfg = model_config(cfg, own, modality, *data.dims, classes, data.voice_layers)
+    except ValueError as e:
+        raise InputProblem(voice_path, str(e)) from None
+    model = AVEmotionModel(mcfg)
     provenance = {
         "dataset": dataset,
         "modality": modality,
@@ -290,6 +307,7 @@ def train_one(
             if k.startswith("val/")
         },
         "calibration": calibration.to_json(),
+        "voice_layer_weights": load_av_model(ckpt_dir)[0].layer_weights(),  # the kept epoch's
         "pairs": {s: len(d) for s, d in data.splits.items()},
         "dropped_pairs": data.dropped_pairs,
         "skipped": log.to_json(),
