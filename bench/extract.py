@@ -82,7 +82,7 @@ def backbone_only(device: torch.device, dtypes: list[str], reps: int) -> dict[st
 
             def step(b=b, x=x, dtype=dtype) -> None:
                 with torch.inference_mode(), E.autocast(device, dtype):
-                    E.embed(b.kind, b.model, x, -1)
+                    E.embed(b.kind, b.model, x)
 
             rate = batch / timed(step, reps)
             unit = "audio_s_per_s" if kind == "wav2vec2" else "items_per_s"

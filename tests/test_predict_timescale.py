@@ -12,6 +12,7 @@ from typer.testing import CliRunner
 
 from affectpipe.cli import app
 from affectpipe.inference import VAEngine
+from affectpipe.predict import blank_faceless
 from tests.test_predict import build_tiny_models, check_record, make_predictor, make_video
 
 AFEWVA = {"crop_size": 32, "margin": 0.25, "fps": 25.0}  # as AFEW-VA preprocessing records
@@ -56,6 +57,22 @@ def test_the_stride_option_sets_the_window_step(models, tmp_path):
     assert starts == pytest.approx([0.0, 0.64, 1.28, 1.92, 2.36], abs=2e-4)  # 75 frames: 59 last
     with pytest.raises(ValueError, match="va_stride >= 1"):
         make_predictor(models, va_stride=0)
+    with pytest.raises(ValueError, match="longer than the VA model's window of 16 frames"):
+        make_predictor(models, va_stride=17)  # frames between windows would have no value
+
+
+def test_frames_of_a_run_without_a_face_get_no_va_and_leave_the_means():
+    frames = [{"t": k / 25, "valence": 0.1 * k, "arousal": -0.1 * k} for k in range(8)]
+    windows = [{"start": s / 25, "end": (s + 4) / 25, "valence": 0.5, "arousal": 0.5}
+               for s in (0, 2, 4)]  # fmt: skip
+    block = {"frames": frames, "va_windows": windows, "valence_mean": 0.35, "arousal_mean": -0.35}
+    faceless = np.array([False] * 4 + [True] * 4)  # the second 4-frame run found no face
+    out = blank_faceless(block, faceless, np.array([0, 2, 4]), 4)
+    assert [f["valence"] for f in out["frames"]] == [0.0, 0.1, 0.2, pytest.approx(0.3)] + [None] * 4
+    assert [w["valence"] for w in out["va_windows"]] == [0.5, None, None]
+    assert out["valence_mean"] == pytest.approx(0.15) and out["arousal_mean"] == pytest.approx(
+        -0.15
+    )
 
 
 def test_the_decode_size_option_is_honoured_and_recorded(models, tmp_path):

@@ -141,6 +141,11 @@ class Predictor:
         variant, note = va_variant(cfg.va_variant, cfg.va_selection, cfg.models_dir)
         va_dir = served_checkpoint(cfg.models_dir, variant)
         self.va = VAEngine(va_dir, self.device, settings.va) if self._has(va_dir, "va") else None
+        if self.va is not None and (cfg.va_stride or 0) > self.va.window.length:
+            raise ValueError(
+                f"--stride {cfg.va_stride} is longer than the VA model's window of "
+                f"{self.va.window.length} frames: the frames between windows would get no value"
+            )
         # what the user should know about this run (stderr): a stand-in variant, a guessed rate
         self.notes = [n for n in (note, self.va and self.va.fps_note) if n]
         self.av: dict[str, AVEngine] = {}
@@ -186,22 +191,24 @@ class Predictor:
         if va is None:
             mark_unavailable(record, VA_FIELDS, self.missing["va"])
         else:
-            times, out, crop = va
+            times, out, crop, faceless = va
             record["face"]["va"] = face_block(crop, info.width, info.height, times)
             if crop.fell_back:  # a centre square is no face: VA from it would be made up
                 mark_unavailable(record, VA_FIELDS, no_face(crop, "VA"))
             else:
-                record.update(va_block(times, out.frames, out.starts, out.windows, self.va.fps))
+                block = va_block(times, out.frames, out.starts, out.windows, self.va.fps)
+                record.update(blank_faceless(block, faceless, out.starts, self.va.window.length))
         self._av(record, path, info, sampler.n_decoded)
         return record
 
     def _va_trace(
         self, path: Path
-    ) -> tuple[tuple[np.ndarray, VideoVA, ClipCrop] | None, FrameSampler]:
+    ) -> tuple[tuple[np.ndarray, VideoVA, ClipCrop, np.ndarray] | None, FrameSampler]:
         """Decode the video once, at the VA model's training frame rate (the frame nearest each
         1/fps s), face-cropping and embedding it window length by window length so that only
-        one window's decoded frames are held: ((frame times, their VA, how they were cropped)
-        or None without a VA model, the sampler that read the stream)."""
+        one window's decoded frames are held: ((frame times, their VA, how they were cropped,
+        per frame whether its run of frames had no face) or None without a VA model, the
+        sampler that read the stream)."""
         if self.va is None:  # only the frame count is needed (the AV sampling spreads over it)
             sampler = FrameSampler(path, COUNT_RATE, COUNT_SIDE)
             for _ in sampler:
@@ -226,7 +233,8 @@ class Predictor:
         if chunk:
             embed_chunk()
         out = self.va.va(torch.cat(features), self.cfg.va_stride)
-        return (np.asarray(times), out, join_crops(crops)), sampler
+        faceless = np.concatenate([np.full(len(c.boxes), c.fell_back) for c in crops])
+        return (np.asarray(times), out, join_crops(crops), faceless), sampler
 
     def time_base(self, sampler: FrameSampler) -> dict[str, Any]:
         """The time scale of every output: the video's own rate, the rate and window the VA
@@ -319,6 +327,26 @@ class Predictor:
                 reason = self.missing.get("video" if field == "face_emotion" else "audio",
                                           "no model for this field")  # fmt: skip
             mark_unavailable(record, (field,), reason)
+
+
+def blank_faceless(
+    block: dict[str, Any], faceless: np.ndarray, starts: np.ndarray, length: int
+) -> dict[str, Any]:
+    """`va_block` with no value where the face was not found: a run of frames cropped at the
+    centre square (no face in it) gives null frames, null windows that hold any of them, and
+    clip means over the frames with a face only."""
+    if not faceless.any():
+        return block
+    for frame, blank in zip(block["frames"], faceless, strict=True):
+        if blank:
+            frame["valence"] = frame["arousal"] = None
+    for window, s in zip(block["va_windows"], starts, strict=True):
+        if faceless[s : s + length].any():
+            window["valence"] = window["arousal"] = None
+    kept = [f for f in block["frames"] if f["valence"] is not None]
+    for key in ("valence", "arousal"):
+        block[f"{key}_mean"] = round(float(np.mean([f[key] for f in kept])), 6)
+    return block
 
 
 def no_face(crop: ClipCrop, what: str) -> str:
