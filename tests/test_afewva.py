@@ -18,8 +18,13 @@ from affectpipe.problems import InputProblem, ProblemLog
 from tests.data_configs import config
 
 TINY = {"actors": 4, "clips_per_actor": 1, "frames_per_clip": 3, "width": 48, "height": 40}
-PP = {"crop_size": 16, "margin": 0.25, "bad_input": "skip", "workers": 1,
-      "split": {"method": "holdout"}}  # a few tiny actors: too few for 5 folds
+PP = {
+    "crop_size": 16,
+    "margin": 0.25,
+    "bad_input": "skip",
+    "workers": 1,
+    "split": {"method": "holdout"},
+}  # a few tiny actors: too few for 5 folds
 
 
 def synthetic_config(**changes) -> SyntheticAfewvaConfig:

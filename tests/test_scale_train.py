@@ -211,7 +211,7 @@ def va_inputs(tmp_path_factory) -> tuple[Path, Path]:
     window = {"length": 8, "batch_size": 8, "windows_per_epoch": 16, "eval_stride": 4}
     cfg = pretrain_config(epochs=1, lr=1e-3, weight_decay=0.01, warmup_frac=0.1, patience=0,
                           window=window, contrastive={"queue_size": 32}, model=small)  # fmt: skip
-    pretrain_va(features, "cached", cfg, 0, root / "pre", None, {})
+    pretrain_va(features, "cached", cfg, 0, root / "pre" / "fold0", None, {})  # holdout: fold0
     return features, root / "pre"
 
 
@@ -227,6 +227,9 @@ finetune:
   patience: 0
   window: {length: 8, batch_size: 8, windows_per_epoch: 64, eval_stride: 4}
   objective: {w_mse: 1.0, w_ccc: 0.0, train_projector: true}
+preprocess:
+  afewva:
+    split: {method: holdout, val_fraction: 0.3, test_fraction: 0.1, folds: 5, fold: 0, seed: 0}
 """
 
 
@@ -264,7 +267,7 @@ def test_two_processes_finetune_like_one(va_inputs, tmp_path):
                 "params.yaml",
             ],
         )
-        metrics[n] = json.loads((out / "ckpt" / "checkpoint.json").read_text())["metrics"]
+        metrics[n] = json.loads((out / "ckpt" / "fold0" / "checkpoint.json").read_text())["metrics"]
     compared = sorted(k for k in metrics[1] if k != "train/ccc")  # batch CCC: per process
     assert {"train/loss", "val/ccc_mean", "val/rmse_valence"} <= set(compared)
     for k in compared:
