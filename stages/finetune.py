@@ -9,12 +9,15 @@ import typer
 
 from affectpipe.config import from_section, load_params, section
 from affectpipe.data.splits import SplitConfig
+from affectpipe.data.va_clips import check_store
+from affectpipe.features.extract import ExtractConfig, expected_attrs
 from affectpipe.models.va import VAArchitecture
 from affectpipe.stage import run_stage
 from affectpipe.train.va import FinetuneStageConfig, Scratch, finetune_va, train_folds
 
 app = typer.Typer(add_completion=False)
 SPLIT = "preprocess.afewva.split"  # the actor folds cross-validation re-cuts
+CLIP = "extract.clip"  # what the store must have been made with
 ARCH = "pretrain.model"  # the architecture a model from scratch is built with
 
 
@@ -26,11 +29,15 @@ def main(
     live: Path = typer.Option(..., help="dvclive folder: one fold<k>/ per fold"),
     init: Path = typer.Option(None, help="stage-1 checkpoint folder (its fold<k>/ per fold)"),
     scratch: bool = typer.Option(False, "--scratch", help="no stage 1: fresh weights"),
+    processed: Path = typer.Option(
+        None, help="the processed AFEW-VA folder the store was made from: checks its settings"
+    ),
     params_file: Path = typer.Option(Path("params.yaml"), "--params"),
 ) -> None:
     if (init is None) == (not scratch):
         raise typer.BadParameter("give exactly one of --init and --scratch")
     params = load_params(params_file)
+    clip = run_stage(lambda: from_section(ExtractConfig, section(params, CLIP), CLIP))
     cfg = run_stage(
         lambda: from_section(FinetuneStageConfig, section(params, "finetune"), "finetune")
     )
@@ -41,6 +48,7 @@ def main(
     if scratch:
         arch = run_stage(lambda: from_section(VAArchitecture, section(params, ARCH), ARCH))
         start, used = Scratch(variant, arch), used | {ARCH: section(params, ARCH)}
+    run_stage(lambda: check_store(inputs, expected_attrs("clip", clip, "afewva", processed)))
 
     def one(fold, ckpt, log):
         first = start if isinstance(start, Scratch) else start / ckpt.name

@@ -9,11 +9,14 @@ import typer
 
 from affectpipe.config import from_section, load_params, section
 from affectpipe.data.splits import SplitConfig
+from affectpipe.data.va_clips import check_store
+from affectpipe.features.extract import ExtractConfig, expected_attrs
 from affectpipe.stage import run_stage
 from affectpipe.train.va import PretrainConfig, pretrain_va, train_folds
 
 app = typer.Typer(add_completion=False)
 SPLIT = "preprocess.afewva.split"  # the actor folds cross-validation re-cuts
+CLIP = "extract.clip"  # what the store must have been made with
 
 
 @app.command()
@@ -22,13 +25,18 @@ def main(
     inputs: Path = typer.Option(..., help="feature store file the variant trains on"),
     out: Path = typer.Option(..., help="checkpoint folder: one fold<k>/ per fold"),
     live: Path = typer.Option(..., help="dvclive folder: one fold<k>/ per fold"),
+    processed: Path = typer.Option(
+        None, help="the processed AFEW-VA folder the store was made from: checks its settings"
+    ),
     params_file: Path = typer.Option(Path("params.yaml"), "--params"),
 ) -> None:
     params = load_params(params_file)
+    clip = run_stage(lambda: from_section(ExtractConfig, section(params, CLIP), CLIP))
     cfg = run_stage(lambda: from_section(PretrainConfig, section(params, "pretrain"), "pretrain"))
     split = run_stage(lambda: from_section(SplitConfig, section(params, SPLIT), SPLIT))
     seed = run_stage(lambda: section(params, "seed"))
     used = {"seed": seed, "pretrain": section(params, "pretrain"), SPLIT: section(params, SPLIT)}
+    run_stage(lambda: check_store(inputs, expected_attrs("clip", clip, "afewva", processed)))
     results = run_stage(lambda: train_folds(
         split, out, live,
         lambda fold, ckpt, log: pretrain_va(inputs, variant, cfg, seed, ckpt, log, used, fold),

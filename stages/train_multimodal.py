@@ -19,6 +19,7 @@ import typer
 from affectpipe.config import from_section, load_params, section
 from affectpipe.data.av_pairs import CLIP_COLUMNS, read_table
 from affectpipe.data.pairs import PairConfig
+from affectpipe.features.extract import config_class, expected_attrs
 from affectpipe.models.multimodal import MODALITIES
 from affectpipe.problems import write_json
 from affectpipe.stage import run_stage
@@ -48,10 +49,16 @@ def main(
     loop = run_stage(lambda: loop_config(cfg.train, section(params, "seed")))
     pairs = f"preprocess.{dataset}.pairs"  # other folds redraw their pairs the same way
     pair_cfg = run_stage(lambda: from_section(PairConfig, section(params, pairs), pairs))
+    expect = run_stage(lambda: {  # run by hand too, features made with other params are refused
+        f"{side}_features": store_attrs(params, store, dataset, processed_dir)
+        for side, store in (("face", cfg.face_features), ("voice", cfg.voice_features))
+    })  # fmt: skip
 
     def train(folder: Path, live: Path | None, fold: int | None, redraw: PairConfig | None):
         paths = (processed_dir, features_dir, folder, live)
-        return run_stage(lambda: train_one(model, dataset, cfg, own, loop, *paths, fold, redraw))
+        return run_stage(
+            lambda: train_one(model, dataset, cfg, own, loop, *paths, fold, redraw, expect)
+        )
 
     report = train(ckpt_dir, live_dir, None, None)  # preprocessing's test fold, as written
     reports, folders = {report["test_fold"]: report}, {report["test_fold"]: ckpt_dir}
@@ -72,6 +79,13 @@ def main(
         typer.echo(f"  {len(reports)} folds, val/score per fold: {scores}")
     for item in report["skipped"][:20]:
         typer.echo(f"  skipped {item['path']}: {item['reason']}", err=True)
+
+
+def store_attrs(params: dict, store: str, dataset: str, processed_dir: Path) -> dict:
+    """What the store `<store>_<dataset>.h5` records when `extract.<store>` made it."""
+    key = f"extract.{store}"
+    extract_cfg = from_section(config_class(store), section(params, key), key)
+    return expected_attrs(store, extract_cfg, dataset, processed_dir)
 
 
 if __name__ == "__main__":

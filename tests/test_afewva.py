@@ -248,6 +248,33 @@ def test_bad_input_is_a_recorded_skip_under_skip(raw, tmp_path, corrupt, message
             str(clip),
             str(clip / f"{clip.name}.json"),
         }, png
+    inputs = report["inputs"]  # and every file is used, skipped or ignored with a reason
+    assert inputs["unaccounted"] == []
+    assert inputs["files"] == inputs["used"] + inputs["skipped"] + inputs["ignored"]
+    assert inputs["files"] == sum(1 for p in raw.rglob("*") if not p.is_dir())
+
+
+def test_every_raw_file_is_accounted_for_with_a_reason(raw, tmp_path):
+    (raw / "001" / "Thumbs.db").write_bytes(b"\0" * 16)
+    (raw / "001" / "00000.PNG").write_bytes(b"not read")
+    (raw / "001" / "extra").mkdir()
+    (raw / "001" / "extra" / "00000.png").write_bytes(b"x")
+    (raw / "notes").mkdir()
+    (raw / "notes" / "readme.txt").write_text("x")
+    (raw / "manifest.csv").write_text("path,size,sha256\n")
+    report = run_preprocess(raw, tmp_path, policy="skip")
+    inputs = report["inputs"]
+    ignored = {Path(i["path"]).relative_to(raw).as_posix(): i["reason"]
+               for i in inputs["ignored_files"]}  # fmt: skip
+    assert ignored["001/Thumbs.db"].startswith("not a frame (NNNNN.png)")
+    assert ignored["001/00000.PNG"].startswith("not a frame (NNNNN.png)")
+    assert ignored["001/extra/00000.png"].startswith("in a subfolder of a clip folder")
+    assert ignored["notes/readme.txt"] == "inside notes/, not an AFEW-VA clip folder"
+    assert ignored["manifest.csv"].startswith("the download's record")
+    assert inputs["unaccounted"] == []
+    frames = len(pd.read_csv(tmp_path / "out" / "frames.csv"))
+    assert inputs["used"] == frames + len(list(raw.glob("*/*.json")))
+    assert inputs["files"] == inputs["used"] + inputs["skipped"] + inputs["ignored"]
 
 
 def test_a_folder_that_is_not_afewva_is_refused(tmp_path: Path):

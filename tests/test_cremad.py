@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -171,6 +172,34 @@ def test_files_not_names_decide_what_is_kept_of_a_clip(raw, tmp_path):
     pairs = pd.read_csv(tmp_path / "out" / "pairs.csv")
     one_sided = {"1064_TIE_SAD_XX", "1064_IEO_DIS_MD"}
     assert not one_sided & (set(pairs.face_clip) | set(pairs.voice_clip))
+    inputs = report["inputs"]  # a file with one bad side is still used by its other side
+    assert inputs["unaccounted"] == [] and inputs["skipped"] == 2
+    assert inputs["files"] == inputs["used"] + inputs["skipped"] + inputs["ignored"]
+
+
+def test_every_raw_file_is_accounted_for_with_a_reason(raw, tmp_path):
+    root = tmp_path / "raw"
+    shutil.copytree(raw, root)
+    shutil.copy(root / "AudioWAV" / "1001_DFA_NEU_XX.wav", root / "VideoFlash" / "1001.wav")
+    shutil.copy(root / "AudioWAV" / "1001_DFA_NEU_XX.wav", root / "1001_DFA_NEU_XX.wav")
+    (root / "AudioMP3").mkdir()
+    (root / "AudioMP3" / "1001_DFA_NEU_XX.mp3").write_bytes(b"x")
+    (root / "AudioWAV" / "Thumbs.db").write_bytes(b"\0" * 16)
+    report = cremad.preprocess(preprocess_config(), root, tmp_path / "out", seed=0)
+    inputs = report["inputs"]
+    ignored = {Path(i["path"]).relative_to(root).as_posix(): i["reason"]
+               for i in inputs["ignored_files"]}  # fmt: skip
+    read = "not read: the clips are read from AudioWAV/ and VideoFlash/"
+    assert ignored == {
+        "VideoFlash/1001.wav": "not a .flv file, the only kind VideoFlash/ holds",
+        "AudioWAV/Thumbs.db": "not a .wav file, the only kind AudioWAV/ holds",
+        "1001_DFA_NEU_XX.wav": read,
+        "AudioMP3/1001_DFA_NEU_XX.mp3": read,
+        "manifest.csv": "the download's record of the files it took (manifest.csv)",
+    }
+    assert inputs["unaccounted"] == [] and inputs["skipped"] == 0
+    assert inputs["used"] == len(list(raw.glob("*/*.*")))  # the media and the ratings table
+    assert inputs["files"] == inputs["used"] + inputs["ignored"]
 
 
 def test_a_clip_spelled_two_ways_is_reported_not_overwritten(raw, tmp_path):

@@ -139,14 +139,20 @@ def test_a_fusion_knob_leaves_the_baselines_up_to_date(params_deps):
 
 
 def test_an_egemaps_setting_makes_stale_its_stores_and_the_audio_models_on_them(tmp_path):
-    """`extract.egemaps` is the eGeMAPS stores' own section: the wav2vec2 stores and the models
-    on them stay up to date."""
+    """`extract.egemaps` is the eGeMAPS stores' own section, and the audio models on them
+    read it (they refuse a store made otherwise); the wav2vec2 stores and the models on them
+    stay up to date."""
     root = project(tmp_path / "repo", PARAMS)
     with Repo(str(root)) as repo:
         deps = recorded(repo, params=True)
     edited = set_key(PARAMS, "extract.egemaps.feature_set", "eGeMAPSv01b")
     (root / "params.yaml").write_text(yaml.safe_dump(edited))
-    assert stale(deps) == {"extract@egemaps_ravdess", "extract@egemaps_cremad"}
+    assert stale(deps) == {
+        "extract@egemaps_ravdess",
+        "extract@egemaps_cremad",
+        "train_multimodal_audio@egemaps-ravdess",
+        "train_multimodal_audio@egemaps-cremad",
+    }
 
 
 def test_an_edit_in_a_source_folder_makes_its_download_stale(tmp_path):

@@ -23,7 +23,7 @@ from affectpipe.features.sources import av_plan
 from affectpipe.features.store import StaleCacheError, open_features
 from affectpipe.metrics import av_test_metrics
 from affectpipe.problems import InputProblem, ProblemLog
-from tests.test_multimodal_data import write_fixture
+from tests.test_multimodal_data import FIXTURE_EXTRACT, write_fixture
 from tests.test_multimodal_train import PAIRS, PARAMS, stage
 
 CPU = ComputeConfig(device="cpu", processes=1, launcher="accelerate", dataloader_workers=0)
@@ -159,7 +159,8 @@ def test_the_audio_model_trains_on_an_egemaps_store_and_is_checked_against_it(
     pitched_ravdess, tmp_path
 ):
     root = pitched_ravdess
-    params = {"seed": 0, "train_multimodal": PARAMS, "preprocess": PAIRS}
+    extract = FIXTURE_EXTRACT | {"egemaps": {"feature_set": "eGeMAPSv02", "batch_size": 16}}
+    params = {"seed": 0, "train_multimodal": PARAMS, "preprocess": PAIRS, "extract": extract}
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     ckpt = tmp_path / "audio_egemaps"
     args = ["audio", "ravdess", "--voice-features", "egemaps",

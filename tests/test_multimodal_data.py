@@ -14,6 +14,11 @@ from affectpipe.data.splits import fold_splits
 from affectpipe.features.store import FeatureWriter
 from affectpipe.problems import InputProblem, ProblemLog
 
+# `extract` params the fixture's stores match (the training stage checks them)
+FIXTURE_EXTRACT = {
+    kind: {"spec": "fixture", "batch_size": 8, "dtype": "auto"} for kind in ("videomae", "wav2vec2")
+}
+
 
 def write_fixture(
     root: Path, classes=tuple(range(8)), actors=6, folds=3, face_snr=1.0, voice_snr=0.6, seed=0,
@@ -68,7 +73,8 @@ def write_fixture(
     for name, dim, snr in (("videomae", 32, face_snr), ("wav2vec2", 24, voice_snr)):
         proto = rng.normal(size=(8, dim))
         actor_off = rng.normal(scale=0.5, size=(actors, dim))
-        attrs = {"backbone": name, "spec": "fixture", "config_hash": "0"}
+        attrs = {"backbone": name, "spec": "fixture", "config_hash": "0", "dataset": "ravdess",
+                 "source_settings": "{}"}  # fmt: skip  # as extract records (no report.json)
         if name == "wav2vec2" and voice_layers:
             attrs["layers"] = voice_layers
         with FeatureWriter(feats / f"{name}_fixture.h5", attrs) as w:

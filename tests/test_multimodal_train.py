@@ -20,7 +20,7 @@ from affectpipe.train.multimodal import (
     loss_terms,
     stage_config,
 )
-from tests.test_multimodal_data import write_fixture
+from tests.test_multimodal_data import FIXTURE_EXTRACT, write_fixture
 
 PARAMS = {
     "face_features": "videomae",
@@ -77,7 +77,8 @@ def ravdess_like(tmp_path_factory):
 
 def run(root, modality, tmp_path, **over):
     """Run the stage script on the fixture; returns (checkpoint folder, its train.json, output)."""
-    params = {"seed": 0, "train_multimodal": PARAMS | over, "preprocess": PAIRS}
+    params = {"seed": 0, "train_multimodal": PARAMS | over, "preprocess": PAIRS,
+              "extract": FIXTURE_EXTRACT}  # fmt: skip
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     ckpt = tmp_path / f"{modality}"
     args = [modality, "ravdess", "--processed-dir", str(root / "processed"),
@@ -268,7 +269,8 @@ def test_the_shipped_params_build_every_models_config():
 
 
 def test_stage_script_refuses_bad_params_in_one_line(tmp_path):
-    params = {"seed": 0, "train_multimodal": PARAMS | {"folds": "every"}, "preprocess": PAIRS}
+    params = {"seed": 0, "train_multimodal": PARAMS | {"folds": "every"}, "preprocess": PAIRS,
+              "extract": FIXTURE_EXTRACT}  # fmt: skip
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     paths = [f"--{o}" if i % 2 == 0 else str(tmp_path / o) for o in
              ("processed-dir", "features-dir", "ckpt-dir", "live-dir") for i in (0, 1)]  # fmt: skip
@@ -362,7 +364,8 @@ def test_voice_layers_outside_the_store_name_the_file(tmp_path, over, message):
     root = write_fixture(tmp_path / "fx", actors=6, folds=3, voice_layers=3)
     for name in ("videomae", "wav2vec2"):
         (root / f"features/{name}_fixture.h5").rename(root / f"features/{name}_ravdess.h5")
-    params = {"seed": 0, "train_multimodal": PARAMS | over, "preprocess": PAIRS}
+    params = {"seed": 0, "train_multimodal": PARAMS | over, "preprocess": PAIRS,
+              "extract": FIXTURE_EXTRACT}  # fmt: skip
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     args = ["audio", "ravdess", "--processed-dir", str(root / "processed"),
             "--features-dir", str(root / "features"), "--ckpt-dir", str(tmp_path / "c"),

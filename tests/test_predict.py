@@ -27,7 +27,13 @@ from affectpipe.models.checkpoint import add_to_checkpoint, load_checkpoint, sav
 from affectpipe.models.load import ProvenanceMismatch
 from affectpipe.models.multimodal import AVEmotionModel, AVModelConfig
 from affectpipe.models.va import VAModel
-from affectpipe.predict import PredictConfig, Predictor, predict_paths, settings_from_params
+from affectpipe.predict import (
+    PredictConfig,
+    Predictor,
+    predict_paths,
+    run_many,
+    settings_from_params,
+)
 from affectpipe.problems import InputProblem
 from affectpipe.va_selection import served_checkpoint
 from tests.face_scenes import paste_head
@@ -295,6 +301,29 @@ def test_folder_to_jsonl_keeps_going_past_a_corrupt_file(predictor, tmp_path):
     assert "video" in lines[1]["error"]
     check_record(lines[0])
     check_record(lines[2])
+
+
+def test_an_unforeseen_failure_on_one_video_is_its_error_and_the_others_go_on(tmp_path):
+    def predict_one(path: Path) -> dict:
+        if path.name == "b.mp4":
+            raise RuntimeError("kernel size can't be greater than actual input size")
+        return {"file": str(path)}
+
+    paths = [tmp_path / n for n in ("a.mp4", "b.mp4", "c.mp4")]
+    outcomes = list(run_many(predict_one, paths, progress=False))
+    assert [o.record is not None for o in outcomes] == [True, False, True]
+    assert outcomes[1].error == (
+        "unexpected RuntimeError: kernel size can't be greater than actual input size"
+    )
+
+
+@pytest.mark.parametrize("err", [MemoryError(), OSError(28, "No space left on device")])
+def test_errors_of_the_run_itself_stop_predict(tmp_path, err):
+    def predict_one(path: Path) -> dict:
+        raise err
+
+    with pytest.raises(type(err)):
+        list(run_many(predict_one, [tmp_path / "a.mp4", tmp_path / "b.mp4"], progress=False))
 
 
 def test_folder_output_writes_one_json_per_video(predictor, tmp_path):

@@ -218,6 +218,9 @@ def broken_raw(raw, tmp_path):
     (a1 / "01-01-06-02-01-01-01.mp4").write_bytes(cut[: len(cut) // 3])  # truncated
     media.write_video(a1 / "02-01-07-02-01-01-01.mp4", np.zeros((4, 48, 64, 3), np.uint8), 15)
     (a1 / "holiday.mp4").write_bytes(b"not ravdess")
+    (a1 / "Thumbs.db").write_bytes(b"\0" * 16)  # strays a release folder picks up
+    (root / "notes.txt").write_text("x")
+    shutil.copy(a1 / "03-01-05-02-01-01-01.wav", a1 / "03-02-05-02-01-01-01.wav")  # a song
     return root
 
 
@@ -236,6 +239,54 @@ def test_every_bad_input_is_recorded_with_its_reason(broken_raw, tmp_path):
     assert clips.loc["01-01-03-02-01-01-01", ["has_video", "has_audio"]].tolist() == [1, 0]
     assert clips.loc["03-01-05-02-01-01-01", "has_audio"] == 1
     assert "03-01-04-02-01-01-01" not in clips.index
+    inputs = report["inputs"]  # every file: used, skipped or ignored with its reason
+    ignored = {i["path"].split("/")[-1]: i["reason"] for i in inputs["ignored_files"]}
+    assert ignored == {
+        "Thumbs.db": "not a RAVDESS media file (.mp4 or .wav)",
+        "notes.txt": "not a RAVDESS media file (.mp4 or .wav)",
+        "03-02-05-02-01-01-01.wav": "song (vocal channel 02): the pipeline reads speech",
+        "manifest.csv": "the download's record of the files it took (manifest.csv)",
+    }
+    assert inputs["unaccounted"] == []
+    # the zero-length and the silent wav, the truncated and the 4-frame mp4, holiday.mp4 (the
+    # mp4 without an audio track gave its frames: used)
+    assert inputs["skipped"] == 5
+    assert inputs["files"] == sum(1 for p in broken_raw.rglob("*") if p.is_file())
+    assert inputs["files"] == inputs["used"] + inputs["skipped"] + inputs["ignored"]
+
+
+def test_an_unforeseen_failure_on_one_clip_is_its_skip_and_costs_no_other(
+    raw, processed, tmp_path, monkeypatch
+):
+    from affectpipe.data import av
+
+    bad = "03-01-04-02-01-01-01.wav"
+    read_wav, crop_clip, calls = av.media.read_wav, av.crop_clip, []
+
+    def failing_read(path, rate):
+        if path.name == bad:
+            raise OverflowError("a decoder's own bug")
+        return read_wav(path, rate)
+
+    def failing_first_crop(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 1:
+            raise ZeroDivisionError("a detector's own bug")
+        return crop_clip(*args, **kwargs)
+
+    monkeypatch.setattr(av.media, "read_wav", failing_read)
+    monkeypatch.setattr(av, "crop_clip", failing_first_crop)
+    report = ravdess.preprocess(preprocess_config(), raw, tmp_path, seed=0)
+    reasons = {s["path"].split("/")[-1]: s["reason"] for s in report["skipped"]}
+    assert reasons[bad] == "unexpected OverflowError: a decoder's own bug"
+    [crashed] = [n for n, r in reasons.items() if "ZeroDivisionError" in r]
+    assert crashed.endswith(".mp4")
+    clips = pd.read_csv(tmp_path / "clips.csv")
+    expected = pd.read_csv(processed[0] / "clips.csv")
+    assert len(clips) == len(expected) - 1  # the wav's clip; the mp4's keeps its audio side
+    assert clips.has_video.sum() == expected.has_video.sum() - 1
+    with pytest.raises(InputProblem, match="unexpected OverflowError"):
+        ravdess.preprocess(preprocess_config(bad_input="strict"), raw, tmp_path / "s", seed=0)
 
 
 def test_strict_policy_stops_at_the_first_bad_file(broken_raw, tmp_path):
@@ -264,10 +315,43 @@ def test_folder_source_copies_and_never_modifies_the_source(raw, tmp_path):
     assert before == {p: p.read_bytes() for p in raw.rglob("*.wav")}
 
 
+def test_a_download_into_an_existing_folder_starts_clean(raw, tmp_path):
+    out = tmp_path / "out"
+    stale = out / "Actor_99" / "03-01-01-01-01-01-99.wav"
+    stale.parent.mkdir(parents=True)
+    shutil.copy(next(raw.rglob("03-*.wav")), stale)  # an earlier download's file
+    ravdess.download(download_config(source="folder", path=str(raw), video=False), out)
+    assert not stale.exists()
+    manifest = set(pd.read_csv(out / "manifest.csv").path)
+    taken = {p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file()}
+    assert manifest == taken - {"manifest.csv"}
+
+
+def test_a_folder_sources_other_files_are_named_in_a_note(raw, tmp_path):
+    src = tmp_path / "src"
+    shutil.copytree(raw / "Actor_01", src / "Actor_01")
+    (src / "Actor_01" / "Thumbs.db").write_bytes(b"\0")
+    (src / "README.txt").write_text("x")
+    notes = ravdess.download(download_config(source="folder", path=str(src)), tmp_path / "out")
+    [note] = notes
+    assert note.startswith(f"2 files of {src} are not RAVDESS media of its layout")
+    assert note.endswith("not taken: Actor_01/Thumbs.db, README.txt")
+
+
 def test_folder_without_ravdess_media_is_an_error(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(InputProblem, match="no RAVDESS media"):
-        ravdess.download(download_config(source="folder", path=str(tmp_path / "empty")), tmp_path)
+        ravdess.download(
+            download_config(source="folder", path=str(tmp_path / "empty")), tmp_path / "out"
+        )
+
+
+def test_a_source_folder_inside_the_output_is_refused_and_kept(raw, tmp_path):
+    src = tmp_path / "out" / "mine"
+    shutil.copytree(raw / "Actor_01", src / "Actor_01")
+    with pytest.raises(InputProblem, match="lies inside the download's output"):
+        ravdess.download(download_config(source="folder", path=str(src)), tmp_path / "out")
+    assert len(list(src.rglob("*.wav"))) == len(list((raw / "Actor_01").glob("*.wav")))
 
 
 def test_unknown_source_and_keys_fail_by_name():

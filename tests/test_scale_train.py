@@ -182,7 +182,8 @@ def va_inputs(tmp_path_factory) -> tuple[Path, Path]:
     mix = rng.normal(size=(2, 16))
     root = tmp_path_factory.mktemp("va")
     features = root / "clip_afewva.h5"
-    attrs = {"backbone": "clip", "spec": "synthetic", "config_hash": "0", "dim": 16}
+    attrs = {"backbone": "clip", "spec": "synthetic", "config_hash": "0", "dim": 16,
+             "dataset": "afewva"}  # fmt: skip
     with FeatureWriter(features, attrs) as w:
         for i, split in enumerate(["train"] * 6 + ["val"] * 3):
             n = 20 + 3 * i
@@ -227,6 +228,8 @@ finetune:
   patience: 0
   window: {length: 8, batch_size: 8, windows_per_epoch: 64, eval_stride: 4}
   objective: {w_mse: 1.0, w_ccc: 0.0, train_projector: true}
+extract:
+  clip: {spec: synthetic, batch_size: 8, dtype: auto}
 preprocess:
   afewva:
     split: {method: holdout, val_fraction: 0.3, test_fraction: 0.1, folds: 5, fold: 0, seed: 0}
@@ -280,7 +283,7 @@ def test_multimodal_stage_trains_in_two_processes(tmp_path, modality):
     """The stage's step and evaluation read model attributes through the DDP wrapper."""
     import yaml
 
-    from tests.test_multimodal_data import write_fixture
+    from tests.test_multimodal_data import FIXTURE_EXTRACT, write_fixture
     from tests.test_multimodal_train import PARAMS
 
     root = write_fixture(tmp_path / "fx", actors=9, folds=3)
@@ -290,6 +293,7 @@ def test_multimodal_stage_trains_in_two_processes(tmp_path, modality):
         "seed": 0,
         "preprocess": {"ravdess": {"pairs": {"incongruent_ratio": 1.0, "hard_fraction": 0.5}}},
         "train_multimodal": {**PARAMS, "train": {**PARAMS["train"], "epochs": 2}},
+        "extract": FIXTURE_EXTRACT,
     }
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     log = launch(

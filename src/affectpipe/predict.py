@@ -22,7 +22,7 @@ from affectpipe.config import params_section
 from affectpipe.data.media import FrameSampler, VideoInfo, is_video, list_videos, probe
 from affectpipe.models.checkpoint import MODEL_FILE
 from affectpipe.models.va import PIPELINES
-from affectpipe.problems import InputProblem
+from affectpipe.problems import InputProblem, as_input_problem
 from affectpipe.records import (
     EMOTION_FIELDS,
     VA_FIELDS,
@@ -59,13 +59,16 @@ def find_inputs(path: Path) -> list[Path]:
 
 
 def run_many(predict_one, paths: list[Path], progress: bool = True) -> Iterator[Outcome]:
-    """Apply `predict_one(path) -> record` to each path; a bad file is an error outcome, the
-    others go on. Only `InputProblem`s (a file's own fault) are caught: a bug still surfaces."""
+    """Apply `predict_one(path) -> record` to each path; a file that fails, for whatever reason,
+    is an error outcome with the reason (`as_input_problem`) and the others go on. Only errors
+    about the run itself (memory, a full disk) stop it."""
     for path in tqdm(paths, desc="videos", unit="video", disable=not progress or None):
         try:
-            yield Outcome(path, record=predict_one(path))
-        except InputProblem as e:
-            yield Outcome(path, error=e.problem)
+            record = predict_one(path)
+        except Exception as err:  # one video's failure costs no other video
+            yield Outcome(path, error=as_input_problem(path, err).problem)
+            continue
+        yield Outcome(path, record=record)
 
 
 @params_section

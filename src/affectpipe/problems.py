@@ -7,11 +7,13 @@ report. Nothing is dropped without a reason on record.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 Policy = Literal["strict", "skip"]
 POLICIES: tuple[str, ...] = ("strict", "skip")
@@ -24,6 +26,21 @@ class InputProblem(ValueError):
         self.path = str(path)
         self.problem = problem
         super().__init__(f"{path}: {problem}")
+
+
+# A full or read-only disk is the run's problem, not the input's: it would fail every input.
+RUN_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS})
+
+
+def as_input_problem(path: Path | str, err: Exception) -> InputProblem:
+    """`err`, raised while handling the one input `path`, as that input's problem (its type and
+    message), so that one file's unforeseen failure costs no other file. Errors about the run
+    itself (out of memory, a full or read-only disk) are re-raised: every input would hit them."""
+    if isinstance(err, InputProblem):
+        return err
+    if isinstance(err, MemoryError) or (isinstance(err, OSError) and err.errno in RUN_ERRNOS):
+        raise err
+    return InputProblem(path, f"unexpected {type(err).__name__}: {err}")
 
 
 @dataclass
@@ -45,6 +62,38 @@ class ProblemLog:
 
     def to_json(self) -> list[dict[str, str]]:
         return sorted(self.skipped, key=lambda s: (s["path"], s["reason"]))
+
+
+def files_under(root: Path) -> list[Path]:
+    """Every file under `root` (symlinks included, followed into no folder), sorted."""
+    found = []
+    for folder, dirs, names in os.walk(root):  # does not follow symlinked folders: no loops
+        found += [Path(folder) / n for n in names]
+        found += [Path(folder) / d for d in dirs if (Path(folder) / d).is_symlink()]
+    return sorted(found)
+
+
+def account_files(
+    root: Path, used: Iterable[Path | str], log: ProblemLog, ignored: dict[str, str]
+) -> dict[str, Any]:
+    """Every file under `root` in one class: `used` (it reached an output), skipped (the log
+    holds its reason), ignored (`ignored` maps it to why) or, never on purpose, `unaccounted`:
+    a file the stage neither read nor explained. The counts add up to `files`."""
+    used_, skipped = {str(p) for p in used}, {s["path"] for s in log.skipped}
+    counts = {"used": 0, "skipped": 0, "ignored": 0}
+    listed, unaccounted = [], []
+    for path in map(str, files_under(root)):
+        if path in used_:
+            counts["used"] += 1
+        elif path in skipped:
+            counts["skipped"] += 1
+        elif path in ignored:
+            counts["ignored"] += 1
+            listed.append({"path": path, "reason": ignored[path]})
+        else:
+            unaccounted.append(path)
+    total = sum(counts.values()) + len(unaccounted)
+    return {"files": total, **counts, "ignored_files": listed, "unaccounted": unaccounted}
 
 
 def write_json(path: Path, obj: object) -> None:

@@ -26,13 +26,27 @@ from tqdm import tqdm
 
 from affectpipe.config import params_section
 from affectpipe.data.faces import landmark_box
-from affectpipe.data.fetch import check_source_path, no_release, source_folder, write_manifest
+from affectpipe.data.fetch import (
+    MANIFEST,
+    MANIFEST_NOTE,
+    check_source_path,
+    no_release,
+    source_folder,
+    start_clean,
+    write_manifest,
+)
 from affectpipe.data.splits import SPLITS, SplitConfig, assign_actor_splits
 from affectpipe.data.synthetic.afewva import SyntheticAfewvaConfig, write_synthetic_afewva
 from affectpipe.data.synthetic.faces import N_LANDMARKS
-from affectpipe.problems import InputProblem, Policy, ProblemLog, write_json
+from affectpipe.problems import (
+    InputProblem,
+    Policy,
+    ProblemLog,
+    account_files,
+    files_under,
+    write_json,
+)
 
-MANIFEST = "manifest.csv"
 VA_SCALE = 10.0  # labels are -10..10; divided by 10 into [-1, 1] as is common practice
 FPS = 25.0  # the release's frames are consecutive video frames, 25 per second
 FRAME_COLUMNS = [
@@ -105,9 +119,8 @@ def extract_zips(folder: Path, dst: Path) -> None:
 
 def download(cfg: DownloadConfig, out_dir: Path) -> None:
     """Materialise `out_dir` (data/raw/afewva) from the configured source, plus its manifest."""
-    if out_dir.exists():
-        shutil.rmtree(out_dir)
-    out_dir.mkdir(parents=True)
+    source = source_folder(cfg.path, "afewva") if cfg.source != "synthetic" else None
+    start_clean(out_dir, None, source)
     if cfg.source == "synthetic":
         write_synthetic_afewva(cfg.synthetic, out_dir)
     else:
@@ -315,6 +328,26 @@ def plan_clip(clip_dir: Path, out_dir: Path, cfg: PreprocessConfig, log: Problem
     return actor, jobs
 
 
+def left_alone(path: Path, raw_dir: Path, root: Path, skipped: set[str]) -> str | None:
+    """Why a raw file that reached no crop and has no skip of its own was left alone; None when
+    there is no reason (it is then `unaccounted` in the report)."""
+    if path == raw_dir / MANIFEST:
+        return MANIFEST_NOTE
+    if not path.is_relative_to(root):
+        return f"outside the AFEW-VA folder {root.name}/ (clip folders are read there)"
+    parts = path.relative_to(root).parts
+    clip = root / parts[0]
+    if len(parts) == 1 or not is_clip_dir(clip):
+        return f"inside {parts[0]}/, not an AFEW-VA clip folder" if len(parts) > 1 else None
+    if len(parts) > 2:
+        return "in a subfolder of a clip folder: frames and annotation lie in the clip folder"
+    if path.suffix != ".png" and path.name != f"{clip.name}.json":
+        return f"not a frame (NNNNN.png) or the clip's annotation ({clip.name}.json)"
+    if path.suffix == ".png" and ({str(clip), str(clip / f"{clip.name}.json")} & skipped):
+        return f"its clip is skipped: see the reason recorded for {clip.name}/"
+    return None
+
+
 def preprocess(cfg: PreprocessConfig, raw_dir: Path, out_dir: Path, seed: int) -> dict[str, Any]:
     """Raw AFEW-VA folder -> face crops, `frames.csv` with actor-disjoint splits, `report.json`.
 
@@ -362,10 +395,19 @@ def preprocess(cfg: PreprocessConfig, raw_dir: Path, out_dir: Path, seed: int) -
     table.round({c: 3 for c in ("box_x0", "box_y0", "box_x1", "box_y1")}).to_csv(
         out_dir / "frames.csv", index=False
     )
+    skipped = {s["path"] for s in log.skipped}
+    used = {str(job.src) for _, job, _ in planned} - skipped
+    used |= {str(root / clip / f"{clip}.json") for clip in table["clip"].unique()}
+    ignored, done = {}, used | skipped
+    for path in files_under(raw_dir):
+        why = None if str(path) in done else left_alone(path, raw_dir, root, skipped)
+        if why is not None:
+            ignored[str(path)] = why
     report = {
         "splits": split_summary(table),
         "frames_used": len(table),
         "skipped": log.to_json(),
+        "inputs": account_files(raw_dir, used, log, ignored),
         "bad_input_policy": cfg.bad_input,
         # what `predict` must repeat on a new video; travels into features and checkpoints
         # (fps: the time scale of the frames, so predict feeds VA windows at the same rate)

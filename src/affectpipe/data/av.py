@@ -23,12 +23,21 @@ from tqdm import tqdm
 from affectpipe.config import params_section
 from affectpipe.data import media
 from affectpipe.data.faces import DETECTOR
+from affectpipe.data.fetch import MANIFEST, MANIFEST_NOTE
 from affectpipe.data.framecrop import Crop, crop_clip
 from affectpipe.data.labels import EMOTIONS
 from affectpipe.data.pairs import PairConfig, make_pairs
 from affectpipe.data.speech import SpeechGate, require_speech
 from affectpipe.data.splits import SPLITS, FoldConfig, assign_folds, split_of
-from affectpipe.problems import InputProblem, Policy, ProblemLog, write_json
+from affectpipe.problems import (
+    InputProblem,
+    Policy,
+    ProblemLog,
+    account_files,
+    as_input_problem,
+    files_under,
+    write_json,
+)
 
 LOW_COVERAGE = 0.5  # a clip whose face is found in fewer of its sampled frames is listed
 CLIP_COLUMNS = [
@@ -114,6 +123,26 @@ class _Run:
     resampled: list[dict[str, Any]] = field(default_factory=list)
     center_fallback: list[str] = field(default_factory=list)
     coverage: dict[str, float] = field(default_factory=dict)
+    used: set[str] = field(default_factory=set)  # input files that reached an output
+
+
+@dataclass(frozen=True)
+class Inputs:
+    """The raw folder and why a file in it that is no clip's media is left alone
+    (`ignore_reason`: None for the clips' media); `side_files` are read when present."""
+
+    raw_dir: Path
+    ignore_reason: Callable[[Path], str | None]
+    side_files: tuple[Path, ...] = ()
+
+    def account(self, used: set[str], log: ProblemLog) -> dict[str, Any]:
+        ignored = {}
+        for path in files_under(self.raw_dir):
+            why = MANIFEST_NOTE if path == self.raw_dir / MANIFEST else self.ignore_reason(path)
+            if why is not None:
+                ignored[str(path)] = why
+        read = used | {str(p) for p in self.side_files if p.is_file()}
+        return account_files(self.raw_dir, read, log, ignored)
 
 
 def _audio(src: ClipSource, run: _Run) -> media.Audio | None:
@@ -128,12 +157,13 @@ def _audio(src: ClipSource, run: _Run) -> media.Audio | None:
         else:
             audio = media.read_track(src.audio, cfg.sample_rate)
         require_speech(src.audio, audio.samples, audio.sample_rate, cfg.speech_gate())
-    except InputProblem as p:
-        run.log.report(p)
+        media.write_float_wav(
+            run.out_dir / "audio" / f"{src.clip_id}.wav", audio.samples, cfg.sample_rate
+        )
+    except Exception as err:  # one clip's failure, whatever it is, costs no other clip
+        run.log.report(as_input_problem(src.audio, err))
         return None
-    media.write_float_wav(
-        run.out_dir / "audio" / f"{src.clip_id}.wav", audio.samples, cfg.sample_rate
-    )
+    run.used.add(str(src.audio))
     return audio
 
 
@@ -146,17 +176,17 @@ def _frames(src: ClipSource, run: _Run) -> bool:
             raise InputProblem(
                 src.video, f"{len(frames)} frames, fewer than the {cfg.n_frames} requested"
             )
-    except InputProblem as p:
-        run.log.report(p)
+        picked = frames[media.sample_indices(len(frames), cfg.n_frames)]  # (T, H, W, 3)
+        crop = crop_clip(picked, cfg.crop, cfg.frame_size, cfg.margin)
+        np.save(run.out_dir / "frames" / f"{src.clip_id}.npy", np.ascontiguousarray(crop.crops))
+    except Exception as err:  # one clip's failure, whatever it is, costs no other clip
+        run.log.report(as_input_problem(src.video, err))
         return False
-    picked = frames[media.sample_indices(len(frames), cfg.n_frames)]  # (T, H, W, 3)
-    crop = crop_clip(picked, cfg.crop, cfg.frame_size, cfg.margin)
+    run.used.add(str(src.video))
     if crop.fell_back:
         run.center_fallback.append(src.clip_id)
     if crop.coverage is not None:
         run.coverage[src.clip_id] = crop.coverage
-    path = run.out_dir / "frames" / f"{src.clip_id}.npy"
-    np.save(path, np.ascontiguousarray(crop.crops))
     return True
 
 
@@ -230,10 +260,12 @@ def build(
     seed: int,
     log: ProblemLog,
     notes: list[str],
+    inputs: Inputs,
     extras: Callable[[pd.DataFrame], dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """Write every product under `out_dir`; returns the report (also written as report.json).
 
+    `inputs` accounts for every file of the raw folder in the report (`account_files`).
     `extras(clips)` writes a dataset's own products (CREMA-D's perceived set) from the final
     clip table and returns their report entries.
     """
@@ -260,6 +292,7 @@ def build(
         "faces": face_summary(run.coverage, cfg),
         "resampled": sorted(run.resampled, key=lambda r: r["path"]),
         "skipped": log.to_json(),
+        "inputs": inputs.account(run.used, log),
         "notes": notes,
         "folds": {
             str(f): sorted(int(a) for a in clips[clips.fold == f].actor.unique())

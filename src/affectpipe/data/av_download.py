@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Literal, Protocol
 
 from affectpipe.data import fetch
+from affectpipe.problems import files_under
 
 FolderMode = Literal["copy", "symlink"]  # the source folder is never modified either way
 
@@ -41,8 +42,11 @@ class AVLayout:
     tables: tuple[str, ...] = ()  # side files (CREMA-D's ratings), relative; taken when present
 
 
-def take_folder(cfg: AVDownloadConfig, layout: AVLayout, out_dir: Path) -> list[Path]:
-    """Copy or symlink the layout's media from the folder source into `out_dir`."""
+def take_folder(
+    cfg: AVDownloadConfig, layout: AVLayout, out_dir: Path, notes: list[str]
+) -> list[Path]:
+    """Copy or symlink the layout's media from the folder source into `out_dir`; a note names
+    the source's other files, which are not taken."""
     src = fetch.source_folder(cfg.path, layout.dataset)
     files = layout.folder_media(src, cfg)
     if not files:
@@ -50,25 +54,33 @@ def take_folder(cfg: AVDownloadConfig, layout: AVLayout, out_dir: Path) -> list[
         raise fetch.no_release(src, layout.dataset, holds)
     files += [src / t for t in layout.tables if (src / t).is_file()]
     fetch.verify_against_manifest(src, files)
+    taken = set(files) | {src / fetch.MANIFEST}
+    if left := [p.relative_to(src).as_posix() for p in files_under(src) if p not in taken]:
+        shown = ", ".join(left[:5]) + (", ..." if len(left) > 5 else "")
+        notes.append(f"{len(left)} files of {src} are not {layout.title} media of its layout "
+                     f"({layout.expected(cfg)}) and are not taken: {shown}")  # fmt: skip
     return fetch.take_folder(src, out_dir, files, cfg.folder_mode)
 
 
 def download(cfg: AVDownloadConfig, layout: AVLayout, out_dir: Path) -> list[str]:
     """Fill `out_dir` (data/raw/<dataset>) in the official layout, plus `manifest.csv`; returns
-    notes for the console: each of the layout's side tables the source lacked.
+    notes for the console: the source folder's files not taken, each of the layout's side tables
+    the source lacked.
 
     The synthetic set has its own `synthetic.seed`, tracked with this stage's params section,
     so a new top-level seed does not regenerate the raw data.
     """
-    out_dir.mkdir(parents=True, exist_ok=True)
+    source = fetch.source_folder(cfg.path, layout.dataset) if cfg.source == "folder" else None
+    fetch.start_clean(out_dir, Path(getattr(cfg, "archive_dir", out_dir.parent)), source)
+    notes: list[str] = []
     if cfg.source == "synthetic":
         files = layout.synthetic(cfg.synthetic, out_dir)
     elif cfg.source == "folder":
-        files = take_folder(cfg, layout, out_dir)
+        files = take_folder(cfg, layout, out_dir, notes)
     else:
         files = layout.remote(cfg, out_dir)
     fetch.write_manifest(out_dir, files)
-    return [
+    return notes + [
         f"the {cfg.source} source has no {t}: preprocessing records that, and what needs it is "
         "skipped"
         for t in layout.tables

@@ -203,6 +203,21 @@ def sources(raw_dir: Path, log: ProblemLog, notes: list[str]) -> list[av.ClipSou
     return out
 
 
+def left_alone(path: Path, raw_dir: Path) -> str | None:
+    """Why a raw file is no clip's media (report `inputs`); None for the media and the ratings."""
+    parts = path.relative_to(raw_dir).parts
+    if "/".join(parts) == SUMMARY:
+        return None  # read for the perceived set when present
+    folder = parts[0]
+    if folder not in FOLDERS:
+        return f"not read: the clips are read from {' and '.join(f'{f}/' for f in FOLDERS)}"
+    if len(parts) > 2:
+        return f"in a subfolder of {folder}/: its media lie in {folder}/ itself"
+    if path.suffix.lower() != FOLDERS[folder]:
+        return f"not a {FOLDERS[folder]} file, the only kind {folder}/ holds"
+    return None
+
+
 @params_section
 class PreprocessConfig(AVPreprocessConfig):
     """`preprocess.cremad`: the shared AV settings, and how crowd ratings make the perceived set."""
@@ -219,6 +234,6 @@ def preprocess(cfg: PreprocessConfig, raw_dir: Path, out_dir: Path, seed: int) -
         args = (raw_dir, clips, cfg.perceived, out_dir, cfg.folds.folds, log)
         return {"perceived": preprocess_perceived(*args)}
 
-    return av.build(
-        "cremad", sources(raw_dir, log, notes), cfg, out_dir, seed, log, notes, perceived
-    )
+    inputs = av.Inputs(raw_dir, lambda path: left_alone(path, raw_dir), (raw_dir / SUMMARY,))
+    clips = sources(raw_dir, log, notes)
+    return av.build("cremad", clips, cfg, out_dir, seed, log, notes, inputs, perceived)

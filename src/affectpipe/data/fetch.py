@@ -180,6 +180,10 @@ def extract_zip(
     return names
 
 
+MANIFEST = "manifest.csv"  # beside the raw data: what download took
+MANIFEST_NOTE = "the download's record of the files it took (manifest.csv)"
+
+
 def write_manifest(root: Path, files: list[Path]) -> pd.DataFrame:
     """Write `root/manifest.csv`: every file taken, relative path, size and sha256."""
     rows = [
@@ -187,7 +191,7 @@ def write_manifest(root: Path, files: list[Path]) -> pd.DataFrame:
         for f in tqdm(sorted(files), desc="manifest", unit="file")
     ]
     table = pd.DataFrame(rows, columns=["path", "size", "sha256"])
-    table.to_csv(root / "manifest.csv", index=False)
+    table.to_csv(root / MANIFEST, index=False)
     return table
 
 
@@ -237,6 +241,26 @@ def check_source_path(path: str, dataset: str) -> None:
             f"download.{dataset}.path '{path}': write the folder without '~' (DVC, which "
             f"depends on it, does not expand '~')"
         )
+
+
+def start_clean(out_dir: Path, keep: Path | None, source: Path | None) -> None:
+    """Empty `out_dir` but for `keep` (resumable archives, if they lie inside): a file of an
+    earlier download must not outlive it, read by preprocessing but absent from the manifest.
+    A `source` folder inside `out_dir` is refused, never emptied."""
+    if source is not None and source.resolve().is_relative_to(out_dir.resolve()):
+        raise InputProblem(
+            source,
+            f"the source folder lies inside the download's output {out_dir}, which each "
+            "download empties: move it (e.g. to data/sources/)",
+        )
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for entry in out_dir.iterdir():
+        if keep is not None and entry.resolve() == keep.resolve():
+            continue
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry)
+        else:
+            entry.unlink()
 
 
 def source_folder(path: str, dataset: str) -> Path:

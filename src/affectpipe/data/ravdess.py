@@ -85,9 +85,12 @@ class DownloadConfig:
         fetch.check_source_path(self.path, "ravdess")
 
 
+MEDIA = (".mp4", ".wav")
+
+
 def media(root: Path) -> list[Path]:
     """Every RAVDESS media file under `root`."""
-    return sorted(p for p in root.rglob("*") if p.suffix.lower() in (".mp4", ".wav"))
+    return sorted(p for p in root.rglob("*") if p.suffix.lower() in MEDIA)
 
 
 def _zenodo(cfg: DownloadConfig, out_dir: Path) -> list[Path]:
@@ -160,8 +163,20 @@ def sources(raw_dir: Path, log: ProblemLog, notes: list[str]) -> list[av.ClipSou
     return out
 
 
+def left_alone(path: Path) -> str | None:
+    """Why a raw file is no clip's media (report `inputs`); None for speech media."""
+    if path.suffix.lower() not in MEDIA:
+        return f"not a RAVDESS media file ({' or '.join(MEDIA)})"
+    try:
+        song = parse_name(path).vocal_channel == 2
+    except InputProblem:
+        return None  # a bad name has its own skip
+    return "song (vocal channel 02): the pipeline reads speech" if song else None
+
+
 def preprocess(cfg: PreprocessConfig, raw_dir: Path, out_dir: Path, seed: int) -> dict[str, Any]:
     """Write data/processed/ravdess per docs/design.md; returns the report."""
     log, notes = ProblemLog(cfg.bad_input), []
     clips = sources(raw_dir, log, notes)
-    return av.build("ravdess", clips, cfg, out_dir, seed, log, notes)
+    inputs = av.Inputs(raw_dir, left_alone)
+    return av.build("ravdess", clips, cfg, out_dir, seed, log, notes, inputs)

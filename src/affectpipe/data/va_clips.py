@@ -38,6 +38,17 @@ def open_inputs(path: Path, pipeline: str) -> FeatureReader:
     return reader
 
 
+def check_store(path: Path, expect: dict[str, Any]) -> None:
+    """Refuse a VA store made otherwise than `expect` says (`features.extract.expected_attrs`
+    of `extract.clip`): so a stage run by hand, outside DVC, does not train on stale features.
+    The block cache records no dataset and no dtype (it holds float32 hidden states): those
+    are checked on CLIP frame features only."""
+    with open_features(path) as reader:
+        blocks = reader.attrs.get("content") == BLOCK_CONTENT
+    open_features(path, {k: v for k, v in expect.items()
+                         if not (blocks and k in ("dataset", "dtype"))}).close()  # fmt: skip
+
+
 def load_clips(reader: FeatureReader, splits: tuple[str, ...]) -> list[ClipData]:
     """All clips of the given splits, in clip-id order (hidden states kept as float16)."""
     clips = []

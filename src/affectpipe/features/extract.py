@@ -153,6 +153,27 @@ def provenance(
     }
 
 
+def expected_attrs(
+    kind: str, cfg: ExtractConfig | S.SmileConfig, dataset: str, processed: Path | None = None
+) -> dict[str, Any]:
+    """What a store of `kind` on `dataset` made with `cfg` (from the processed folder
+    `processed`, when given) records, as far as it shows without loading the backbone. The
+    stages that read a store check it (`open_features`), so a stage run by hand, outside DVC,
+    refuses features made with other params. The weights' own hash needs the weights: a
+    checkpoint records it, and `predict` checks it."""
+    smile = not isinstance(cfg, ExtractConfig)
+    expect: dict[str, Any] = {
+        "backbone": kind,
+        "spec": cfg.feature_set if smile else cfg.spec,
+        "dataset": dataset,
+    }
+    if not smile and cfg.dtype != "auto":  # auto: bf16 or fp16, as the extracting device had it
+        expect["dtype"] = cfg.dtype
+    if processed is not None:
+        expect["source_settings"] = source_settings(processed)
+    return expect
+
+
 def report(plan: Plan, log: ProblemLog, kind: str, out: Path) -> dict[str, Any]:
     return {
         "backbone": kind,

@@ -250,9 +250,12 @@ def train_one(
     live_dir: Path | None,
     test_fold: int | None = None,
     pair_cfg: PairConfig | None = None,
+    expect: dict[str, dict] | None = None,
 ) -> dict:
     """Train one model for one test fold (None: preprocessing's) into `ckpt_dir`; returns its
-    report: validation metrics of the best epoch, pair counts and skipped inputs."""
+    report: validation metrics of the best epoch, pair counts and skipped inputs. `expect`:
+    what the face and voice stores must record (`face_features`, `voice_features`:
+    `features.extract.expected_attrs`); a store made otherwise is refused."""
     classes = dataset_classes(dataset)
     seed = loop_cfg.seed
     log = ProblemLog(cfg.bad_input)
@@ -261,7 +264,7 @@ def train_one(
     )
     by_speaker = cfg.model.speaker_norm == "standardize"
     data = load_av_data(
-        processed_dir, face_path, voice_path, classes, log, test_fold, pair_cfg, seed,
+        processed_dir, face_path, voice_path, classes, log, test_fold, pair_cfg, seed, expect,
         by_speaker=by_speaker,
     )  # fmt: skip
     seed_everything(seed)  # torch's start-up seed is random: seed before the weights exist
