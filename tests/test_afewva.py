@@ -277,6 +277,26 @@ def test_every_raw_file_is_accounted_for_with_a_reason(raw, tmp_path):
     assert inputs["files"] == inputs["used"] + inputs["skipped"] + inputs["ignored"]
 
 
+def _undecodable_frames(clip: Path) -> None:
+    for png in clip.glob("*.png"):
+        png.write_bytes(b"not a png")
+
+
+def _no_frames_at_all(clip: Path) -> None:
+    for png in clip.glob("*.png"):
+        png.unlink()
+    edit_json(clip / f"{clip.name}.json", lambda d: d.update(frames={}))
+
+
+@pytest.mark.parametrize("lose", [_undecodable_frames, _no_frames_at_all])
+def test_a_clip_that_loses_every_frame_is_on_record_itself(raw, tmp_path, lose):
+    lose(raw / "001")
+    report = run_preprocess(raw, tmp_path, policy="skip")
+    reasons = {s["path"]: s["reason"] for s in report["skipped"]}
+    assert reasons[str(raw / "001" / "001.json")] == "no usable frame: clip skipped"
+    assert report["inputs"]["unaccounted"] == []
+
+
 def test_a_folder_that_is_not_afewva_is_refused(tmp_path: Path):
     (tmp_path / "raw" / "something").mkdir(parents=True)
     (tmp_path / "raw" / "something" / "a.txt").write_text("x")

@@ -213,6 +213,18 @@ def test_a_clip_spelled_two_ways_is_reported_not_overwritten(raw, tmp_path):
     assert sum(s.clip_id == "1001_DFA_NEU_XX" for s in out) == 1
 
 
+def test_files_in_a_symlinked_folder_are_accounted_for_as_read(raw, tmp_path):
+    root = tmp_path / "raw"
+    root.mkdir()
+    (root / "AudioWAV").symlink_to(raw / "AudioWAV", target_is_directory=True)
+    shutil.copytree(raw / "VideoFlash", root / "VideoFlash")
+    report = cremad.preprocess(preprocess_config(), root, tmp_path / "out", seed=0)
+    inputs = report["inputs"]
+    n_media = len(list(raw.glob("AudioWAV/*"))) + len(list(raw.glob("VideoFlash/*")))
+    assert inputs["unaccounted"] == [] and inputs["used"] == n_media
+    assert inputs["files"] == inputs["used"] + inputs["skipped"] + inputs["ignored"]
+
+
 def test_unexpected_rate_and_a_missing_wav_are_recorded(raw, tmp_path):
     root = tmp_path / "raw"
     shutil.copytree(raw, root)

@@ -346,6 +346,16 @@ def test_folder_without_ravdess_media_is_an_error(tmp_path):
         )
 
 
+def test_a_folder_source_without_media_leaves_the_earlier_download(raw, tmp_path):
+    out = tmp_path / "out"
+    ravdess.download(download_config(source="folder", path=str(raw)), out)
+    before = sorted(p.relative_to(out) for p in out.rglob("*"))
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(InputProblem, match="no RAVDESS media"):
+        ravdess.download(download_config(source="folder", path=str(tmp_path / "empty")), out)
+    assert sorted(p.relative_to(out) for p in out.rglob("*")) == before
+
+
 def test_a_source_folder_inside_the_output_is_refused_and_kept(raw, tmp_path):
     src = tmp_path / "out" / "mine"
     shutil.copytree(raw / "Actor_01", src / "Actor_01")

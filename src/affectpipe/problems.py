@@ -65,11 +65,17 @@ class ProblemLog:
 
 
 def files_under(root: Path) -> list[Path]:
-    """Every file under `root` (symlinks included, followed into no folder), sorted."""
-    found = []
-    for folder, dirs, names in os.walk(root):  # does not follow symlinked folders: no loops
+    """Every file under `root`, sorted, by the paths a reader of `root` sees: symlinked folders
+    are followed, each real folder once (so a link loop ends); a link to nothing, or to
+    itself, is listed as a file."""
+    found, seen = [], set()
+    for folder, dirs, names in os.walk(root, followlinks=True):
+        real = os.path.realpath(folder)
+        if real in seen:
+            dirs[:] = []
+            continue
+        seen.add(real)
         found += [Path(folder) / n for n in names]
-        found += [Path(folder) / d for d in dirs if (Path(folder) / d).is_symlink()]
     return sorted(found)
 
 

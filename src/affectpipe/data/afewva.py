@@ -119,9 +119,8 @@ def extract_zips(folder: Path, dst: Path) -> None:
 
 def download(cfg: DownloadConfig, out_dir: Path) -> None:
     """Materialise `out_dir` (data/raw/afewva) from the configured source, plus its manifest."""
-    source = source_folder(cfg.path, "afewva") if cfg.source != "synthetic" else None
-    start_clean(out_dir, None, source)
     if cfg.source == "synthetic":
+        start_clean(out_dir, None, None)
         write_synthetic_afewva(cfg.synthetic, out_dir)
     else:
         src = source_folder(cfg.path, "afewva")
@@ -131,9 +130,11 @@ def download(cfg: DownloadConfig, out_dir: Path) -> None:
             except InputProblem:
                 holds = "AFEW-VA clip folders (NNN/NNN.json and frames, here or one level down)"
                 raise no_release(src, "afewva", holds) from None
+            start_clean(out_dir, None, src)  # only once the source is known to hold clips
             for clip in sorted(p for p in root.iterdir() if is_clip_dir(p)):  # not a README
                 copy_tree(clip, out_dir / clip.name)
         else:
+            start_clean(out_dir, None, src)
             extract_zips(src, out_dir)
     write_manifest(out_dir, sorted(p for p in out_dir.rglob("*") if p.is_file()))
 
@@ -328,6 +329,10 @@ def plan_clip(clip_dir: Path, out_dir: Path, cfg: PreprocessConfig, log: Problem
     return actor, jobs
 
 
+def _json(clip_dir: Path) -> Path:
+    return clip_dir / f"{clip_dir.name}.json"
+
+
 def left_alone(path: Path, raw_dir: Path, root: Path, skipped: set[str]) -> str | None:
     """Why a raw file that reached no crop and has no skip of its own was left alone; None when
     there is no reason (it is then `unaccounted` in the report)."""
@@ -336,6 +341,8 @@ def left_alone(path: Path, raw_dir: Path, root: Path, skipped: set[str]) -> str 
     if not path.is_relative_to(root):
         return f"outside the AFEW-VA folder {root.name}/ (clip folders are read there)"
     parts = path.relative_to(root).parts
+    if not parts:
+        return None
     clip = root / parts[0]
     if len(parts) == 1 or not is_clip_dir(clip):
         return f"inside {parts[0]}/, not an AFEW-VA clip folder" if len(parts) > 1 else None
@@ -362,7 +369,8 @@ def preprocess(cfg: PreprocessConfig, raw_dir: Path, out_dir: Path, seed: int) -
     out_dir.mkdir(parents=True)
 
     planned: list[tuple[str, CropJob, FrameLabel]] = []
-    for clip_dir in sorted(p for p in root.iterdir() if is_clip_dir(p)):
+    clip_dirs = sorted(p for p in root.iterdir() if is_clip_dir(p))
+    for clip_dir in clip_dirs:
         actor, jobs = plan_clip(clip_dir, out_dir, cfg, log)
         planned += [(actor, job, label) for job, label in jobs]
 
@@ -387,6 +395,10 @@ def preprocess(cfg: PreprocessConfig, raw_dir: Path, out_dir: Path, seed: int) -
                     **dict(zip(("box_x0", "box_y0", "box_x1", "box_y1"), job.box, strict=True)),
                 }
             )
+    with_rows, said = {row["clip"] for row in rows}, {s["path"] for s in log.skipped}
+    for clip_dir in clip_dirs:  # a clip that lost every frame is itself on record
+        if clip_dir.name not in with_rows and not {str(clip_dir), str(_json(clip_dir))} & said:
+            log.report(InputProblem(_json(clip_dir), "no usable frame: clip skipped"))
     if not rows:
         raise InputProblem(raw_dir, "no usable frames at all (see the skipped inputs above)")
     table = pd.DataFrame(rows)

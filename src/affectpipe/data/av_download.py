@@ -54,6 +54,7 @@ def take_folder(
         raise fetch.no_release(src, layout.dataset, holds)
     files += [src / t for t in layout.tables if (src / t).is_file()]
     fetch.verify_against_manifest(src, files)
+    fetch.start_clean(out_dir, None, src)  # only once the source is known to hold the release
     taken = set(files) | {src / fetch.MANIFEST}
     if left := [p.relative_to(src).as_posix() for p in files_under(src) if p not in taken]:
         shown = ", ".join(left[:5]) + (", ..." if len(left) > 5 else "")
@@ -70,15 +71,16 @@ def download(cfg: AVDownloadConfig, layout: AVLayout, out_dir: Path) -> list[str
     The synthetic set has its own `synthetic.seed`, tracked with this stage's params section,
     so a new top-level seed does not regenerate the raw data.
     """
-    source = fetch.source_folder(cfg.path, layout.dataset) if cfg.source == "folder" else None
-    fetch.start_clean(out_dir, Path(getattr(cfg, "archive_dir", out_dir.parent)), source)
     notes: list[str] = []
-    if cfg.source == "synthetic":
-        files = layout.synthetic(cfg.synthetic, out_dir)
-    elif cfg.source == "folder":
+    if cfg.source == "folder":
         files = take_folder(cfg, layout, out_dir, notes)
     else:
-        files = layout.remote(cfg, out_dir)
+        archives = getattr(cfg, "archive_dir", None)  # RAVDESS's zips: kept, so they resume
+        fetch.start_clean(out_dir, Path(archives) if archives else None, None)
+        if cfg.source == "synthetic":
+            files = layout.synthetic(cfg.synthetic, out_dir)
+        else:
+            files = layout.remote(cfg, out_dir)
     fetch.write_manifest(out_dir, files)
     return notes + [
         f"the {cfg.source} source has no {t}: preprocessing records that, and what needs it is "

@@ -246,7 +246,8 @@ def check_source_path(path: str, dataset: str) -> None:
 def start_clean(out_dir: Path, keep: Path | None, source: Path | None) -> None:
     """Empty `out_dir` but for `keep` (resumable archives, if they lie inside): a file of an
     earlier download must not outlive it, read by preprocessing but absent from the manifest.
-    A `source` folder inside `out_dir` is refused, never emptied."""
+    A `source` folder inside `out_dir` is refused, never emptied. Callers check a source
+    before they call this, so a wrong source costs no earlier download."""
     if source is not None and source.resolve().is_relative_to(out_dir.resolve()):
         raise InputProblem(
             source,
@@ -255,8 +256,8 @@ def start_clean(out_dir: Path, keep: Path | None, source: Path | None) -> None:
         )
     out_dir.mkdir(parents=True, exist_ok=True)
     for entry in out_dir.iterdir():
-        if keep is not None and entry.resolve() == keep.resolve():
-            continue
+        if keep is not None and keep.resolve().is_relative_to(entry.resolve()):
+            continue  # the archives, or the folder holding them
         if entry.is_dir() and not entry.is_symlink():
             shutil.rmtree(entry)
         else:
