@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import struct
+
+import av
 import numpy as np
 import pytest
 import soundfile as sf
@@ -123,9 +126,11 @@ def test_every_writable_container_is_a_video_extension_and_reads_back(tmp_path):
         media.write_video(path, frames(6), 15, tone(0.4, 16000), 16000)
         info = media.probe(path)
         assert (info.width, info.height, info.fps, info.has_audio) == (64, 48, 15.0, True), ext
-        assert media.read_frames(path).shape == (6, 48, 64, 3), ext
+        video = media.read_video(path)
+        assert video.frames.shape == (6, 48, 64, 3) and video.note is None, ext
         # AAC in FLV keeps the encoder's priming and padding (no edit list): a few frames more
-        assert 0.35 < media.read_track(path, 16000).duration_s < 0.6, ext
+        audio = media.read_track(path, 16000)
+        assert 0.35 < audio.duration_s < 0.6 and audio.note is None, ext
 
 
 def test_audio_without_its_rate_is_refused(tmp_path):
@@ -165,3 +170,131 @@ def test_float_wav_round_trips_and_is_byte_stable(tmp_path):
     assert rate == 16000 and np.array_equal(back, sig)
     assert sf.info(tmp_path / "a.wav").subtype == "FLOAT"
     assert (tmp_path / "a.wav").read_bytes() == (tmp_path / "b.wav").read_bytes()
+
+
+# ------------------------------------------------------------------ rotation (display matrix)
+
+
+def upright_scene(w: int = 48, h: int = 64) -> np.ndarray:
+    """A portrait image no turn or flip maps onto itself: a white block at the top left, a red
+    bar along the bottom."""
+    img = np.full((h, w, 3), 40, np.uint8)
+    img[: h // 3, : w // 3] = 255
+    img[-h // 6 :, :] = (255, 0, 0)
+    return img
+
+
+def tkhd_matrix(path) -> tuple[int, ...]:
+    """The video track header's 3x3 matrix as stored (ISO/IEC 14496-12 tkhd, version 0)."""
+    data = path.read_bytes()
+    at = data.index(b"tkhd") + 4 + 40  # version/flags, times, track id, duration, layer...
+    return struct.unpack(">9i", data[at : at + 36])
+
+
+@pytest.mark.parametrize("rotation", [-90, 90, 180])
+def test_a_rotated_video_decodes_upright_at_its_displayed_size(tmp_path, rotation):
+    scene = upright_scene()
+    # stored as a camera stores it: turned so that the display matrix's turn makes it upright
+    stored = np.ascontiguousarray(np.rot90(scene, -round(rotation / 90)))
+    path = tmp_path / "phone.mp4"
+    media.write_video(path, np.repeat(stored[None], 6, axis=0), 15, rotation=rotation)
+    with av.open(str(path)) as c:  # the file itself carries the matrix
+        assert next(c.decode(video=0)).rotation % 360 == rotation % 360
+    if rotation == -90:  # a phone's portrait recording: QuickTime's matrix (0 1 / -1 0)
+        a, b, _, c, d, *_ = tkhd_matrix(path)
+        assert (a, b, c, d) == (0, 1 << 16, -(1 << 16), 0)
+    info = media.probe(path)
+    assert (info.width, info.height, info.rotation % 360) == (48, 64, rotation % 360)
+    full = media.read_frames(path, max_side=480)
+    assert full.shape == (6, 64, 48, 3)
+    assert np.abs(full.astype(int) - scene).mean() < 8  # upright, not turned or mirrored
+    assert media.read_frames(path, max_side=32).shape == (6, 32, 24, 3)  # shrunk as displayed
+    assert media.frames_at(path, np.array([0, 5]), 32).shape == (2, 32, 24, 3)
+    sampler = media.FrameSampler(path, 15.0, None)
+    picked = [img for _, img in sampler]
+    assert sampler.size == (48, 64) and picked[0].shape == (64, 48, 3)
+    assert np.array_equal(picked[0], full[0])
+    sampler = media.FrameSampler(path, 15.0, 32)
+    assert next(iter(sampler))[1].shape == (32, 24, 3) and sampler.size == (24, 32)
+
+
+# ------------------------------------------------------------------------------ truncation
+
+
+def lie_about_length(path, factor: int) -> None:
+    """Make a WAV's `data` chunk declare `factor` times the bytes the file holds."""
+    data = bytearray(path.read_bytes())
+    at = data.index(b"data") + 4
+    (size,) = struct.unpack("<I", data[at : at + 4])
+    data[at : at + 4] = struct.pack("<I", size * factor)
+    path.write_bytes(bytes(data))
+
+
+def cut_with_index_in_front(src, dst, keep: float) -> None:
+    """Remux `src` with its index (moov) in front, as phones and web encoders write, then keep
+    the first `keep` of its bytes: a download or copy cut short."""
+    full = dst.with_suffix(".full.mp4")
+    with av.open(str(src)) as i, av.open(str(full), "w", options={"movflags": "faststart"}) as o:
+        streams = {s.index: o.add_stream_from_template(s) for s in i.streams}
+        for packet in i.demux():
+            if packet.dts is not None:
+                packet.stream = streams[packet.stream.index]
+                o.mux(packet)
+    data = full.read_bytes()
+    assert data.index(b"moov") < data.index(b"mdat")
+    dst.write_bytes(data[: int(len(data) * keep)])
+    full.unlink()
+
+
+def test_a_wav_whose_header_declares_more_than_it_holds_is_kept_with_a_note(tmp_path):
+    path = tmp_path / "short.wav"
+    media.write_wav(path, tone(3.0, 48000), 48000)
+    assert media.read_wav(path, 16000).note is None
+    lie_about_length(path, 10)
+    assert media.wav_declared_s(path) == pytest.approx(30.0)
+    audio = media.read_wav(path, 16000)
+    assert audio.note == "truncated: header declares 30.00 s, 3.00 s of audio present (kept)"
+    assert audio.duration_s == pytest.approx(3.0) and audio.samples.size == 48000
+
+
+def test_the_riff_walk_reads_every_chunk_layout_and_claims_nothing_of_other_files(tmp_path):
+    media.write_float_wav(tmp_path / "a.wav", tone(0.5, 16000), 16000)  # fmt, fact, data
+    assert media.wav_declared_s(tmp_path / "a.wav") == pytest.approx(0.5)
+    sf.write(tmp_path / "b.wav", tone(0.5, 22050), 22050, subtype="PCM_24")
+    assert media.wav_declared_s(tmp_path / "b.wav") == pytest.approx(0.5, abs=1e-4)
+    lie_about_length(tmp_path / "b.wav", 1)  # unchanged: the header tells the truth
+    assert media.read_wav(tmp_path / "b.wav", 16000).note is None
+    (tmp_path / "c.wav").write_bytes(b"not a wav at all")
+    assert media.wav_declared_s(tmp_path / "c.wav") is None
+
+
+@pytest.mark.parametrize(
+    ("bad", "reason"),
+    [
+        (np.inf, r"1 of 8000 audio samples are not finite \(inf/NaN\)"),
+        (np.nan, r"1 of 8000 audio samples are not finite \(inf/NaN\)"),
+        (1e30, r"audio sample of magnitude 1e\+30, beyond 100 \(full scale 1\)"),
+    ],
+)
+def test_a_float_wav_with_impossible_samples_is_refused(tmp_path, bad, reason):
+    samples = tone(0.5, 16000)
+    samples[100] = bad
+    media.write_float_wav(tmp_path / "odd.wav", samples, 16000)
+    with pytest.raises(InputProblem, match=f"odd.wav: {reason}"):
+        media.read_wav(tmp_path / "odd.wav", 16000)
+
+
+def test_an_mp4_cut_short_keeps_what_decodes_with_a_note(tmp_path):
+    media.write_video(tmp_path / "ok.mp4", frames(60), 15, tone(4.0, 16000), 16000)
+    cut_with_index_in_front(tmp_path / "ok.mp4", tmp_path / "cut.mp4", keep=0.5)
+    audio = media.read_track(tmp_path / "cut.mp4", 16000)
+    assert audio.note is not None and audio.note.startswith("truncated: header declares 4.0")
+    assert audio.note.endswith("s of audio present (kept)") and 1.0 < audio.duration_s < 3.5
+    video = media.read_video(tmp_path / "cut.mp4")
+    assert video.note is not None and video.note.startswith("truncated: header declares 4.00 s")
+    assert video.note.endswith("s of video present (kept)") and 10 < len(video.frames) < 55
+    sampler = media.FrameSampler(tmp_path / "cut.mp4", 5.0, None)
+    assert len(list(sampler)) < 20 and sampler.note is not None
+    # the intact file: no note
+    assert media.read_video(tmp_path / "ok.mp4").note is None
+    assert media.read_track(tmp_path / "ok.mp4", 16000).note is None

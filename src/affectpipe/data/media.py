@@ -1,12 +1,16 @@
 """Audio and video I/O, for the datasets' clips and any user video: PyAV for containers,
 soundfile for WAV.
 
-Decoding problems (no audio track, an empty WAV, a truncated container) become
-`InputProblem`s naming the file, so the caller can stop or record a skip; nothing here guesses.
-Frames are shrunk at decode time by one rule (`output_size`), so preprocessing and inference see
-the same pixels. A user's video can be long, have a variable frame rate, no audio, or timestamps
-that do not start at 0: `FrameSampler` picks frames on the stream's own clock and yields them
-as it decodes, so only the frames a caller still needs are in memory. Encoding is
+Decoding problems (no audio track, an empty WAV, a container without its index, samples that
+are not finite) become `InputProblem`s naming the file, so the caller can stop or record a
+skip; nothing here guesses. A file cut short whose remaining part decodes (a WAV whose header
+declares more data than it holds, an mp4 with its index in front) keeps what is there, with a
+`note` saying what the header declares and what was decoded. Frames are turned upright by the
+stream's display matrix (phones store portrait video sideways) and shrunk at decode time by one
+rule (`output_size`, on the displayed size), so preprocessing and inference see the same
+pixels. A user's video can be long, have a variable frame rate, no audio, or timestamps that do
+not start at 0: `FrameSampler` picks frames on the stream's own clock and yields them as it
+decodes, so only the frames a caller still needs are in memory. Encoding is
 single-threaded so the synthetic datasets come out byte-identical.
 """
 
@@ -29,6 +33,12 @@ from affectpipe.problems import InputProblem
 
 WAV_EXTS: tuple[str, ...] = (".wav",)
 VIDEO_EXTS: tuple[str, ...] = (".mp4", ".avi", ".mov", ".flv", ".webm", ".mkv", ".m4v")
+# Decoded media may fall this far short of the duration the file declares (codec priming, the
+# last frame's length) before it is called truncated.
+TRUNCATION_TOLERANCE_S = 0.25
+# Float audio may exceed full scale (1.0) a little; a sample beyond +40 dBFS is no recording.
+MAX_ABS_SAMPLE = 100.0
+UNKNOWN_RIFF_SIZE = 0xFFFFFFFF  # a streaming writer's data size: "not known", not a length
 
 
 @dataclass(frozen=True)
@@ -39,6 +49,7 @@ class Audio:
     sample_rate: int
     source_rate: int  # the rate the file was stored at
     duration_s: float  # duration of the source, before resampling
+    note: str | None = None  # truncated: what the header declares, what was decoded and kept
 
     @property
     def loudness_db(self) -> float:
@@ -51,12 +62,53 @@ def rms_db(x: np.ndarray) -> float:
     return 20.0 * np.log10(rms) if rms > 0 else float("-inf")
 
 
-def _finish_audio(path: Path, mono: np.ndarray, rate: int, target_rate: int) -> Audio:
-    """Resample; whether the samples hold speech is `data.speech`'s question, not decoding's."""
+def truncation_note(declared_s: float | None, present_s: float, what: str) -> str | None:
+    """The note of a file that decodes to more than `TRUNCATION_TOLERANCE_S` less `what` than it
+    declares (its remaining part is kept); None when it declares nothing or holds it all."""
+    if declared_s is None or declared_s - present_s <= TRUNCATION_TOLERANCE_S:
+        return None
+    return (
+        f"truncated: header declares {declared_s:.2f} s, {present_s:.2f} s of {what} present (kept)"
+    )
+
+
+def _finish_audio(
+    path: Path, mono: np.ndarray, rate: int, target_rate: int, declared_s: float | None
+) -> Audio:
+    """Check and resample; whether the samples hold speech is `data.speech`'s question."""
     if mono.size == 0:
         raise InputProblem(path, "empty audio (0 samples)")
+    if bad := int(np.count_nonzero(~np.isfinite(mono))):
+        raise InputProblem(path, f"{bad} of {mono.size} audio samples are not finite (inf/NaN)")
+    if (peak := float(np.max(np.abs(mono)))) > MAX_ABS_SAMPLE:
+        raise InputProblem(
+            path, f"audio sample of magnitude {peak:.3g}, beyond {MAX_ABS_SAMPLE:g} (full scale 1)"
+        )
+    duration = mono.size / rate
     out = mono if rate == target_rate else soxr.resample(mono, rate, target_rate, quality="HQ")
-    return Audio(np.asarray(out, dtype=np.float32), target_rate, rate, mono.size / rate)
+    note = truncation_note(declared_s, duration, "audio")
+    return Audio(np.asarray(out, dtype=np.float32), target_rate, rate, duration, note)
+
+
+def wav_declared_s(path: Path) -> float | None:
+    """Seconds of audio a WAV's RIFF header declares (its `data` chunk's size over the `fmt `
+    chunk's byte rate), to compare with what decodes; None when it declares none: not
+    RIFF/WAVE, no `fmt ` before `data`, or the streaming writers' unknown size."""
+    byte_rate = 0
+    with open(path, "rb") as f:
+        head = f.read(12)
+        if len(head) < 12 or head[:4] != b"RIFF" or head[8:] != b"WAVE":
+            return None
+        while len(chunk := f.read(8)) == 8:
+            tag, size = chunk[:4], struct.unpack("<I", chunk[4:])[0]
+            start = f.tell()
+            if tag == b"data":
+                ok = byte_rate and size != UNKNOWN_RIFF_SIZE
+                return size / byte_rate if ok else None
+            if tag == b"fmt " and size >= 12:
+                byte_rate = struct.unpack("<I", f.read(12)[8:12])[0]
+            f.seek(start + size + (size & 1))  # chunks are padded to even sizes
+    return None
 
 
 def read_wav(path: Path, target_rate: int) -> Audio:
@@ -65,7 +117,7 @@ def read_wav(path: Path, target_rate: int) -> Audio:
         data, rate = sf.read(path, dtype="float32", always_2d=True)
     except (sf.LibsndfileError, RuntimeError) as e:
         raise InputProblem(path, f"unreadable WAV ({e})") from e
-    return _finish_audio(path, data.mean(axis=1), rate, target_rate)
+    return _finish_audio(path, data.mean(axis=1), rate, target_rate, wav_declared_s(path))
 
 
 def read_track(path: Path, target_rate: int) -> Audio:
@@ -79,14 +131,30 @@ def read_track(path: Path, target_rate: int) -> Audio:
             mono = av.AudioResampler(format="flt", layout="mono", rate=rate)
             chunks = [
                 f.to_ndarray().reshape(-1)
-                for frame in c.decode(stream)
+                for frame in _decoded(c, stream)
                 for f in mono.resample(frame)
             ]
             chunks += [f.to_ndarray().reshape(-1) for f in mono.resample(None)]
+            declared = _declared_s(stream)
     except av.error.FFmpegError as e:
         raise InputProblem(path, f"undecodable audio ({e})") from e
     samples = np.concatenate(chunks) if chunks else np.zeros(0, np.float32)
-    return _finish_audio(path, samples, rate, target_rate)
+    return _finish_audio(path, samples, rate, target_rate, declared)
+
+
+def _decoded(c: av.container.InputContainer, stream: av.stream.Stream) -> Iterator[av.frame.Frame]:
+    """The stream's frames. A packet the demuxer marks corrupt (read short: a truncated file's
+    last) is left out, as decoders refuse part of a frame; the duration check says what is lost."""
+    for packet in c.demux(stream):
+        if not packet.is_corrupt:
+            yield from packet.decode()
+
+
+def _declared_s(stream: av.stream.Stream) -> float | None:
+    """The duration the container declares for `stream`; None when it stores none (FLV)."""
+    if stream.duration is None or stream.time_base is None:
+        return None
+    return float(stream.duration * stream.time_base)
 
 
 def has_audio_track(path: Path) -> bool:
@@ -121,9 +189,10 @@ class VideoInfo:
     path: str
     duration_s: float  # container or stream duration; 0.0 when neither is stored
     fps: float  # average frame rate of the video stream
-    width: int
+    width: int  # as displayed: swapped from the stored size for a quarter turn
     height: int
     has_audio: bool
+    rotation: int = 0  # degrees counter-clockwise the display matrix turns the stored frames
 
 
 @dataclass(frozen=True)
@@ -152,14 +221,16 @@ def probe(path: Path) -> VideoInfo:
             if not c.streams.video:
                 raise InputProblem(path, "no video track in the container")
             v = c.streams.video[0]
-            rate = v.average_rate or v.guessed_rate or v.base_rate
-            if v.duration is not None and v.time_base is not None:
-                duration = float(v.duration * v.time_base)
-            else:
+            duration = _declared_s(v)
+            if duration is None:
                 duration = c.duration / av.time_base if c.duration is not None else 0.0
             width, height = int(v.codec_context.width), int(v.codec_context.height)
-            fps = float(rate) if rate else 0.0
-            return VideoInfo(str(path), duration, fps, width, height, bool(c.streams.audio))
+            first = next(_decoded(c, v), None)  # the display matrix rides on decoded frames
+            rotation = first.rotation if first is not None else 0
+            if _quarter_turns(rotation) % 2:
+                width, height = height, width
+            audio = bool(c.streams.audio)
+            return VideoInfo(str(path), duration, _fps(v), width, height, audio, rotation)
     except (av.error.FFmpegError, UnicodeDecodeError) as e:
         raise InputProblem(path, f"not a readable video ({type(e).__name__}: {e})") from e
 
@@ -170,28 +241,75 @@ def output_size(width: int, height: int, max_side: int) -> tuple[int, int]:
     return max(2, round(width * scale)), max(2, round(height * scale))
 
 
+def _fps(stream: av.video.stream.VideoStream) -> float:
+    """The stream's average frame rate (else guessed, else base); 0.0 when none is known."""
+    rate = stream.average_rate or stream.guessed_rate or stream.base_rate
+    return float(rate) if rate else 0.0
+
+
+def _quarter_turns(rotation: float) -> int:
+    """Counter-clockwise quarter turns (0-3) that make a frame of display `rotation` upright
+    (FFmpeg's sign: a phone's portrait video says -90, a clockwise turn). Other angles round
+    to the nearest quarter turn; a mirroring in the display matrix is not applied."""
+    return round(rotation / 90) % 4
+
+
+def _display_size(frame: av.VideoFrame, max_side: int | None) -> tuple[int, int]:
+    """(w, h) of `frame` as displayed (upright), shrunk by `output_size` unless `max_side` is
+    None."""
+    w, h = frame.width, frame.height
+    if _quarter_turns(frame.rotation) % 2:
+        w, h = h, w
+    return (w, h) if max_side is None else output_size(w, h, max_side)
+
+
 def _rgb(frame: av.VideoFrame, size: tuple[int, int]) -> np.ndarray:
-    return frame.to_ndarray(format="rgb24", width=size[0], height=size[1])
+    """`frame` as upright RGB of the displayed `size` (w, h): scaled as stored, then turned."""
+    turns = _quarter_turns(frame.rotation)
+    w, h = (size[1], size[0]) if turns % 2 else size
+    img = frame.to_ndarray(format="rgb24", width=w, height=h)
+    return np.ascontiguousarray(np.rot90(img, turns)) if turns else img
 
 
-def read_frames(path: Path, max_side: int = 480) -> np.ndarray:
-    """Decode every video frame as RGB, shrunk by `output_size`: uint8 (T, H, W, 3).
+def _decoded_span(first_s: float, last_s: float, fps: float) -> float:
+    """Seconds of video from the first frame's start to the last frame's end."""
+    return last_s - first_s + (1.0 / fps if fps > 0 else 0.0)
 
-    Shrinking at decode time bounds memory for 1280x720 sources.
-    """
-    frames = []
+
+@dataclass(frozen=True)
+class Video:
+    """Every decoded frame, and what a report needs about the source."""
+
+    frames: np.ndarray  # (T, H, W, 3) uint8, upright, shrunk by `output_size`
+    note: str | None = None  # truncated: what the header declares, what was decoded and kept
+
+
+def read_video(path: Path, max_side: int = 480) -> Video:
+    """Decode every video frame as upright RGB, shrunk by `output_size` (bounding memory for
+    1280x720 sources), with a note if the stream holds less than it declares."""
+    frames, times = [], []
     try:
         with av.open(str(path)) as c:
             if not c.streams.video:
                 raise InputProblem(path, "no video track in the container")
             stream = c.streams.video[0]
-            size = output_size(stream.codec_context.width, stream.codec_context.height, max_side)
-            frames = [_rgb(frame, size) for frame in c.decode(stream)]
+            fps, size = _fps(stream), None
+            for frame in _decoded(c, stream):
+                size = size or _display_size(frame, max_side)
+                frames.append(_rgb(frame, size))
+                times.append(frame.time if frame.time is not None else len(times) / (fps or 25))
+            declared = _declared_s(stream)
     except av.error.FFmpegError as e:
         raise InputProblem(path, f"undecodable video ({e})") from e
     if not frames:
         raise InputProblem(path, "no decodable video frames")
-    return np.stack(frames)
+    note = truncation_note(declared, _decoded_span(times[0], max(times), fps), "video")
+    return Video(np.stack(frames), note)
+
+
+def read_frames(path: Path, max_side: int = 480) -> np.ndarray:
+    """`read_video`'s frames: uint8 (T, H, W, 3)."""
+    return read_video(path, max_side).frames
 
 
 def sample_indices(n_available: int, n_wanted: int) -> np.ndarray:
@@ -216,8 +334,9 @@ def frames_at(path: Path, indices: np.ndarray, max_side: int) -> np.ndarray:
         with av.open(str(path)) as c:
             stream = c.streams.video[0]
             stream.thread_type = "AUTO"
-            size = output_size(stream.codec_context.width, stream.codec_context.height, max_side)
-            for i, frame in enumerate(c.decode(stream)):
+            size = None
+            for i, frame in enumerate(_decoded(c, stream)):
+                size = size or _display_size(frame, max_side)
                 reps = int((wanted == i).sum())
                 if reps:
                     out.extend([_rgb(frame, size)] * reps)
@@ -235,8 +354,9 @@ class FrameSampler:
     `(t, image)` while the video decodes, so a caller holds only the frames it still needs.
 
     Iterating decodes the whole stream; afterwards `n_decoded`, `last_time` (the last decoded
-    frame's time), `fps` (the stream's average rate) and `size` ((w, h) of the yielded frames:
-    `output_size` of `max_side`, or the stream's own with `max_side` None) describe it. A clip
+    frame's time), `fps` (the stream's average rate), `size` ((w, h) of the yielded frames,
+    upright: `output_size` of `max_side`, or the displayed size with `max_side` None) and `note`
+    (a truncation note, as `read_video`'s, or None) describe it. A clip
     shorter than one period still yields its first frame. Frames without a timestamp (some
     AVI/FLV muxers) are timed by their index and the stream's frame rate.
     """
@@ -249,6 +369,7 @@ class FrameSampler:
         self.path, self.rate, self.max_side = Path(path), rate, max_side
         self.n_decoded, self.last_time, self.fps = 0, 0.0, 0.0
         self.size: tuple[int, int] = (0, 0)
+        self.note: str | None = None
 
     def __iter__(self) -> Iterator[tuple[float, np.ndarray]]:
         path, period = self.path, 1.0 / self.rate
@@ -260,10 +381,11 @@ class FrameSampler:
                     raise InputProblem(path, "no video track in the container")
                 stream = c.streams.video[0]
                 stream.thread_type = "AUTO"
-                self.fps = float(stream.average_rate or stream.guessed_rate or 25)
-                w, h = stream.codec_context.width, stream.codec_context.height
-                self.size = (w, h) if self.max_side is None else output_size(w, h, self.max_side)
-                for frame in c.decode(stream):
+                self.fps = _fps(stream) or 25.0
+                declared = _declared_s(stream)
+                for frame in _decoded(c, stream):
+                    if not n:
+                        self.size = _display_size(frame, self.max_side)
                     raw = frame.time if frame.time is not None else n / self.fps
                     t0 = raw if t0 is None else t0
                     t = max(raw - t0, prev[0] if prev else 0.0)  # monotone with B-frame jitter
@@ -279,6 +401,7 @@ class FrameSampler:
             raise InputProblem(path, f"undecodable video ({type(e).__name__}: {e})") from e
         if not n:
             raise InputProblem(path, "no decodable video frames")
+        self.note = truncation_note(declared, _decoded_span(0.0, t, self.fps), "video")
 
 
 def sample_frames(path: Path, rate: float, max_side: int | None) -> SampledFrames:
@@ -319,9 +442,12 @@ def write_video(
     fps: float,
     audio: np.ndarray | None = None,
     audio_rate: int | None = None,
+    rotation: int = 0,
 ) -> None:
     """Encode uint8 (T, H, W, 3) frames (+ mono float audio at `audio_rate`) in the container
-    `path`'s extension names (`CONTAINERS`), byte-identically run to run."""
+    `path`'s extension names (`CONTAINERS`), byte-identically run to run. A `rotation` stores a
+    display matrix, as phones do (degrees counter-clockwise, FFmpeg's sign; portrait: -90): the
+    frames are stored as given and shown turned."""
     ext = path.suffix.lower()
     if ext not in CONTAINERS:
         raise ValueError(f"cannot write '{ext}' videos; valid: {sorted(CONTAINERS)}")
@@ -341,6 +467,8 @@ def write_video(
         if box.video_options:
             v.options = dict(box.video_options)
         v.codec_context.thread_count = 1
+        if rotation:
+            v.set_display_rotation(rotation)
         a = None
         if audio is not None:  # every stream is added before the first packet is muxed
             a = c.add_stream(box.audio_codec, rate=box.audio_rate or audio_rate)
