@@ -15,6 +15,7 @@ from affectpipe.data import media, ravdess
 from affectpipe.data.labels import EMOTIONS
 from affectpipe.problems import InputProblem
 from tests.data_configs import config
+from tests.test_av_media import cut_with_index_in_front, lie_about_length
 from tests.test_fetch import make_zip, serve
 
 TINY = {
@@ -149,7 +150,7 @@ def test_preprocess_writes_the_design_contract(processed):
         "duration_s",
         "loudness_db",
     ]
-    assert len(clips) == 2 * 2 * 8 * 3 and report["skipped"] == []
+    assert len(clips) == 2 * 2 * 8 * 3 and report["skipped"] == [] and report["truncated"] == []
     av = clips[clips.clip_id.str.startswith("01-")]
     assert (av.has_video == 1).all() and (av.has_audio == 1).all()
     assert (clips[clips.clip_id.str.startswith("02-")].has_audio == 0).all()
@@ -253,6 +254,42 @@ def test_every_bad_input_is_recorded_with_its_reason(broken_raw, tmp_path):
     assert inputs["skipped"] == 5
     assert inputs["files"] == sum(1 for p in broken_raw.rglob("*") if p.is_file())
     assert inputs["files"] == inputs["used"] + inputs["skipped"] + inputs["ignored"]
+
+
+def test_truncated_media_are_kept_with_their_note_and_cost_no_neighbour(raw, processed, tmp_path):
+    root = tmp_path / "raw"
+    shutil.copytree(raw, root)
+    a1 = root / "Actor_01"
+    lie_about_length(a1 / "03-01-05-02-01-01-01.wav", 10)  # the header claims 10x the data
+    mp4 = a1 / "01-01-06-02-01-01-01.mp4"
+    cut_with_index_in_front(mp4, mp4, keep=0.6)  # index in front, the tail of the data lost
+    report = ravdess.preprocess(preprocess_config(), root, tmp_path / "out", seed=0)
+    notes = {t["path"].split("/")[-1]: t["note"] for t in report["truncated"]}
+    assert set(notes) == {"03-01-05-02-01-01-01.wav", "01-01-06-02-01-01-01.mp4"}
+    assert notes["03-01-05-02-01-01-01.wav"] == (
+        "truncated: header declares 12.00 s, 1.20 s of audio present (kept)"
+    )
+    assert notes["01-01-06-02-01-01-01.mp4"].startswith("truncated: header declares 1.2")
+    assert report["skipped"] == [] and report["inputs"]["unaccounted"] == []
+    clips = pd.read_csv(tmp_path / "out" / "clips.csv").set_index("clip_id")
+    expected = pd.read_csv(processed[0] / "clips.csv").set_index("clip_id")
+    assert list(clips.index) == list(expected.index)  # every clip kept, the damaged ones too
+    assert clips.loc["01-01-06-02-01-01-01", ["has_video", "has_audio"]].tolist() == [1, 1]
+    assert clips.loc["01-01-06-02-01-01-01", "duration_s"] < 1.0
+    assert clips.loc["03-01-05-02-01-01-01", "duration_s"] == pytest.approx(1.2)
+
+
+def test_clips_in_a_symlinked_actor_folder_are_used(raw, processed, tmp_path):
+    root = tmp_path / "raw"
+    shutil.copytree(raw, root, ignore=shutil.ignore_patterns("Actor_02"))
+    (root / "Actor_02").symlink_to(raw / "Actor_02", target_is_directory=True)
+    report = ravdess.preprocess(preprocess_config(), root, tmp_path / "out", seed=0)
+    inputs = report["inputs"]
+    assert inputs["unaccounted"] == [] and report["skipped"] == []
+    assert inputs["used"] == sum(1 for p in raw.rglob("*") if p.suffix in (".mp4", ".wav"))
+    clips = pd.read_csv(tmp_path / "out" / "clips.csv")
+    assert len(clips) == len(pd.read_csv(processed[0] / "clips.csv"))
+    assert set(clips.actor) == {1, 2}
 
 
 def test_an_unforeseen_failure_on_one_clip_is_its_skip_and_costs_no_other(

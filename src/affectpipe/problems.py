@@ -80,15 +80,16 @@ def files_under(root: Path) -> list[Path]:
 
 
 def account_files(
-    root: Path, used: Iterable[Path | str], log: ProblemLog, ignored: dict[str, str]
+    files: Iterable[Path], used: Iterable[Path | str], log: ProblemLog, ignored: dict[str, str]
 ) -> dict[str, Any]:
-    """Every file under `root` in one class: `used` (it reached an output), skipped (the log
+    """Every one of `files` (`files_under` the raw folder, listed once by the caller, who
+    also decides `ignored` from it) in one class: `used` (it reached an output), skipped (the log
     holds its reason), ignored (`ignored` maps it to why) or, never on purpose, `unaccounted`:
     a file the stage neither read nor explained. The counts add up to `files`."""
     used_, skipped = {str(p) for p in used}, {s["path"] for s in log.skipped}
     counts = {"used": 0, "skipped": 0, "ignored": 0}
     listed, unaccounted = [], []
-    for path in map(str, files_under(root)):
+    for path in map(str, files):
         if path in used_:
             counts["used"] += 1
         elif path in skipped:

@@ -410,8 +410,8 @@ def preprocess(cfg: PreprocessConfig, raw_dir: Path, out_dir: Path, seed: int) -
     skipped = {s["path"] for s in log.skipped}
     used = {str(job.src) for _, job, _ in planned} - skipped
     used |= {str(root / clip / f"{clip}.json") for clip in table["clip"].unique()}
-    ignored, done = {}, used | skipped
-    for path in files_under(raw_dir):
+    files, ignored, done = files_under(raw_dir), {}, used | skipped
+    for path in files:
         why = None if str(path) in done else left_alone(path, raw_dir, root, skipped)
         if why is not None:
             ignored[str(path)] = why
@@ -419,7 +419,7 @@ def preprocess(cfg: PreprocessConfig, raw_dir: Path, out_dir: Path, seed: int) -
         "splits": split_summary(table),
         "frames_used": len(table),
         "skipped": log.to_json(),
-        "inputs": account_files(raw_dir, used, log, ignored),
+        "inputs": account_files(files, used, log, ignored),
         "bad_input_policy": cfg.bad_input,
         # what `predict` must repeat on a new video; travels into features and checkpoints
         # (fps: the time scale of the frames, so predict feeds VA windows at the same rate)

@@ -121,6 +121,7 @@ class _Run:
     out_dir: Path
     log: ProblemLog
     resampled: list[dict[str, Any]] = field(default_factory=list)
+    truncated: list[dict[str, str]] = field(default_factory=list)  # kept, with the media's note
     center_fallback: list[str] = field(default_factory=list)
     coverage: dict[str, float] = field(default_factory=dict)
     used: set[str] = field(default_factory=set)  # input files that reached an output
@@ -136,13 +137,19 @@ class Inputs:
     side_files: tuple[Path, ...] = ()
 
     def account(self, used: set[str], log: ProblemLog) -> dict[str, Any]:
-        ignored = {}
-        for path in files_under(self.raw_dir):
+        files, ignored = files_under(self.raw_dir), {}
+        for path in files:
             why = MANIFEST_NOTE if path == self.raw_dir / MANIFEST else self.ignore_reason(path)
             if why is not None:
                 ignored[str(path)] = why
         read = used | {str(p) for p in self.side_files if p.is_file()}
-        return account_files(self.raw_dir, read, log, ignored)
+        return account_files(files, read, log, ignored)
+
+
+def _note(run: _Run, path: Path, note: str | None) -> None:
+    """Put a kept file's truncation note on record."""
+    if note is not None:
+        run.truncated.append({"path": str(path), "note": note})
 
 
 def _audio(src: ClipSource, run: _Run) -> media.Audio | None:
@@ -164,6 +171,7 @@ def _audio(src: ClipSource, run: _Run) -> media.Audio | None:
         run.log.report(as_input_problem(src.audio, err))
         return None
     run.used.add(str(src.audio))
+    _note(run, src.audio, audio.note)
     return audio
 
 
@@ -171,7 +179,8 @@ def _frames(src: ClipSource, run: _Run) -> bool:
     """Write the clip's sampled crops; False (and the problem on record) if unusable."""
     cfg = run.cfg
     try:
-        frames = media.read_frames(src.video, cfg.decode_max_side)
+        video = media.read_video(src.video, cfg.decode_max_side)
+        frames = video.frames
         if len(frames) < cfg.n_frames:
             raise InputProblem(
                 src.video, f"{len(frames)} frames, fewer than the {cfg.n_frames} requested"
@@ -183,6 +192,7 @@ def _frames(src: ClipSource, run: _Run) -> bool:
         run.log.report(as_input_problem(src.video, err))
         return False
     run.used.add(str(src.video))
+    _note(run, src.video, video.note)
     if crop.fell_back:
         run.center_fallback.append(src.clip_id)
     if crop.coverage is not None:
@@ -291,6 +301,7 @@ def build(
         "center_fallback": sorted(run.center_fallback),
         "faces": face_summary(run.coverage, cfg),
         "resampled": sorted(run.resampled, key=lambda r: r["path"]),
+        "truncated": sorted(run.truncated, key=lambda r: (r["path"], r["note"])),
         "skipped": log.to_json(),
         "inputs": inputs.account(run.used, log),
         "notes": notes,

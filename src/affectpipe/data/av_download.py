@@ -40,6 +40,9 @@ class AVLayout:
     remote: Callable[[Any, Path], list[Path]]  # (cfg, out_dir) -> the published source's files
     synthetic: Callable[[Any, Path], list[Path]]  # (synthetic cfg, out_dir) -> the look-alike
     tables: tuple[str, ...] = ()  # side files (CREMA-D's ratings), relative; taken when present
+    # (cfg) -> where the published source's archives are kept (RAVDESS's zips), spared when the
+    # output is emptied so an interrupted download resumes; None: the source keeps none
+    archive_dir: Callable[[Any], Path] | None = None
 
 
 def take_folder(
@@ -75,8 +78,8 @@ def download(cfg: AVDownloadConfig, layout: AVLayout, out_dir: Path) -> list[str
     if cfg.source == "folder":
         files = take_folder(cfg, layout, out_dir, notes)
     else:
-        archives = getattr(cfg, "archive_dir", None)  # RAVDESS's zips: kept, so they resume
-        fetch.start_clean(out_dir, Path(archives) if archives else None, None)
+        keep = layout.archive_dir(cfg) if layout.archive_dir is not None else None
+        fetch.start_clean(out_dir, keep, None)
         if cfg.source == "synthetic":
             files = layout.synthetic(cfg.synthetic, out_dir)
         else:

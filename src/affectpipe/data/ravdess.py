@@ -18,7 +18,7 @@ from affectpipe.data import av, av_download, fetch
 from affectpipe.data.av import AVPreprocessConfig as PreprocessConfig
 from affectpipe.data.av_download import AVLayout, FolderMode
 from affectpipe.data.synthetic.ravdess import SyntheticRavdessConfig, generate
-from affectpipe.problems import InputProblem, ProblemLog
+from affectpipe.problems import InputProblem, ProblemLog, files_under
 
 AUDIO_ZIP = "Audio_Speech_Actors_01-24.zip"
 WAV_RATE = 48000
@@ -89,8 +89,9 @@ MEDIA = (".mp4", ".wav")
 
 
 def media(root: Path) -> list[Path]:
-    """Every RAVDESS media file under `root`."""
-    return sorted(p for p in root.rglob("*") if p.suffix.lower() in MEDIA)
+    """Every RAVDESS media file under `root`, symlinked `Actor_XX/` folders followed as
+    `files_under` follows them (so the accounting sees the same files)."""
+    return [p for p in files_under(root) if p.suffix.lower() in MEDIA]
 
 
 def _zenodo(cfg: DownloadConfig, out_dir: Path) -> list[Path]:
@@ -117,6 +118,7 @@ LAYOUT = AVLayout(
     expected=lambda cfg: "Actor_XX/*.mp4|wav",
     remote=_zenodo,
     synthetic=generate,
+    archive_dir=lambda cfg: Path(cfg.archive_dir),
 )
 
 
