@@ -11,6 +11,7 @@ from affectpipe.config import from_section, load_params, section
 from affectpipe.data.splits import SplitConfig
 from affectpipe.data.va_clips import check_store
 from affectpipe.features.extract import ExtractConfig, expected_attrs
+from affectpipe.models.load import check_store_weights
 from affectpipe.models.va import VAArchitecture
 from affectpipe.stage import run_stage
 from affectpipe.train.va import FinetuneStageConfig, Scratch, finetune_va, train_folds
@@ -49,6 +50,7 @@ def main(
         arch = run_stage(lambda: from_section(VAArchitecture, section(params, ARCH), ARCH))
         start, used = Scratch(variant, arch), used | {ARCH: section(params, ARCH)}
     run_stage(lambda: check_store(inputs, expected_attrs("clip", clip, "afewva", processed)))
+    run_stage(lambda: check_store_weights(inputs))
 
     def one(fold, ckpt, log):
         first = start if isinstance(start, Scratch) else start / ckpt.name

@@ -11,6 +11,7 @@ from affectpipe.config import from_section, load_params, section
 from affectpipe.data.splits import SplitConfig
 from affectpipe.data.va_clips import check_store
 from affectpipe.features.extract import ExtractConfig, expected_attrs
+from affectpipe.models.load import check_store_weights
 from affectpipe.stage import run_stage
 from affectpipe.train.va import PretrainConfig, pretrain_va, train_folds
 
@@ -37,6 +38,7 @@ def main(
     seed = run_stage(lambda: section(params, "seed"))
     used = {"seed": seed, "pretrain": section(params, "pretrain"), SPLIT: section(params, SPLIT)}
     run_stage(lambda: check_store(inputs, expected_attrs("clip", clip, "afewva", processed)))
+    run_stage(lambda: check_store_weights(inputs))
     results = run_stage(lambda: train_folds(
         split, out, live,
         lambda fold, ckpt, log: pretrain_va(inputs, variant, cfg, seed, ckpt, log, used, fold),

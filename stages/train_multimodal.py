@@ -17,9 +17,10 @@ from pathlib import Path
 import typer
 
 from affectpipe.config import from_section, load_params, section
-from affectpipe.data.av_pairs import CLIP_COLUMNS, read_table
+from affectpipe.data.av_pairs import CLIP_COLUMNS, feature_paths, read_table
 from affectpipe.data.pairs import PairConfig
 from affectpipe.features.extract import config_class, expected_attrs
+from affectpipe.models.load import check_store_weights
 from affectpipe.models.multimodal import MODALITIES
 from affectpipe.problems import write_json
 from affectpipe.stage import run_stage
@@ -53,6 +54,8 @@ def main(
         f"{side}_features": store_attrs(params, store, dataset, processed_dir)
         for side, store in (("face", cfg.face_features), ("voice", cfg.voice_features))
     })  # fmt: skip
+    stores = feature_paths(features_dir, dataset, cfg.face_features, cfg.voice_features)
+    run_stage(lambda: [check_store_weights(path) for path in stores])
 
     def train(folder: Path, live: Path | None, fold: int | None, redraw: PairConfig | None):
         paths = (processed_dir, features_dir, folder, live)

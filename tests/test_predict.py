@@ -667,7 +667,9 @@ def test_predict_reads_the_voice_layers_with_the_checkpoints_learned_weights(tmp
     saved = torch.linspace(-1, 2, n).softmax(0).tolist()
     assert engine.model.layer_weights() == pytest.approx(saved)  # trained, not an even mix
     wave = (0.3 * np.sin(np.arange(16000) / 16000 * 2 * np.pi * 220)).astype(np.float32)
-    voice = engine.voice_embedding(wave)
+    mean = engine.voice_mean()
+    mean.add(wave)
+    voice = engine.voice_embedding(mean)
     assert voice.shape == (1, n, engine.model.cfg.voice_dim)  # every hidden state goes in
     before = engine(None, voice)["voice_emotion"]
     payload = load_checkpoint(ckpt)  # the same model but for its layer weights

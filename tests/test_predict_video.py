@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -13,7 +15,7 @@ from affectpipe.data.media import frames_at, list_videos, probe, sample_frames, 
 from affectpipe.features import embed as E
 from affectpipe.features.backbones import load_backbone
 from affectpipe.features.sources import Item
-from affectpipe.inference import embed_clip_video, embed_images, embed_voice
+from affectpipe.inference import VoiceMean, embed_clip_video, embed_images, embed_voice, read_voices
 from affectpipe.problems import InputProblem
 from tests.face_scenes import paste_head
 
@@ -142,6 +144,85 @@ def test_voice_embedding_equals_preprocess_then_extract(tmp_path):
         expected = E.embed("wav2vec2", backbone.model, inputs)[0]  # (L + 1, D)
     assert torch.equal(embed_voice(backbone, audio.samples, None, dtype), expected)
     assert torch.equal(embed_voice(backbone, audio.samples, -1, dtype), expected[-1])
+
+
+def speechlike(seconds: float, rate: int = 16000) -> np.ndarray:
+    """A 180 Hz tone swelling 3 times a second: voiced frames between quiet ones."""
+    t = np.arange(round(seconds * rate)) / rate
+    return (0.3 * np.sin(2 * np.pi * 180 * t) * (1 + np.sin(2 * np.pi * 3 * t))).astype(np.float32)
+
+
+@pytest.mark.parametrize("block", [1, 7000, 10**6])
+def test_audio_track_streams_exactly_the_samples_read_track_gives(tmp_path, block):
+    path = tmp_path / "v.mp4"
+    write_video(path, np.zeros((20, 48, 64, 3), np.uint8), 10, speechlike(2.0, 48000), 48000)
+    whole = media.read_track(path, 16000)
+    track = media.AudioTrack(path, 16000, block)
+    blocks = list(track)
+    assert all(len(b) == block for b in blocks[:-1]) and 0 < len(blocks[-1]) <= block
+    assert np.array_equal(np.concatenate(blocks), whole.samples)
+    assert (track.source_rate, track.n_source / track.source_rate) == (48000, whole.duration_s)
+
+
+class VoiceOnly:
+    """The voice side of an `AVEngine`, on a tiny wav2vec2 (every hidden state)."""
+
+    def __init__(self):
+        self.voice = load_backbone("wav2vec2", "tiny")
+        self.dtype = E.compute_dtype("auto", self.voice.device)
+
+    def voice_mean(self) -> VoiceMean:
+        return VoiceMean(self.voice, self.dtype)
+
+    def voice_embedding(self, mean: VoiceMean) -> torch.Tensor:
+        return mean.result()[None]
+
+
+def clip_settings():
+    from affectpipe.config import load_params
+    from affectpipe.predict import settings_from_params
+
+    params = load_params(Path(__file__).resolve().parents[1] / "params.yaml")
+    return settings_from_params(params, "ravdess").clip
+
+
+def test_a_clip_long_voice_is_embedded_in_one_window_exactly_as_extract_does(tmp_path):
+    path = ramp_video(tmp_path / "v.mp4", n=15, fps=10, audio=speechlike(1.5))
+    engine = VoiceOnly()
+    voices, why = read_voices(path, {"audio": engine}, clip_settings())
+    assert why is None
+    samples = media.read_track(path, 16000).samples
+    assert torch.equal(voices["audio"][0], embed_voice(engine.voice, samples, None, engine.dtype))
+
+
+def test_a_long_voice_is_read_window_by_window_and_the_tail_joins_the_last(tmp_path, monkeypatch):
+    from affectpipe import inference
+
+    monkeypatch.setattr(inference, "VOICE_WINDOW_S", 1.0)  # 2.6 s: windows of 1 s and 1.6 s
+    path = ramp_video(tmp_path / "v.mp4", n=26, fps=10, audio=speechlike(2.6))
+    engine = VoiceOnly()
+    voices, why = read_voices(path, {"audio": engine}, clip_settings())
+    samples = media.read_track(path, 16000).samples
+    parts = [samples[:16000], samples[16000:]]
+    n = [int(engine.voice.model._get_feat_extract_output_lengths(len(p))) for p in parts]
+    embs = [embed_voice(engine.voice, p, None, engine.dtype).double() for p in parts]
+    expected = (embs[0] * n[0] + embs[1] * n[1]) / sum(n)
+    assert why is None and len(parts[1]) > 16000
+    torch.testing.assert_close(voices["audio"][0], expected.float())
+
+
+def test_audio_too_short_for_the_voice_model_is_a_reason_not_an_error(tmp_path):
+    path = tmp_path / "short.wav"
+    media.write_wav(path, speechlike(1.0)[:100], 16000)
+    voices, why = read_voices(path, {"audio": VoiceOnly()}, clip_settings())
+    assert voices == {}
+    assert why.startswith("audio too short for the voice model: 100 samples at 16000 Hz")
+
+
+def test_a_track_without_speech_gives_no_voice_and_says_why(tmp_path):
+    path = ramp_video(tmp_path / "v.mp4", n=15, fps=10, audio=np.zeros(24000, np.float32))
+    voices, why = read_voices(path, {"audio": VoiceOnly()}, clip_settings())
+    assert voices == {} and why.startswith("no speech")
 
 
 def test_frame_embeddings_equal_extract_on_saved_crops(tmp_path):

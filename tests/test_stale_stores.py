@@ -113,3 +113,32 @@ def test_the_va_finetune_stage_run_by_hand_refuses_a_store_of_another_spec(tmp_p
     lines = result.output.strip().splitlines()
     assert len(lines) == 1 and "attribute 'spec' is 'tiny', expected 'other'" in lines[0]
     assert not (tmp_path / "ckpt").exists()
+
+
+def test_a_store_whose_model_folder_now_holds_other_weights_is_refused(ravdess_like, tmp_path):
+    import shutil
+
+    import h5py
+    import torch
+
+    from affectpipe.features.backbones import load_backbone
+
+    b = load_backbone("wav2vec2", "tiny")
+    model = tmp_path / "w2v"
+    b.model.save_pretrained(model)
+    b.processor.save_pretrained(model)
+    root = shutil.copytree(ravdess_like, tmp_path / "fx")
+    with h5py.File(root / "features/wav2vec2_ravdess.h5", "r+") as f:  # as if made with it
+        f.attrs.update(spec=str(model), config_hash=b.config_hash, weights_hash=b.weights_hash)
+    extract = FIXTURE_EXTRACT | {"wav2vec2": FIXTURE_EXTRACT["wav2vec2"] | {"spec": str(model)}}
+    (tmp_path / "same").mkdir()
+    (tmp_path / "other").mkdir()
+    assert run_by_hand(root, tmp_path / "same", extract).exit_code == 0
+    with torch.no_grad():  # the folder is overwritten: same config, one weight differs
+        next(b.model.parameters()).view(-1)[0] += 1e-3
+    b.model.save_pretrained(model)
+    result = run_by_hand(root, tmp_path / "other", extract)
+    assert result.exit_code == 1
+    lines = [line for line in result.output.splitlines() if line.startswith("error:")]
+    assert len(lines) == 1 and "wav2vec2_ravdess.h5" in lines[0] and "other weights" in lines[0]
+    assert "Traceback" not in result.output

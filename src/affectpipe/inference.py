@@ -22,7 +22,8 @@ from affectpipe.config import ConfigError, from_section, params_section
 from affectpipe.data.afewva import FPS as AFEWVA_FPS
 from affectpipe.data.av import ClipSettings
 from affectpipe.data.framecrop import ClipCrop, crop_clip
-from affectpipe.data.media import sample_indices
+from affectpipe.data.media import AudioTrack, sample_indices
+from affectpipe.data.speech import frame_levels, require_speech_levels
 from affectpipe.features import embed as E
 from affectpipe.features.backbones import Backbone
 from affectpipe.models.checkpoint import MODEL_FILE
@@ -265,8 +266,14 @@ class AVEngine:
         """Face crops (T, S, S, 3) from `crop` -> (1, D)."""
         return embed_clip_video(self.face, crops, self.face_dtype)[None].float()
 
-    def voice_embedding(self, wave: np.ndarray) -> torch.Tensor:
-        return embed_voice(self.voice, wave, self.layer, self.voice_dtype)[None].float()
+    def voice_mean(self) -> VoiceMean:
+        """An empty accumulator of this model's voice embedding (`read_voices` fills it)."""
+        return VoiceMean(self.voice, self.voice_dtype)
+
+    def voice_embedding(self, mean: VoiceMean) -> torch.Tensor:
+        """The (1, ...) voice input of the model from a filled `voice_mean`."""
+        emb = mean.result()
+        return (emb if self.layer is None else emb[self.layer])[None].float()
 
     @torch.inference_mode()
     def __call__(self, face: torch.Tensor | None, voice: torch.Tensor | None) -> dict[str, Any]:
@@ -293,3 +300,69 @@ class AVEngine:
         if "congruence" in probs:
             out["congruence"] = float(probs["congruence"][0])
         return out
+
+
+VOICE_WINDOW_S = 20.0  # wav2vec2 reads a recording in windows this long (longer than any clip of
+# the datasets, so a clip is embedded exactly as `extract` embedded it); the last window takes
+# the remainder (< 2 windows), so no window is too short for the model
+
+
+class VoiceMean:
+    """wav2vec2 utterance embedding of a recording fed window by window: each hidden state's
+    mean over all frames of all windows (windows weighted by their frame counts). One window
+    gives exactly `extract`'s embedding; a long recording costs one window's memory, with
+    attention within windows only."""
+
+    def __init__(self, backbone: Backbone, dtype: torch.dtype):
+        self.backbone, self.dtype = backbone, dtype
+        self.total: torch.Tensor | None = None
+        self.frames = 0
+
+    def add(self, wave: np.ndarray) -> None:
+        n = int(self.backbone.model._get_feat_extract_output_lengths(len(wave)))
+        emb = embed_voice(self.backbone, wave, None, self.dtype).double() * n  # (L + 1, D)
+        self.total = emb if self.total is None else self.total + emb  # float64: one window exact
+        self.frames += n
+
+    def result(self) -> torch.Tensor:
+        if self.total is None:
+            raise ValueError("no audio was fed to the voice embedding")
+        return (self.total / self.frames).float()
+
+
+def read_voices(
+    path: Path, engines: dict[str, AVEngine], clip: ClipSettings
+) -> tuple[dict[str, torch.Tensor], str | None]:
+    """Each voice model's input from a video's audio track, decoded and embedded window by
+    window (`VOICE_WINDOW_S`) so memory does not grow with the video's length; or, with no
+    input, why: no decodable track, a track shorter than a model's receptive field, or no
+    speech by `data.speech`'s test (on the frame levels of the whole track)."""
+    from affectpipe.features.extract import min_audio_samples
+
+    voiced = {n: e for n, e in engines.items() if e.voice is not None}
+    means = {n: e.voice_mean() for n, e in voiced.items()}
+    window = round(VOICE_WINDOW_S * clip.sample_rate)
+    levels, held, total = [], None, 0
+
+    def feed(wave: np.ndarray) -> None:
+        for mean in means.values():
+            mean.add(wave)
+
+    try:
+        for block in AudioTrack(path, clip.sample_rate, window):
+            levels.append(frame_levels(block, clip.sample_rate))
+            total += block.size
+            if held is not None and block.size == window:
+                feed(held)
+            held = block if held is None or block.size == window else np.concatenate([held, block])
+        need = max((min_audio_samples(e.voice.model) for e in voiced.values()), default=1)
+        if total < need:
+            short = f"{total} samples at {clip.sample_rate} Hz"
+            return {}, f"audio too short for the voice model: {short}, fewer than its " \
+                       f"receptive field ({need})"  # fmt: skip
+        require_speech_levels(path, np.concatenate(levels), clip.speech_gate())
+    except InputProblem as e:  # no voice fields from a track without speech
+        return {}, e.problem
+    if held is not None:
+        feed(held)
+    return {n: voiced[n].voice_embedding(m) for n, m in means.items()}, None

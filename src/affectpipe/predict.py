@@ -225,7 +225,7 @@ class Predictor:
         def embed_chunk() -> None:
             crop = self.va.crop(np.stack(chunk))
             features.append(self.va.embed(crop.crops))
-            crops.append(crop)
+            crops.append(dataclasses.replace(crop, crops=crop.crops[:0]))  # boxes kept, not pixels
 
         for t, image in sampler:
             times.append(t)
@@ -259,32 +259,26 @@ class Predictor:
         return {"video_fps": round(sampler.fps, 6), "va": va, "av": av}
 
     def av_inputs(self, path: Path, info: VideoInfo, n_decoded: int):
-        """(frame indices, frames, 16 kHz samples or None, why there is no voice or None), as the
-        RAVDESS/CREMA-D preprocessing decodes: `n_frames` spread over all `n_decoded` frames.
-        The engines of one dataset share its clip settings; only called when there is one."""
-        from affectpipe.data.media import frames_at, read_track, sample_indices
-        from affectpipe.data.speech import require_speech
+        """(frame indices, frames, each voice model's input, why there is no voice or None), as
+        the RAVDESS/CREMA-D preprocessing decodes: `n_frames` spread over all `n_decoded`
+        frames; the audio track read window by window (`inference.read_voices`). The engines
+        of one dataset share its clip settings; only called when there is one."""
+        from affectpipe.data.media import frames_at, sample_indices
+        from affectpipe.inference import read_voices
 
         s = next(iter(self.av.values())).settings
         indices = sample_indices(n_decoded, s.n_frames)
         frames = frames_at(path, indices, s.decode_max_side)
-        wave, why = None, None
         if not info.has_audio:
-            why = "no audio track in the video"
-        else:
-            try:
-                samples = read_track(path, s.sample_rate).samples
-                require_speech(path, samples, s.sample_rate, s.speech_gate())
-                wave = samples
-            except InputProblem as e:  # no voice fields from a track without speech
-                why = e.problem
-        return indices, frames, wave, why
+            return indices, frames, {}, "no audio track in the video"
+        voices, why = read_voices(path, self.av, s)
+        return indices, frames, voices, why
 
     def _av(self, record: dict[str, Any], path: Path, info: VideoInfo, n_decoded: int) -> None:
         if not self.av:
             mark_unavailable(record, (*EMOTION_FIELDS, "congruence"), self.missing["fusion"])
             return
-        indices, frames, wave, no_voice = self.av_inputs(path, info, n_decoded)
+        indices, frames, voices, no_voice = self.av_inputs(path, info, n_decoded)
         crop, no_face_why = None, None
         if any(e.face is not None for e in self.av.values()):  # one dataset: one crop for all
             crop = next(e for e in self.av.values() if e.face is not None).crop(frames)
@@ -298,9 +292,7 @@ class Predictor:
             face = None
             if engine.face is not None and crop is not None and no_face_why is None:
                 face = engine.face_embedding(crop.crops)
-            voice = engine.voice_embedding(wave) if engine.voice is not None and wave is not None \
-                else None  # fmt: skip
-            probs.update(engine(face, voice))
+            probs.update(engine(face, voices.get(name)))
             if engine.speaker_note is not None:
                 record["speaker_norm"] = engine.speaker_note
         for field in EMOTION_FIELDS:

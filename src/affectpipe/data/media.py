@@ -503,3 +503,60 @@ def _encode_audio(c: av.container.OutputContainer, a, samples: np.ndarray, rate:
 def resize_square(img: np.ndarray, size: int) -> np.ndarray:
     """Resize an RGB uint8 (H, W, 3) image to (size, size, 3), bilinear."""
     return np.asarray(Image.fromarray(img).resize((size, size), Image.Resampling.BILINEAR))
+
+
+class AudioTrack:
+    """The first audio track of a container, yielded block by block as it decodes: mono float32
+    at `target_rate`, `block_samples` per block (the last one shorter), so memory holds one block
+    whatever the recording's length. soxr's streaming resampler gives the very samples that
+    resampling the whole track at once gives.
+
+    After iterating, `source_rate` and `n_source` (samples at that rate) describe the track.
+    No track is an `InputProblem`; so is a track that decodes to nothing.
+    """
+
+    def __init__(self, path: Path, target_rate: int, block_samples: int):
+        if block_samples < 1:
+            raise ValueError(f"block_samples must be >= 1, got {block_samples}")
+        self.path, self.target_rate, self.block_samples = Path(path), target_rate, block_samples
+        self.source_rate, self.n_source = 0, 0
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        path, pending, held = self.path, [], 0
+        try:
+            with av.open(str(path)) as c:
+                if not c.streams.audio:
+                    raise InputProblem(path, "no audio track in the container")
+                stream = c.streams.audio[0]
+                self.source_rate = rate = stream.codec_context.sample_rate
+                mono = av.AudioResampler(format="flt", layout="mono", rate=rate)
+                resample = None
+                if rate != self.target_rate:
+                    resample = soxr.ResampleStream(rate, self.target_rate, 1, dtype="float32",
+                                                   quality="HQ")  # fmt: skip
+                for f in _mono_frames(c, stream, mono):
+                    x = f.to_ndarray().reshape(-1)
+                    self.n_source += x.size
+                    pending.append(x if resample is None else resample.resample_chunk(x))
+                    held += pending[-1].size
+                    if held >= self.block_samples:
+                        joined = np.concatenate(pending)
+                        cut = joined.size - joined.size % self.block_samples
+                        yield from np.split(joined[:cut], cut // self.block_samples)
+                        pending, held = [joined[cut:]], joined.size - cut
+        except av.error.FFmpegError as e:
+            raise InputProblem(path, f"undecodable audio ({e})") from e
+        if resample is not None:
+            pending.append(resample.resample_chunk(np.zeros(0, np.float32), last=True))
+        if self.n_source == 0:
+            raise InputProblem(path, "empty audio (0 samples)")
+        rest = np.concatenate(pending) if pending else np.zeros(0, np.float32)
+        for i in range(0, rest.size, self.block_samples):
+            yield rest[i : i + self.block_samples]
+
+
+def _mono_frames(c, stream, mono: av.AudioResampler) -> Iterator[av.AudioFrame]:
+    """Every decoded frame of `stream` through `mono`, then what the resampler still holds."""
+    for frame in c.decode(stream):
+        yield from mono.resample(frame)
+    yield from mono.resample(None)

@@ -47,7 +47,12 @@ def frame_levels(samples: np.ndarray, rate: int) -> np.ndarray:
 
 def active_seconds(samples: np.ndarray, rate: int, gate: SpeechGate) -> float:
     """Seconds of frames above both the absolute floor and the recording's own noise floor."""
-    levels = frame_levels(samples, rate)
+    return levels_active_seconds(frame_levels(samples, rate), gate)
+
+
+def levels_active_seconds(levels: np.ndarray, gate: SpeechGate) -> float:
+    """`active_seconds` from the frame levels (`frame_levels`), which a long recording can
+    gather block by block."""
     if levels.size == 0:
         return 0.0
     noise = float(np.percentile(levels, NOISE_PERCENTILE))
@@ -57,7 +62,12 @@ def active_seconds(samples: np.ndarray, rate: int, gate: SpeechGate) -> float:
 
 def require_speech(path: Path, samples: np.ndarray, rate: int, gate: SpeechGate) -> float:
     """The recording's active seconds; an `InputProblem` naming `path` if it holds no speech."""
-    seconds = active_seconds(samples, rate, gate)
+    return require_speech_levels(path, frame_levels(samples, rate), gate)
+
+
+def require_speech_levels(path: Path, levels: np.ndarray, gate: SpeechGate) -> float:
+    """`require_speech` from the recording's frame levels."""
+    seconds = levels_active_seconds(levels, gate)
     if seconds < gate.min_speech_s:
         raise InputProblem(
             path,

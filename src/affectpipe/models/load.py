@@ -82,6 +82,35 @@ def check_backbone(backbone: Backbone, entry: dict[str, Any], source: Path | str
     return backbone
 
 
+def check_store_weights(path: Path) -> None:
+    """Refuse a feature store (or block cache) whose backbone spec now loads other weights
+    than those it was made with: a local model folder overwritten, a hub name now resolving to
+    another revision. The spec and settings checks (`open_features`) cannot see that; loading
+    the backbone on the CPU and hashing it can (seconds at base size). A store that records no
+    weights hash (openSMILE's, which has no weights) has none to check; a missing store is left
+    to the reader that opens it, which names it."""
+    from affectpipe.features.store import FeatureReader
+
+    if not Path(path).is_file():
+        return
+    try:
+        reader = FeatureReader(path)
+    except OSError:
+        return  # unreadable: `open_features` says so, naming the file
+    attrs = reader.attrs
+    reader.close()
+    if "weights_hash" not in attrs:
+        return
+    try:
+        backbone = load_backbone(attrs["backbone"], attrs["spec"], "cpu")
+    except (OSError, ValueError) as e:
+        raise ProvenanceMismatch(
+            f"{path}: made with {attrs['backbone']} '{attrs['spec']}', which does not load here, "
+            f"so the weights it was made with cannot be checked ({type(e).__name__}: {e})"
+        ) from None
+    check_backbone(backbone, attrs, path)
+
+
 def load_checked_backbone(
     entry: dict[str, Any], device: torch.device | str, source: Path | str
 ) -> Backbone:
