@@ -44,7 +44,7 @@ TOP_KEYS = {
     "file", "duration_s", "fps", "width", "height", "has_audio", "time_base", "frames",
     "va_windows", "valence_mean",
     "arousal_mean", "emotion", "face_emotion", "voice_emotion", "congruence", "face",
-    "speaker_norm", "models", "unavailable",
+    "speaker_norm", "models", "unavailable", "notes",
 }  # fmt: skip
 
 
@@ -703,3 +703,45 @@ def test_an_unknown_speaker_is_standardised_with_the_stored_training_statistics(
     raw = engine.model(face=(face - mean) / std)["face_emotion"].softmax(-1)[0].detach()
     assert got == pytest.approx(engine.calibration.apply({"face_emotion": raw[None].numpy()})
                                 ["face_emotion"][0], abs=1e-6)  # fmt: skip
+
+
+def test_a_video_cut_short_is_predicted_on_what_decodes_with_notes(tmp_path):
+    from tests.test_av_media import cut_with_index_in_front
+
+    whole = make_video(tmp_path / "whole.mp4", n=60)
+    cut_with_index_in_front(whole, tmp_path / "cut.mp4", keep=0.5)
+    predictor = make_predictor(build_tiny_models(tmp_path / "m"))
+    rec = predictor(tmp_path / "cut.mp4")
+    check_record(rec)
+    assert [n.split(",")[1].split(" of ")[1] for n in rec["notes"]] == [
+        "video present (kept)", "audio present (kept)"
+    ]  # fmt: skip
+    assert all(n.startswith("truncated: header declares 4.0") for n in rec["notes"])
+    assert rec["frames"] and rec["emotion"] is not None and rec["voice_emotion"] is not None
+    assert predictor(whole)["notes"] == []
+
+
+@pytest.mark.parametrize(("n", "chunk", "stride"), [(5, 2, None), (37, 8, None), (40, 3, 5),
+                                                    (64, 64, 4)])  # fmt: skip
+def test_va_windowed_as_frames_arrive_equals_windows_over_all_frames(tmp_path, n, chunk, stride):
+    from affectpipe.data.windows import overlap_average, window_starts
+    from affectpipe.inference import VAEngine
+
+    root = build_tiny_models(tmp_path / "m", av_models=())
+    engine = VAEngine(root / "finetune" / "cached" / "fold0", torch.device("cpu"),
+                      settings_from_params(PARAMS, "ravdess").va)  # fmt: skip
+    length, step = engine.window.length, stride or engine.window.eval_stride
+    f = torch.randn(n, engine.model.cfg.in_dim)
+    stream = engine.va_stream(stride)
+    for i in range(0, n, chunk):
+        stream.add(f[i : i + chunk])
+        assert stream.held.shape[0] <= length + step  # never the whole video
+    got = stream.result()
+    starts = window_starts(n, length, step)  # every window over all frames at once
+    with torch.no_grad():
+        values = np.stack([engine.model.heads(f[s : s + length][None],
+                                              torch.ones(1, min(length, n), dtype=torch.bool))
+                           ["va"][0].numpy() for s in starts])  # fmt: skip
+    expected = overlap_average([n], np.zeros(len(starts), np.int64), np.asarray(starts), values)[0]
+    assert got.starts.tolist() == starts
+    np.testing.assert_allclose(got.frames, expected, rtol=1e-5, atol=1e-6)

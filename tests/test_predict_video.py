@@ -189,8 +189,9 @@ def clip_settings():
 def test_a_clip_long_voice_is_embedded_in_one_window_exactly_as_extract_does(tmp_path):
     path = ramp_video(tmp_path / "v.mp4", n=15, fps=10, audio=speechlike(1.5))
     engine = VoiceOnly()
-    voices, why = read_voices(path, {"audio": engine}, clip_settings())
-    assert why is None
+    reading = read_voices(path, {"audio": engine}, clip_settings())
+    assert reading.why_none is None and reading.note is None
+    voices = reading.voices
     samples = media.read_track(path, 16000).samples
     assert torch.equal(voices["audio"][0], embed_voice(engine.voice, samples, None, engine.dtype))
 
@@ -201,7 +202,8 @@ def test_a_long_voice_is_read_window_by_window_and_the_tail_joins_the_last(tmp_p
     monkeypatch.setattr(inference, "VOICE_WINDOW_S", 1.0)  # 2.6 s: windows of 1 s and 1.6 s
     path = ramp_video(tmp_path / "v.mp4", n=26, fps=10, audio=speechlike(2.6))
     engine = VoiceOnly()
-    voices, why = read_voices(path, {"audio": engine}, clip_settings())
+    reading = read_voices(path, {"audio": engine}, clip_settings())
+    voices, why = reading.voices, reading.why_none
     samples = media.read_track(path, 16000).samples
     parts = [samples[:16000], samples[16000:]]
     n = [int(engine.voice.model._get_feat_extract_output_lengths(len(p))) for p in parts]
@@ -214,15 +216,15 @@ def test_a_long_voice_is_read_window_by_window_and_the_tail_joins_the_last(tmp_p
 def test_audio_too_short_for_the_voice_model_is_a_reason_not_an_error(tmp_path):
     path = tmp_path / "short.wav"
     media.write_wav(path, speechlike(1.0)[:100], 16000)
-    voices, why = read_voices(path, {"audio": VoiceOnly()}, clip_settings())
-    assert voices == {}
-    assert why.startswith("audio too short for the voice model: 100 samples at 16000 Hz")
+    reading = read_voices(path, {"audio": VoiceOnly()}, clip_settings())
+    assert reading.voices == {}
+    assert reading.why_none.startswith("audio too short for the voice model: 100 samples at 16")
 
 
 def test_a_track_without_speech_gives_no_voice_and_says_why(tmp_path):
     path = ramp_video(tmp_path / "v.mp4", n=15, fps=10, audio=np.zeros(24000, np.float32))
-    voices, why = read_voices(path, {"audio": VoiceOnly()}, clip_settings())
-    assert voices == {} and why.startswith("no speech")
+    reading = read_voices(path, {"audio": VoiceOnly()}, clip_settings())
+    assert reading.voices == {} and reading.why_none.startswith("no speech")
 
 
 def test_frame_embeddings_equal_extract_on_saved_crops(tmp_path):

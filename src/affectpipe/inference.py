@@ -29,7 +29,7 @@ from affectpipe.features.backbones import Backbone
 from affectpipe.models.checkpoint import MODEL_FILE
 from affectpipe.models.load import backbone_provenance, load_checked_backbone, saved_config
 from affectpipe.problems import InputProblem
-from affectpipe.va_inference import VideoVA, video_va
+from affectpipe.va_inference import StreamingVA, VideoVA, video_va
 
 T = TypeVar("T")
 
@@ -203,6 +203,11 @@ class VAEngine:
         x = E.pixel_values(self.backbone, crops)[None]  # (1, T, 3, H, W)
         return self.model.encode_pixels(x)[0].float()  # (T, D)
 
+    def va_stream(self, stride: int | None = None) -> StreamingVA:
+        """`va` fed frame features chunk by chunk (`StreamingVA`): a long video's features are
+        not all held."""
+        return StreamingVA(self.model, self.window, stride)
+
     @torch.inference_mode()
     def va(self, f: torch.Tensor, stride: int | None = None) -> VideoVA:
         """VA of a video's frame features (T, D) at `self.fps`, in windows of the checkpoint's
@@ -330,9 +335,16 @@ class VoiceMean:
         return (self.total / self.frames).float()
 
 
-def read_voices(
-    path: Path, engines: dict[str, AVEngine], clip: ClipSettings
-) -> tuple[dict[str, torch.Tensor], str | None]:
+@dataclass(frozen=True)
+class VoiceReading:
+    """A video's audio track as the voice models read it (`read_voices`)."""
+
+    voices: dict[str, torch.Tensor]  # each voice model's input; empty when there is none
+    why_none: str | None  # why there is no voice input
+    note: str | None  # the track decoded to less than the container declares (kept)
+
+
+def read_voices(path: Path, engines: dict[str, AVEngine], clip: ClipSettings) -> VoiceReading:
     """Each voice model's input from a video's audio track, decoded and embedded window by
     window (`VOICE_WINDOW_S`) so memory does not grow with the video's length; or, with no
     input, why: no decodable track, a track shorter than a model's receptive field, or no
@@ -342,6 +354,7 @@ def read_voices(
     voiced = {n: e for n, e in engines.items() if e.voice is not None}
     means = {n: e.voice_mean() for n, e in voiced.items()}
     window = round(VOICE_WINDOW_S * clip.sample_rate)
+    track = AudioTrack(path, clip.sample_rate, window)
     levels, held, total = [], None, 0
 
     def feed(wave: np.ndarray) -> None:
@@ -349,7 +362,7 @@ def read_voices(
             mean.add(wave)
 
     try:
-        for block in AudioTrack(path, clip.sample_rate, window):
+        for block in track:
             levels.append(frame_levels(block, clip.sample_rate))
             total += block.size
             if held is not None and block.size == window:
@@ -358,11 +371,13 @@ def read_voices(
         need = max((min_audio_samples(e.voice.model) for e in voiced.values()), default=1)
         if total < need:
             short = f"{total} samples at {clip.sample_rate} Hz"
-            return {}, f"audio too short for the voice model: {short}, fewer than its " \
-                       f"receptive field ({need})"  # fmt: skip
+            why = f"audio too short for the voice model: {short}, fewer than its receptive " \
+                  f"field ({need})"  # fmt: skip
+            return VoiceReading({}, why, track.note)
         require_speech_levels(path, np.concatenate(levels), clip.speech_gate())
     except InputProblem as e:  # no voice fields from a track without speech
-        return {}, e.problem
+        return VoiceReading({}, e.problem, track.note)
     if held is not None:
         feed(held)
-    return {n: voiced[n].voice_embedding(m) for n, m in means.items()}, None
+    voices = {n: voiced[n].voice_embedding(m) for n, m in means.items()}
+    return VoiceReading(voices, None, track.note)

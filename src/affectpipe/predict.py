@@ -191,6 +191,8 @@ class Predictor:
         record = empty_record(info, video_duration(info, sampler.last_time))
         record["models"] = self.models()
         record["time_base"] = self.time_base(sampler)
+        if sampler.note:
+            record["notes"].append(sampler.note)
         if va is None:
             mark_unavailable(record, VA_FIELDS, self.missing["va"])
         else:
@@ -208,10 +210,10 @@ class Predictor:
         self, path: Path
     ) -> tuple[tuple[np.ndarray, VideoVA, ClipCrop, np.ndarray] | None, FrameSampler]:
         """Decode the video once, at the VA model's training frame rate (the frame nearest each
-        1/fps s), face-cropping and embedding it window length by window length so that only
-        one window's decoded frames are held: ((frame times, their VA, how they were cropped,
-        per frame whether its run of frames had no face) or None without a VA model, the
-        sampler that read the stream)."""
+        1/fps s), face-cropping, embedding and windowing it window length by window length so
+        that only a window's decoded frames and features are held: ((frame times, their VA,
+        how they were cropped, per frame whether its run of frames had no face) or None
+        without a VA model, the sampler that read the stream)."""
         if self.va is None:  # only the frame count is needed (the AV sampling spreads over it)
             sampler = FrameSampler(path, COUNT_RATE, COUNT_SIDE)
             for _ in sampler:
@@ -220,11 +222,13 @@ class Predictor:
         sampler = FrameSampler(path, self.va.fps, self.cfg.max_side)
         from affectpipe.data.framecrop import join_crops
 
-        times, chunk, features, crops = [], [], [], []
+        times, chunk, crops = [], [], []
+        va = self.va.va_stream(self.cfg.va_stride)
 
         def embed_chunk() -> None:
             crop = self.va.crop(np.stack(chunk))
-            features.append(self.va.embed(crop.crops))
+            with torch.inference_mode():
+                va.add(self.va.embed(crop.crops))
             crops.append(dataclasses.replace(crop, crops=crop.crops[:0]))  # boxes kept, not pixels
 
         for t, image in sampler:
@@ -235,7 +239,8 @@ class Predictor:
                 chunk = []
         if chunk:
             embed_chunk()
-        out = self.va.va(torch.cat(features), self.cfg.va_stride)
+        with torch.inference_mode():
+            out = va.result()
         faceless = np.concatenate([np.full(len(c.boxes), c.fell_back) for c in crops])
         return (np.asarray(times), out, join_crops(crops), faceless), sampler
 
@@ -259,26 +264,27 @@ class Predictor:
         return {"video_fps": round(sampler.fps, 6), "va": va, "av": av}
 
     def av_inputs(self, path: Path, info: VideoInfo, n_decoded: int):
-        """(frame indices, frames, each voice model's input, why there is no voice or None), as
+        """(frame indices, frames, the voice models' reading of the audio track), as
         the RAVDESS/CREMA-D preprocessing decodes: `n_frames` spread over all `n_decoded`
         frames; the audio track read window by window (`inference.read_voices`). The engines
         of one dataset share its clip settings; only called when there is one."""
         from affectpipe.data.media import frames_at, sample_indices
-        from affectpipe.inference import read_voices
+        from affectpipe.inference import VoiceReading, read_voices
 
         s = next(iter(self.av.values())).settings
         indices = sample_indices(n_decoded, s.n_frames)
         frames = frames_at(path, indices, s.decode_max_side)
         if not info.has_audio:
-            return indices, frames, {}, "no audio track in the video"
-        voices, why = read_voices(path, self.av, s)
-        return indices, frames, voices, why
+            return indices, frames, VoiceReading({}, "no audio track in the video", None)
+        return indices, frames, read_voices(path, self.av, s)
 
     def _av(self, record: dict[str, Any], path: Path, info: VideoInfo, n_decoded: int) -> None:
         if not self.av:
             mark_unavailable(record, (*EMOTION_FIELDS, "congruence"), self.missing["fusion"])
             return
-        indices, frames, voices, no_voice = self.av_inputs(path, info, n_decoded)
+        indices, frames, voice = self.av_inputs(path, info, n_decoded)
+        if voice.note:
+            record["notes"].append(voice.note)
         crop, no_face_why = None, None
         if any(e.face is not None for e in self.av.values()):  # one dataset: one crop for all
             crop = next(e for e in self.av.values() if e.face is not None).crop(frames)
@@ -292,7 +298,7 @@ class Predictor:
             face = None
             if engine.face is not None and crop is not None and no_face_why is None:
                 face = engine.face_embedding(crop.crops)
-            probs.update(engine(face, voices.get(name)))
+            probs.update(engine(face, voice.voices.get(name)))
             if engine.speaker_note is not None:
                 record["speaker_norm"] = engine.speaker_note
         for field in EMOTION_FIELDS:
@@ -301,7 +307,7 @@ class Predictor:
         if "congruence" in probs:
             fitted = self.av["fusion"].calibration.fitted  # only the fusion model has the head
             record["congruence"] = congruence_block(probs["congruence"], self.threshold, fitted)
-        self._explain_gaps(record, no_voice, no_face_why)
+        self._explain_gaps(record, voice.why_none, no_face_why)
 
     def _explain_gaps(
         self, record: dict[str, Any], no_voice: str | None, no_face_why: str | None = None

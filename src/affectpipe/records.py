@@ -127,6 +127,7 @@ def empty_record(info: VideoInfo, duration_s: float) -> dict[str, Any]:
         "speaker_norm": None,  # the AV models' speaker normalisation, where they have one
         "models": {},
         "unavailable": [],
+        "notes": [],  # what the decoding found and kept: a file cut short (`data.media`)
     }
 
 

@@ -64,21 +64,60 @@ class VideoVA:
     windows: np.ndarray  # (W, L', 2): each window's own predictions; L' = min(L, T)
 
 
-@torch.no_grad()
+class StreamingVA:
+    """`video_va` fed a video's frame features as they are embedded (`add`, in order): each
+    window runs as soon as its frames are in, and only the frames a later window still needs
+    are held, so memory does not grow with the video's length (each window's own (L, 2)
+    outputs are kept for the record). `result` gives what `video_va` gives on all of them."""
+
+    def __init__(self, model: VAModel, window: WindowConfig, stride: int | None = None):
+        self.model, self.length = model, window.length
+        self.stride = stride or window.eval_stride
+        self.held: torch.Tensor | None = None  # frames from `first` on
+        self.first = self.n = 0
+        self.starts: list[int] = []
+        self.values: list[np.ndarray] = []
+
+    @torch.no_grad()
+    def _run(self, start: int) -> None:
+        assert self.held is not None
+        x = self.held[start - self.first : start - self.first + self.length][None]  # (1, L, D)
+        valid = torch.ones(x.shape[:2], dtype=torch.bool, device=x.device)
+        self.values.append(self.model.heads(x, valid)["va"][0].float().cpu().numpy())  # (L, 2)
+        self.starts.append(start)
+
+    def add(self, f: torch.Tensor) -> None:
+        """The next frames' features (T, D)."""
+        self.held = f if self.held is None else torch.cat([self.held, f])
+        self.n += f.shape[0]
+        start = len(self.starts) * self.stride
+        while start + self.length <= self.n:  # the strided windows that are complete
+            self._run(start)
+            start += self.stride
+        keep = max(0, min(start, self.n - self.length))  # the next window, or the last one
+        self.held, self.first = self.held[keep - self.first :], keep
+
+    def result(self) -> VideoVA:
+        """The windows still owed (the last, ending at the last frame; the one window of a
+        video shorter than a window), then every frame's average over its windows."""
+        starts = window_starts(self.n, self.length, self.stride)
+        for s in starts[len(self.starts) :]:
+            self._run(s)
+        if self.starts != starts:
+            raise RuntimeError(f"windows at {self.starts[:5]}..., expected {starts[:5]}...")
+        clip = np.zeros(len(starts), dtype=np.int64)
+        per_window = np.stack(self.values)
+        frames = overlap_average([self.n], clip, np.asarray(starts), per_window)[0]
+        return VideoVA(frames, np.asarray(starts, dtype=np.int64), per_window)
+
+
 def video_va(model: VAModel, f: torch.Tensor, window: WindowConfig,
              stride: int | None = None) -> VideoVA:  # fmt: skip
     """VA of one video's frame features (T, D), windowed as evaluation windows a clip:
     `window.length` consecutive frames, `stride` (default `window.eval_stride`) apart."""
-    starts = window_starts(f.shape[0], window.length, stride or window.eval_stride)
-    values = []
-    for s in starts:
-        x = f[s : s + window.length][None]  # (1, L, D); L = T when the video is shorter
-        valid = torch.ones(x.shape[:2], dtype=torch.bool, device=f.device)
-        values.append(model.heads(x, valid)["va"][0].float().cpu().numpy())  # (L, 2)
-    clip = np.zeros(len(starts), dtype=np.int64)
-    per_window = np.stack(values)
-    frames = overlap_average([f.shape[0]], clip, np.asarray(starts), per_window)[0]
-    return VideoVA(frames, np.asarray(starts, dtype=np.int64), per_window)
+    stream = StreamingVA(model, window, stride)
+    stream.add(f)
+    return stream.result()
 
 
 @torch.no_grad()

@@ -72,18 +72,25 @@ def truncation_note(declared_s: float | None, present_s: float, what: str) -> st
     )
 
 
+def check_samples(path: Path, x: np.ndarray, at_s: float = 0.0) -> None:
+    """Refuse samples no recording holds: inf/NaN, or beyond `MAX_ABS_SAMPLE` (`at_s`: where
+    `x` starts in the recording, for a block of a longer one)."""
+    if bad := int(np.count_nonzero(~np.isfinite(x))):
+        where = f" in the block from {at_s:.2f} s" if at_s else ""
+        raise InputProblem(path, f"{bad} of {x.size} audio samples{where} are not finite (inf/NaN)")
+    if x.size and (peak := float(np.max(np.abs(x)))) > MAX_ABS_SAMPLE:
+        raise InputProblem(
+            path, f"audio sample of magnitude {peak:.3g}, beyond {MAX_ABS_SAMPLE:g} (full scale 1)"
+        )
+
+
 def _finish_audio(
     path: Path, mono: np.ndarray, rate: int, target_rate: int, declared_s: float | None
 ) -> Audio:
     """Check and resample; whether the samples hold speech is `data.speech`'s question."""
     if mono.size == 0:
         raise InputProblem(path, "empty audio (0 samples)")
-    if bad := int(np.count_nonzero(~np.isfinite(mono))):
-        raise InputProblem(path, f"{bad} of {mono.size} audio samples are not finite (inf/NaN)")
-    if (peak := float(np.max(np.abs(mono)))) > MAX_ABS_SAMPLE:
-        raise InputProblem(
-            path, f"audio sample of magnitude {peak:.3g}, beyond {MAX_ABS_SAMPLE:g} (full scale 1)"
-        )
+    check_samples(path, mono)
     duration = mono.size / rate
     out = mono if rate == target_rate else soxr.resample(mono, rate, target_rate, quality="HQ")
     note = truncation_note(declared_s, duration, "audio")
@@ -121,25 +128,12 @@ def read_wav(path: Path, target_rate: int) -> Audio:
 
 
 def read_track(path: Path, target_rate: int) -> Audio:
-    """Decode the first audio track of a video container as mono float32 at `target_rate`."""
-    try:
-        with av.open(str(path)) as c:
-            if not c.streams.audio:
-                raise InputProblem(path, "no audio track in the container")
-            stream = c.streams.audio[0]
-            rate = stream.codec_context.sample_rate
-            mono = av.AudioResampler(format="flt", layout="mono", rate=rate)
-            chunks = [
-                f.to_ndarray().reshape(-1)
-                for frame in _decoded(c, stream)
-                for f in mono.resample(frame)
-            ]
-            chunks += [f.to_ndarray().reshape(-1) for f in mono.resample(None)]
-            declared = _declared_s(stream)
-    except av.error.FFmpegError as e:
-        raise InputProblem(path, f"undecodable audio ({e})") from e
-    samples = np.concatenate(chunks) if chunks else np.zeros(0, np.float32)
-    return _finish_audio(path, samples, rate, target_rate, declared)
+    """Decode the first audio track of a video container as mono float32 at `target_rate`
+    (all of `AudioTrack` at once)."""
+    track = AudioTrack(path, target_rate, TRACK_BLOCK_SAMPLES)
+    samples = np.concatenate(list(track))
+    duration = track.n_source / track.source_rate
+    return Audio(samples, target_rate, track.source_rate, duration, track.note)
 
 
 def _decoded(c: av.container.InputContainer, stream: av.stream.Stream) -> Iterator[av.frame.Frame]:
@@ -505,14 +499,21 @@ def resize_square(img: np.ndarray, size: int) -> np.ndarray:
     return np.asarray(Image.fromarray(img).resize((size, size), Image.Resampling.BILINEAR))
 
 
+TRACK_BLOCK_SAMPLES = (
+    1 << 20
+)  # `read_track` decodes in blocks of this many samples (65 s at 16 kHz)
+
+
 class AudioTrack:
     """The first audio track of a container, yielded block by block as it decodes: mono float32
     at `target_rate`, `block_samples` per block (the last one shorter), so memory holds one block
     whatever the recording's length. soxr's streaming resampler gives the very samples that
     resampling the whole track at once gives.
 
-    After iterating, `source_rate` and `n_source` (samples at that rate) describe the track.
-    No track is an `InputProblem`; so is a track that decodes to nothing.
+    After iterating, `source_rate` and `n_source` (samples at that rate) describe the track, and
+    `note` says when it decoded to less than the container declares (`truncation_note`). No
+    track, a track that decodes to nothing and impossible samples (`check_samples`) are
+    `InputProblem`s.
     """
 
     def __init__(self, path: Path, target_rate: int, block_samples: int):
@@ -520,6 +521,7 @@ class AudioTrack:
             raise ValueError(f"block_samples must be >= 1, got {block_samples}")
         self.path, self.target_rate, self.block_samples = Path(path), target_rate, block_samples
         self.source_rate, self.n_source = 0, 0
+        self.note: str | None = None
 
     def __iter__(self) -> Iterator[np.ndarray]:
         path, pending, held = self.path, [], 0
@@ -536,6 +538,7 @@ class AudioTrack:
                                                    quality="HQ")  # fmt: skip
                 for f in _mono_frames(c, stream, mono):
                     x = f.to_ndarray().reshape(-1)
+                    check_samples(path, x, self.n_source / rate)
                     self.n_source += x.size
                     pending.append(x if resample is None else resample.resample_chunk(x))
                     held += pending[-1].size
@@ -544,12 +547,14 @@ class AudioTrack:
                         cut = joined.size - joined.size % self.block_samples
                         yield from np.split(joined[:cut], cut // self.block_samples)
                         pending, held = [joined[cut:]], joined.size - cut
+                declared = _declared_s(stream)
         except av.error.FFmpegError as e:
             raise InputProblem(path, f"undecodable audio ({e})") from e
         if resample is not None:
             pending.append(resample.resample_chunk(np.zeros(0, np.float32), last=True))
         if self.n_source == 0:
             raise InputProblem(path, "empty audio (0 samples)")
+        self.note = truncation_note(declared, self.n_source / rate, "audio")
         rest = np.concatenate(pending) if pending else np.zeros(0, np.float32)
         for i in range(0, rest.size, self.block_samples):
             yield rest[i : i + self.block_samples]
@@ -557,6 +562,6 @@ class AudioTrack:
 
 def _mono_frames(c, stream, mono: av.AudioResampler) -> Iterator[av.AudioFrame]:
     """Every decoded frame of `stream` through `mono`, then what the resampler still holds."""
-    for frame in c.decode(stream):
+    for frame in _decoded(c, stream):
         yield from mono.resample(frame)
     yield from mono.resample(None)
