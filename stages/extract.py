@@ -42,7 +42,7 @@ def main(
     )
     if os.environ.get("RANK", "0") != "0":  # torchrun/accelerate: rank 0 merged and reports
         return
-    write_json(out.with_suffix(".report.json"), report)
+    run_stage(lambda: write_json(out.with_suffix(".report.json"), report))
     rate = report["items"] / max(seconds, 1e-9)
     typer.echo(
         f"extract {backbone} {dataset}: {report['clips']} clips, {report['items']} items "

@@ -8,6 +8,7 @@ import typer
 
 from affectpipe.config import from_section, load_params, section
 from affectpipe.data.registry import dataset_module
+from affectpipe.problems import note_leftovers, remove_temps
 from affectpipe.stage import run_stage
 
 app = typer.Typer(add_completion=False)
@@ -36,6 +37,7 @@ def main(
     def work() -> dict:
         module, name = dataset_module(dataset), f"preprocess.{dataset}"
         cfg = from_section(module.PreprocessConfig, section(params, name), name)
+        note_leftovers(out, remove_temps(out))  # half-written files of a killed run
         return module.preprocess(cfg, raw, out, seed=section(params, "seed"))
 
     report = run_stage(work)

@@ -296,7 +296,7 @@ def test_two_shards_merge_to_the_same_bytes_as_one(tmp_path, kind):
         parts = [part_path(out, r, world) for r in range(world)]
         for rank, part in enumerate(parts):
             extract_shard(b, plan, batches, part, embedding_rows(b, cfg), rank, world)
-        merge_parts(parts, plan, out, attrs)
+        merge_parts(parts, plan, out, attrs, ProblemLog("strict"))
         outs[world] = sha(out)
     assert outs[1] == outs[2]
 
@@ -380,8 +380,9 @@ def test_leftovers_of_a_killed_run_are_removed_and_reported(tmp_path, capsys):
     folder = write_av(tmp_path / "ravdess")
     out = tmp_path / "feats" / "clip.h5"
     out.parent.mkdir()
-    killed = [out.with_name("clip.h5.part-1-of-2"), out.with_name("clip.h5.part-0-of-2.tmp"),
-              out.with_name("clip.h5.tmp")]  # fmt: skip
+    names = ["clip.h5.part-1-of-2", "clip.h5.part-0-of-2.tmp", ".clip.h5.4242.tmp",
+             ".clip.report.json.4242.tmp"]  # the store's and its report's temporaries  # fmt: skip
+    killed = [out.with_name(n) for n in names]
     for p in killed:
         p.write_bytes(b"half a file")
     other = out.with_name("other.h5.part-0-of-2")  # another store's: not ours to touch
@@ -389,7 +390,7 @@ def test_leftovers_of_a_killed_run_are_removed_and_reported(tmp_path, capsys):
     extract_features("clip", "ravdess", folder, out, config("clip", batch_size=2), CPU)
     assert sorted(p.name for p in out.parent.iterdir()) == ["clip.h5", "other.h5.part-0-of-2"]
     err = capsys.readouterr().err
-    assert "removed leftovers of an interrupted run: clip.h5.part-0-of-2.tmp" in err
+    assert f"removed leftovers of an interrupted run: {', '.join(sorted(names))}\n" in err
     with open_features(out) as r:
         assert r.attrs["backbone"] == "clip"
 

@@ -10,7 +10,9 @@ from __future__ import annotations
 import errno
 import json
 import os
-from collections.abc import Iterable
+import sys
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -103,16 +105,51 @@ def account_files(
     return {"files": total, **counts, "ignored_files": listed, "unaccounted": unaccounted}
 
 
-def write_json(path: Path, obj: object) -> None:
-    """Write JSON deterministically (sorted keys, fixed indent, trailing newline), atomically:
-    a temporary name, then a rename, so a killed run or a full disk never leaves half a file
-    at `path`. Serialising first means an unwritable object leaves `path` untouched."""
-    text = json.dumps(obj, indent=2, sort_keys=True, allow_nan=False) + "\n"
+# Every output written through `atomic_path` lies at `.<name>.<pid>.tmp` until it is complete.
+TEMP_GLOB = ".*.tmp"
+
+
+@contextmanager
+def atomic_path(path: Path | str) -> Iterator[Path]:
+    """A temporary name beside `path` to write to; renamed to `path` when the block ends
+    cleanly, removed when it does not, so a killed run or a full disk never leaves half a file
+    at `path`. A full or read-only disk is re-raised naming `path` (a failed `write()` names no
+    file), so the stage's one line says which output did not fit."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        tmp.write_text(text)
+        yield tmp
         os.replace(tmp, path)
+    except OSError as err:
+        if err.errno in RUN_ERRNOS and err.filename in (None, str(tmp)):
+            raise OSError(err.errno, err.strerror, str(path)) from None
+        raise
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def remove_temps(folder: Path) -> list[Path]:
+    """Delete the temporaries (`atomic_path`) a killed run left anywhere under `folder`; return
+    them, for the log (`note_leftovers`)."""
+    if not Path(folder).is_dir():
+        return []
+    stale = sorted(p for p in Path(folder).rglob(TEMP_GLOB) if p.is_file())
+    for p in stale:
+        p.unlink(missing_ok=True)
+    return stale
+
+
+def note_leftovers(folder: Path, stale: list[Path]) -> None:
+    """One stderr line naming what a killed run left in `folder` and this run removed."""
+    if stale:
+        names = ", ".join(str(p.relative_to(folder)) for p in stale)
+        print(f"{folder}: removed leftovers of an interrupted run: {names}", file=sys.stderr)
+
+
+def write_json(path: Path, obj: object) -> None:
+    """Write JSON deterministically (sorted keys, fixed indent, trailing newline), atomically
+    (`atomic_path`). Serialising first means an unwritable object leaves `path` untouched."""
+    text = json.dumps(obj, indent=2, sort_keys=True, allow_nan=False) + "\n"
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)

@@ -43,6 +43,7 @@ from affectpipe.problems import (
     Policy,
     ProblemLog,
     account_files,
+    atomic_path,
     files_under,
     write_json,
 )
@@ -294,8 +295,8 @@ def crop_face(job: CropJob) -> str | None:
     except Exception as err:  # noqa: BLE001 - isolate the frame, keep the reason
         return f"cannot crop ({type(err).__name__}: {err})"
     crop = crop.resize((job.size, job.size), Image.Resampling.BILINEAR)
-    job.dst.parent.mkdir(parents=True, exist_ok=True)
-    crop.save(job.dst, optimize=False)
+    with atomic_path(job.dst) as tmp:  # a full disk is the run's error, not this frame's
+        crop.save(tmp, format="PNG", optimize=False)
     return None
 
 
@@ -404,9 +405,10 @@ def preprocess(cfg: PreprocessConfig, raw_dir: Path, out_dir: Path, seed: int) -
     table = pd.DataFrame(rows)
     table["split"] = table["actor"].map(assign_actor_splits(table["actor"], cfg.split))
     table = table[FRAME_COLUMNS].sort_values(["clip", "frame"], ignore_index=True)
-    table.round({c: 3 for c in ("box_x0", "box_y0", "box_x1", "box_y1")}).to_csv(
-        out_dir / "frames.csv", index=False
-    )
+    with atomic_path(out_dir / "frames.csv") as tmp:
+        table.round({c: 3 for c in ("box_x0", "box_y0", "box_x1", "box_y1")}).to_csv(
+            tmp, index=False
+        )
     skipped = {s["path"] for s in log.skipped}
     used = {str(job.src) for _, job, _ in planned} - skipped
     used |= {str(root / clip / f"{clip}.json") for clip in table["clip"].unique()}

@@ -35,6 +35,7 @@ from affectpipe.problems import (
     ProblemLog,
     account_files,
     as_input_problem,
+    atomic_path,
     files_under,
     write_json,
 )
@@ -164,9 +165,8 @@ def _audio(src: ClipSource, run: _Run) -> media.Audio | None:
         else:
             audio = media.read_track(src.audio, cfg.sample_rate)
         require_speech(src.audio, audio.samples, audio.sample_rate, cfg.speech_gate())
-        media.write_float_wav(
-            run.out_dir / "audio" / f"{src.clip_id}.wav", audio.samples, cfg.sample_rate
-        )
+        with atomic_path(run.out_dir / "audio" / f"{src.clip_id}.wav") as tmp:
+            media.write_float_wav(tmp, audio.samples, cfg.sample_rate)
     except Exception as err:  # one clip's failure, whatever it is, costs no other clip
         run.log.report(as_input_problem(src.audio, err))
         return None
@@ -187,7 +187,9 @@ def _frames(src: ClipSource, run: _Run) -> bool:
             )
         picked = frames[media.sample_indices(len(frames), cfg.n_frames)]  # (T, H, W, 3)
         crop = crop_clip(picked, cfg.crop, cfg.frame_size, cfg.margin)
-        np.save(run.out_dir / "frames" / f"{src.clip_id}.npy", np.ascontiguousarray(crop.crops))
+        npy = run.out_dir / "frames" / f"{src.clip_id}.npy"
+        with atomic_path(npy) as tmp, open(tmp, "wb") as f:  # to a name, np.save adds `.npy`
+            np.save(f, np.ascontiguousarray(crop.crops))
     except Exception as err:  # one clip's failure, whatever it is, costs no other clip
         run.log.report(as_input_problem(src.video, err))
         return False
@@ -290,8 +292,9 @@ def build(
     if not clips.has_video.any():
         notes.append("no video: every clip is audio-only, so there are no frames and no pairs")
     pairs = make_pairs(clips, cfg.pairs, seed)
-    clips.to_csv(out_dir / "clips.csv", index=False)
-    pairs.to_csv(out_dir / "pairs.csv", index=False)
+    for name, table in (("clips.csv", clips), ("pairs.csv", pairs)):
+        with atomic_path(out_dir / name) as tmp:
+            table.to_csv(tmp, index=False)
     extra = extras(clips) if extras is not None else {}
     report = {
         "dataset": dataset,

@@ -27,7 +27,7 @@ import pandas as pd
 
 from affectpipe.config import params_section
 from affectpipe.data.labels import EMOTION_ID, EMOTIONS
-from affectpipe.problems import InputProblem, ProblemLog
+from affectpipe.problems import InputProblem, ProblemLog, atomic_path
 
 SUMMARY = "processedResults/summaryTable.csv"  # relative to the raw folder, as in the repository
 LETTERS: dict[str, int] = {  # the ratings' emotion letters onto the unified ids
@@ -218,11 +218,13 @@ def preprocess_perceived(
     """
     source = raw_dir / SUMMARY
     if not source.is_file():
-        pd.DataFrame(columns=PERCEIVED_COLUMNS).to_csv(out_dir / "perceived.csv", index=False)
+        with atomic_path(out_dir / "perceived.csv") as tmp:
+            pd.DataFrame(columns=PERCEIVED_COLUMNS).to_csv(tmp, index=False)
         return {"skipped": f"no {SUMMARY} in {raw_dir}: no perceived evaluation set"}
     votes = read_summary(source, log)
     table = build_perceived(clips, votes, cfg)
-    table.to_csv(out_dir / "perceived.csv", index=False)
+    with atomic_path(out_dir / "perceived.csv") as tmp:
+        table.to_csv(tmp, index=False)
     av = clips[(clips.has_video == 1) & (clips.has_audio == 1)]
     return {
         "source": SUMMARY,

@@ -95,5 +95,5 @@ def build_block_cache(
     batches = plan_batches(plan, cfg.batch_size, False, False, within_clips=True)
     attrs = partial(cache_attrs, backbone, block, tokens, source_settings(processed))
     rows = block_rows(backbone, block, tokens)
-    run_sharded(backbone, plan, batches, rows, out, compute.dataloader_workers, attrs)
+    run_sharded(backbone, plan, batches, rows, out, compute.dataloader_workers, attrs, log)
     return len(plan.items)

@@ -24,8 +24,16 @@ from affectpipe.config import params_section
 from affectpipe.features import embed as E
 from affectpipe.features import smile as S
 from affectpipe.features.backbones import Backbone, load_backbone
-from affectpipe.features.shards import Rows, env_rank, plan_batches, run_sharded, shard_device
+from affectpipe.features.shards import (
+    Rows,
+    clean_leftovers,
+    env_rank,
+    plan_batches,
+    run_sharded,
+    shard_device,
+)
 from affectpipe.features.sources import Plan, afewva_frames_plan, av_plan, source_settings
+from affectpipe.features.store import check_room
 from affectpipe.problems import ProblemLog
 
 # Which backbone runs on which dataset; the pairs the `extract` stage knows.
@@ -215,7 +223,7 @@ def extract_features(
     rows = embedding_rows(backbone, cfg)
     attrs = partial(provenance, backbone, cfg, dataset, source_settings(folder))
     start = time.perf_counter()
-    run_sharded(backbone, plan, batches, rows, out, compute.dataloader_workers, attrs)
+    run_sharded(backbone, plan, batches, rows, out, compute.dataloader_workers, attrs, log)
     seconds = time.perf_counter() - start
     return report(plan, log, kind, out), seconds
 
@@ -232,6 +240,8 @@ def extract_smile(
         raise ValueError(f"{folder}: nothing to extract with {kind} ({len(log.skipped)} skipped)")
     if env_rank()[0] != 0:
         return report(plan, log, kind, out), 0.0
+    clean_leftovers(out)
+    check_room(out, len(plan.clips), S.FEATURE_SETS[kind][cfg.feature_set])
     tasks = -(-len(plan.clips) // cfg.batch_size)
     start = time.perf_counter()
     bar = tqdm(total=len(plan.clips), unit="item", desc=f"{kind} {dataset}", disable=None)

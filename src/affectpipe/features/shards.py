@@ -13,7 +13,6 @@ threads).
 from __future__ import annotations
 
 import os
-import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,8 +26,9 @@ from tqdm import tqdm
 
 from affectpipe.features import embed as E
 from affectpipe.features.backbones import Backbone, resolve_device
-from affectpipe.features.sources import Plan
-from affectpipe.features.store import FeatureWriter
+from affectpipe.features.sources import ClipEntry, Plan
+from affectpipe.features.store import FeatureWriter, check_room
+from affectpipe.problems import RUN_ERRNOS, InputProblem, ProblemLog, note_leftovers
 
 _CHUNK_BYTES = 1 << 20  # part-file chunks within HDF5's default chunk cache, for the merge
 
@@ -139,16 +139,21 @@ def part_path(out: Path, rank: int, world: int) -> Path:
 
 def remove_leftovers(out: Path, world: int) -> list[Path]:
     """Delete what a killed run with another process count left beside `out` (its part files
-    and their temporaries, the store's own temporary); return them, for the log. This run's
-    own part names are left alone: each process overwrites its own, and another process may
-    already be writing one."""
+    and their temporaries, the temporaries of the store and of its report, `.<stem>.*.tmp`);
+    return them, for the log. This run's own part names are left alone: each process
+    overwrites its own, and another process may already be writing one."""
     mine = {part_path(out, r, world).name for r in range(world)}
-    candidates = [*out.parent.glob(f"{out.name}.part-*"), out.with_name(out.name + ".tmp")]
+    candidates = [*out.parent.glob(f"{out.name}.part-*"), *out.parent.glob(f".{out.stem}.*.tmp")]
     stale = sorted(p for p in candidates
                    if p.is_file() and p.name.removesuffix(".tmp") not in mine)  # fmt: skip
     for p in stale:
         p.unlink(missing_ok=True)
     return stale
+
+
+def clean_leftovers(out: Path, world: int = 1) -> None:
+    """`remove_leftovers`, named on stderr (the main process's job)."""
+    note_leftovers(out.parent, remove_leftovers(out, world))
 
 
 def extract_shard(
@@ -193,8 +198,10 @@ def extract_shard(
             E.autocast(backbone.device, rows.dtype),
         ):
             done = _run_batches(loader, backbone, rows, f, bar)
-    except BaseException:
+    except BaseException as err:
         tmp.unlink(missing_ok=True)  # an interrupted shard leaves nothing behind
+        if isinstance(err, OSError) and err.errno in RUN_ERRNOS:
+            raise OSError(err.errno, err.strerror, str(part)) from None
         raise
     finally:
         bar.close()
@@ -223,8 +230,34 @@ def _run_batches(
     return done
 
 
-def merge_parts(parts: list[Path], plan: Plan, out: Path, attrs: dict[str, Any]) -> None:
-    """Write the final file from part files, clip by clip in id order (one clip in memory)."""
+def finite_rows(
+    plan: Plan, clip: ClipEntry, feats: np.ndarray, log: ProblemLog
+) -> tuple[np.ndarray, dict[str, Any]] | None:
+    """The clip's rows and labels without the items of any input whose row is not finite
+    (a NaN/inf embedding would poison every model trained on the store): each such input is
+    reported to `log` (raise or skip); None when no row is left."""
+    finite = np.isfinite(feats).all(axis=1)
+    if finite.all():
+        return feats, clip.labels
+    paths = [item.path for item in plan.items[clip.start : clip.stop]]
+    bad = sorted({p for p, ok in zip(paths, finite, strict=True) if not ok})
+    for path in bad:
+        n = sum(1 for p, ok in zip(paths, finite, strict=True) if p == path and not ok)
+        log.report(InputProblem(path, f"{n} feature row(s) not finite (NaN/inf); not stored"))
+    keep = np.array([p not in bad for p in paths])
+    if not keep.any():
+        return None
+    n = len(paths)
+    labels = {k: np.asarray(v)[keep] if np.ndim(v) and len(v) == n else v
+              for k, v in clip.labels.items()}  # fmt: skip
+    return feats[keep], labels
+
+
+def merge_parts(
+    parts: list[Path], plan: Plan, out: Path, attrs: dict[str, Any], log: ProblemLog
+) -> None:
+    """Write the final file from part files, clip by clip in id order (one clip in memory);
+    rows that are not finite are refused (`finite_rows`)."""
     where = np.full((len(plan.items), 2), -1, np.int64)  # item -> (part, row)
     files = [h5py.File(p, "r") for p in parts]
     try:
@@ -241,7 +274,9 @@ def merge_parts(parts: list[Path], plan: Plan, out: Path, attrs: dict[str, Any])
                     if len(rows) > 1
                     else files[rows[0, 0]]["features"][rows[0, 1] : rows[0, 1] + 1]
                 )
-                writer.add(clip.clip_id, feats, **clip.labels)
+                kept = finite_rows(plan, clip, np.asarray(feats), log)
+                if kept is not None:
+                    writer.add(clip.clip_id, kept[0], **kept[1])
     finally:
         for f in files:
             f.close()
@@ -255,18 +290,20 @@ def run_sharded(
     out: Path,
     workers: int | str,
     attrs: Callable[[], dict[str, Any]],
+    log: ProblemLog,
 ) -> None:
-    """Compute `rows` for `batches` of `plan` into `out`, with file attributes `attrs()`.
+    """Compute `rows` for `batches` of `plan` into `out`, with file attributes `attrs()`; an
+    input whose rows are not finite is reported to `log` (`finite_rows`).
 
     Under torchrun/accelerate (WORLD_SIZE > 1) each process runs its own shard and waits at a
     barrier; rank 0 then merges the parts. A single process runs the one shard and merges it.
+    The disk must hold the parts and the final file at once (`check_room`).
     """
     rank, world = env_rank()
     part = part_path(out, rank, world)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    if rank == 0 and (stale := remove_leftovers(out, world)):
-        names = ", ".join(p.name for p in stale)
-        print(f"{out.parent}: removed leftovers of an interrupted run: {names}", file=sys.stderr)
+    if rank == 0:
+        clean_leftovers(out, world)
+    check_room(out, len(plan.items), rows.dim, copies=2)
     if world > 1:
         import torch.distributed as dist
 
@@ -278,6 +315,8 @@ def run_sharded(
         extract_shard(backbone, plan, batches, part, rows, 0, 1, workers)
     if rank == 0:
         parts = [part_path(out, r, world) for r in range(world)]
-        merge_parts(parts, plan, out, attrs())
-        for p in parts:
-            p.unlink()
+        try:
+            merge_parts(parts, plan, out, attrs(), log)
+        finally:  # a failed merge (a strict refusal, a full disk) leaves no parts either
+            for p in parts:
+                p.unlink(missing_ok=True)

@@ -31,7 +31,7 @@ from pydantic import PositiveInt
 from affectpipe.config import params_section
 from affectpipe.features.sources import SAMPLE_RATE, Plan
 from affectpipe.features.store import FeatureWriter
-from affectpipe.problems import InputProblem, ProblemLog
+from affectpipe.problems import InputProblem, ProblemLog, as_input_problem
 
 # Backbone kind -> {openSMILE feature set: functionals per clip}; the kind names the store.
 FEATURE_SETS: dict[str, dict[str, int]] = {
@@ -126,17 +126,24 @@ def functionals(feature_set: str, wave: np.ndarray, sample_rate: int, path: str)
     return values.reshape(1, -1)
 
 
+def _read(path: str) -> tuple[np.ndarray, int]:
+    """A WAV's samples and rate; `InputProblem` when the file does not decode."""
+    try:
+        return sf.read(path, dtype="float32", always_2d=False)
+    except (OSError, RuntimeError, ValueError) as e:
+        raise InputProblem(path, f"cannot decode ({type(e).__name__}: {e})") from e
+
+
 def _batch(feature_set: str, paths: Sequence[str]) -> list[np.ndarray | str]:
-    """Worker task: each file's functionals, or the problem with it (reported by the caller)."""
+    """Worker task: each file's functionals, or the problem with it (reported by the caller).
+    Whatever fails on one file is that file's problem (`as_input_problem`); only errors of the
+    run itself (out of memory, a full disk) stop the task."""
     out: list[np.ndarray | str] = []
     for path in paths:
         try:
-            wave, rate = sf.read(path, dtype="float32", always_2d=False)
-            out.append(functionals(feature_set, wave, rate, path))
-        except InputProblem as e:
-            out.append(e.problem)
-        except (OSError, RuntimeError, ValueError) as e:
-            out.append(f"cannot decode ({type(e).__name__}: {e})")
+            out.append(functionals(feature_set, *_read(path), path))
+        except Exception as e:  # noqa: BLE001 - one file's failure costs no other file
+            out.append(as_input_problem(path, e).problem)
     return out
 
 

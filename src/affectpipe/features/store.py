@@ -9,8 +9,10 @@ Layout::
         <label>           (n,) per-row labels (e.g. frame, valence, arousal)
         attrs             per-clip scalar labels (e.g. split, actor, emotion)
 
-The file is written to `<path>.tmp` and renamed only when the writer exits cleanly, so an
-interrupted extraction never leaves a file a reader accepts; readers also check the provenance
+The file is written to a temporary name (`problems.atomic_path`) and renamed only when the
+writer exits cleanly, so an interrupted extraction never leaves a file a reader accepts, and
+`check_room` refuses a store its disk cannot hold before any of it is written (HDF5 on a full
+disk can crash the process instead of raising); readers also check the provenance
 attributes against what the caller expects, so a cache made by another backbone, config or
 preprocessing is refused, not trusted. Writes are byte-deterministic (h5py stores no timestamps
 unless `track_times=True`) and streamed: one clip in memory at a time.
@@ -18,7 +20,9 @@ unless `track_times=True`) and streamed: one clip in memory at a time.
 
 from __future__ import annotations
 
-import os
+import errno
+import shutil
+from contextlib import ExitStack
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -26,9 +30,16 @@ from typing import Any
 import h5py
 import numpy as np
 
+from affectpipe.problems import atomic_path
+
 FORMAT_VERSION = 1
 Scalar = str | int | float
 _CHUNK_ROWS = 256
+
+# `check_room`: a store takes its feature bytes plus this fraction (HDF5 metadata, per-row labels,
+# chunk padding), plus ROOM_SLACK_BYTES so that a small store on an all but full disk is refused.
+ROOM_MARGIN = 0.10
+ROOM_SLACK_BYTES = 16 << 20
 
 # `content` attribute of a Pipeline A block cache: CLIP hidden states before its LoRA blocks.
 BLOCK_CONTENT = "clip_hidden_before_block"
@@ -61,12 +72,33 @@ def _check_clip_id(clip_id: str) -> None:
         raise ValueError(f"invalid clip id {clip_id!r}: must be non-empty and contain no '/'")
 
 
+def _gb(n: float) -> str:
+    return f"{n / 1e9:.2f} GB"
+
+
+def check_room(path: Path, rows: int, width: int, itemsize: int = 4, copies: int = 1) -> None:
+    """Refuse, before anything is written, a store of `rows` x `width` values of `itemsize`
+    bytes (`copies` of it on the disk at once: a sharded run's parts beside the final file)
+    that the free space of `path`'s folder cannot hold (ROOM_MARGIN, ROOM_SLACK_BYTES). HDF5
+    on a full disk can crash the process instead of raising; this is the clean error instead."""
+    need = int(rows * width * itemsize * copies * (1 + ROOM_MARGIN)) + ROOM_SLACK_BYTES
+    folder = Path(path).parent
+    folder.mkdir(parents=True, exist_ok=True)
+    free = shutil.disk_usage(folder).free
+    if free < need:
+        raise OSError(
+            errno.ENOSPC,
+            f"needs about {_gb(need)} for {rows} rows of {width}, {_gb(free)} free in {folder}",
+            str(path),
+        )
+
+
 class FeatureWriter:
-    """Context manager writing `<path>.tmp`, renamed to `<path>` only on success."""
+    """Context manager writing a temporary file, renamed to `path` only on success."""
 
     def __init__(self, path: Path | str, attrs: dict[str, Scalar]) -> None:
         self.path = Path(path)
-        self.tmp = self.path.with_name(self.path.name + ".tmp")
+        self._rename = ExitStack()
         self.attrs = {k: _check_scalar(k, v) for k, v in attrs.items()}
         reserved = {"format_version", "complete"} & set(self.attrs)
         if reserved:
@@ -75,12 +107,16 @@ class FeatureWriter:
         self._dim: int | None = None
 
     def __enter__(self) -> FeatureWriter:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._file = h5py.File(self.tmp, "w")
-        self._file.attrs["format_version"] = FORMAT_VERSION
-        for key in sorted(self.attrs):
-            self._file.attrs[key] = self.attrs[key]
-        self._file.create_group("clips")
+        self.tmp = self._rename.enter_context(atomic_path(self.path))
+        try:
+            self._file = h5py.File(self.tmp, "w")
+            self._file.attrs["format_version"] = FORMAT_VERSION
+            for key in sorted(self.attrs):
+                self._file.attrs[key] = self.attrs[key]
+            self._file.create_group("clips")
+        except BaseException as err:
+            self._close(type(err), err, err.__traceback__)
+            raise
         return self
 
     def add(self, clip_id: str, features: np.ndarray, **labels: Any) -> None:
@@ -126,14 +162,27 @@ class FeatureWriter:
         tb: TracebackType | None,
     ) -> None:
         assert self._file is not None, "FeatureWriter exited without being entered"
-        if exc_type is None:
-            self._file.attrs["complete"] = 1
-        self._file.close()
-        self._file = None
-        if exc_type is None:
-            os.replace(self.tmp, self.path)
+        self._close(exc_type, exc, tb)
+
+    def _close(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        """Close the file; rename it on success, else remove it (`atomic_path`, which also names
+        `path` in a full-disk error)."""
+        f, self._file = self._file, None
+        try:
+            if f is not None:
+                if exc_type is None:
+                    f.attrs["complete"] = 1
+                f.close()
+        except BaseException as err:
+            if not self._rename.__exit__(type(err), err, err.__traceback__):
+                raise
         else:
-            self.tmp.unlink(missing_ok=True)
+            self._rename.__exit__(exc_type, exc, tb)
 
 
 class FeatureReader:

@@ -10,13 +10,12 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from affectpipe.problems import InputProblem, write_json
+from affectpipe.problems import InputProblem, atomic_path, write_json
 
 MODEL_FILE = "model.pt"
 META_FILE = "checkpoint.json"
@@ -68,9 +67,8 @@ def _write(ckpt_dir: Path, payload: dict[str, Any]) -> None:
     metadata that JSON cannot hold fails before either file changes."""
     meta = {k: v for k, v in payload.items() if k != "state_dict"}
     json.dumps(meta, allow_nan=False)
-    tmp = ckpt_dir / (MODEL_FILE + ".tmp")
-    torch.save(payload, tmp)
-    os.replace(tmp, ckpt_dir / MODEL_FILE)
+    with atomic_path(ckpt_dir / MODEL_FILE) as tmp:
+        torch.save(payload, tmp)
     write_json(ckpt_dir / META_FILE, meta)
 
 
