@@ -8,6 +8,7 @@ import typer
 
 from affectpipe.config import from_section, load_params, section
 from affectpipe.evaluate import VA_INITS, AVModelInputs, EvaluateConfig, VAModels, evaluate_all
+from affectpipe.problems import NOT_APPLICABLE
 from affectpipe.results import fmt, update_readme
 from affectpipe.stage import run_stage
 
@@ -75,6 +76,9 @@ def main(
                    f"{fmt(results['va_selection']['scores'][chosen])})")  # fmt: skip
     for model, per_dataset in results["av"].items():
         for dataset, scores in per_dataset.items():
+            if NOT_APPLICABLE in scores:
+                typer.echo(f"av {model} {dataset}: not applicable: {scores[NOT_APPLICABLE]}")
+                continue
             test = scores["test"]
             typer.echo(f"av {model} {dataset}: accuracy {fmt(test['accuracy'])} "
                        f"macro-F1 {fmt(test['macro_f1'])}")  # fmt: skip

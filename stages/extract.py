@@ -10,7 +10,7 @@ import typer
 from affectpipe.compute import compute_config
 from affectpipe.config import from_section, load_params, section
 from affectpipe.features.extract import config_class, extract_features
-from affectpipe.problems import write_json
+from affectpipe.problems import NOT_APPLICABLE, write_json
 from affectpipe.stage import run_stage
 
 app = typer.Typer(add_completion=False)
@@ -43,6 +43,10 @@ def main(
     if os.environ.get("RANK", "0") != "0":  # torchrun/accelerate: rank 0 merged and reports
         return
     run_stage(lambda: write_json(out.with_suffix(".report.json"), report))
+    if NOT_APPLICABLE in report:  # an audio-only or video-only release: an empty store says why
+        typer.echo(f"extract {backbone} {dataset}: not applicable: {report[NOT_APPLICABLE]} "
+                   f"-> {out} (empty)")  # fmt: skip
+        return
     rate = report["items"] / max(seconds, 1e-9)
     typer.echo(
         f"extract {backbone} {dataset}: {report['clips']} clips, {report['items']} items "

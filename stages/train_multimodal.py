@@ -17,9 +17,11 @@ from pathlib import Path
 import typer
 
 from affectpipe.config import from_section, load_params, section
-from affectpipe.data.av_pairs import CLIP_COLUMNS, feature_paths, read_table
+from affectpipe.data.av_pairs import CLIP_COLUMNS, SIDES, feature_paths, read_table
 from affectpipe.data.pairs import PairConfig
 from affectpipe.features.extract import config_class, expected_attrs
+from affectpipe.features.store import not_applicable_reason
+from affectpipe.models.checkpoint import write_not_applicable
 from affectpipe.models.load import check_store_weights
 from affectpipe.models.multimodal import MODALITIES
 from affectpipe.problems import write_json
@@ -56,6 +58,15 @@ def main(
     })  # fmt: skip
     stores = feature_paths(features_dir, dataset, cfg.face_features, cfg.voice_features)
     run_stage(lambda: [check_store_weights(path) for path in stores])
+    reasons = run_stage(lambda: [
+        why for side, path in zip(("face", "voice"), stores, strict=True)
+        if side in SIDES[model] and (why := not_applicable_reason(path, expect[f"{side}_features"]))
+    ])  # fmt: skip
+    if reasons:  # an audio-only or video-only release: recorded, not failed
+        for folder in (ckpt_dir, live_dir):
+            write_not_applicable(folder, model, dataset, "; ".join(reasons))
+        typer.echo(f"train_multimodal {model} {dataset}: not applicable: {'; '.join(reasons)}")
+        return
 
     def train(folder: Path, live: Path | None, fold: int | None, redraw: PairConfig | None):
         paths = (processed_dir, features_dir, folder, live)

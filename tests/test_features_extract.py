@@ -487,3 +487,33 @@ def test_predict_embeds_frames_as_the_extract_stage_stored_them(tmp_path):
         np.testing.assert_array_equal(embed_images(backbone, crops, dtype).numpy(), features)
         # weights left in fp32 under autocast compute something else: the cast is what matches
         assert not np.array_equal(embed_images(uncast, crops, dtype).numpy(), features)
+
+
+@pytest.mark.parametrize(("kind", "flag"), [("videomae", "has_video"), ("wav2vec2", "has_audio")])
+def test_a_release_without_the_modality_gives_an_empty_store_that_says_why(tmp_path, kind, flag):
+    from affectpipe.features.store import not_applicable_reason
+    from affectpipe.problems import NOT_APPLICABLE
+
+    folder = write_av(tmp_path / "ravdess")
+    clips = pd.read_csv(folder / "clips.csv")
+    clips[flag] = False  # an audio-only (or video-only) release: no clip has this modality
+    clips.to_csv(folder / "clips.csv", index=False)
+    out = tmp_path / f"{kind}.h5"
+    report, _ = extract_features(kind, "ravdess", folder, out, config(kind, batch_size=2), CPU)
+    modality = "video" if flag == "has_video" else "audio"
+    assert report[NOT_APPLICABLE] == (f"no clip of ravdess has {modality} (all 4 lack it): "
+                                      f"nothing for {kind} to embed")  # fmt: skip
+    with open_features(out, expect={"backbone": kind, "spec": "tiny"}) as r:
+        assert len(r) == 0
+    assert not_applicable_reason(out).startswith(f"{kind}.h5: no clip of ravdess has {modality}")
+
+
+def test_a_modality_whose_every_input_failed_is_an_error_not_a_layout(tmp_path):
+    folder = write_av(tmp_path / "ravdess")
+    clips = pd.read_csv(folder / "clips.csv")
+    for cid in clips.clip_id[clips.has_video.astype(bool)]:
+        (folder / "frames" / f"{cid}.npy").write_bytes(b"not an array")
+    with pytest.raises(ValueError, match="nothing to embed with videomae"):
+        extract_features("videomae", "ravdess", folder, tmp_path / "v.h5",
+                         config("videomae", batch_size=2), CPU)  # fmt: skip
+    assert not (tmp_path / "v.h5").exists()

@@ -206,6 +206,7 @@ def test_load_av_data_pools_features_and_records_missing_clips(tmp_path):
         list(CREMAD_CLASSES),
         ProblemLog(),
         by_speaker=False,
+        modality="fusion",
     )
     assert data.dims == (32, 24) and data.test_fold == 0 and data.voice_layers is None
     assert sum(len(d) for d in data.splits.values()) == len(
@@ -220,6 +221,7 @@ def test_load_av_data_pools_features_and_records_missing_clips(tmp_path):
             list(CREMAD_CLASSES),
             ProblemLog(),
             by_speaker=False,
+            modality="fusion",
         )
 
 
@@ -262,7 +264,7 @@ def test_speaker_normalised_splits_each_use_their_own_speakers(tmp_path):
     root = write_fixture(tmp_path)
     args = (root / "processed", root / "features/videomae_fixture.h5",
             root / "features/wav2vec2_fixture.h5", list(range(8)), ProblemLog())  # fmt: skip
-    data = load_av_data(*args, by_speaker=True)
+    data = load_av_data(*args, by_speaker=True, modality="fusion")
     clips = pd.read_csv(root / "processed/clips.csv")
     actor = dict(zip(clips.clip_id, clips.actor, strict=True))
     for split, ds in data.splits.items():  # every speaker's own clips: mean 0, std 1
@@ -273,7 +275,7 @@ def test_speaker_normalised_splits_each_use_their_own_speakers(tmp_path):
             np.testing.assert_allclose(face.mean(0), 0, atol=1e-5, err_msg=split)
             np.testing.assert_allclose(face.std(0), 1, atol=1e-4, err_msg=split)
     # the fallback for an unknown speaker: the raw training clips' statistics
-    raw = load_av_data(*args, by_speaker=False)
+    raw = load_av_data(*args, by_speaker=False, modality="fusion")
     train = raw.splits["train"]
     own = train.congruent.numpy() > 0
     mean, std = data.global_stats[0]
@@ -287,10 +289,41 @@ def test_a_layered_voice_store_loads_as_layers_and_records_their_count(tmp_path)
 
     root = write_fixture(tmp_path, voice_layers=4)
     paths = (root / "features/videomae_fixture.h5", root / "features/wav2vec2_fixture.h5")
-    data = load_av_data(root / "processed", *paths, list(range(8)), ProblemLog(), by_speaker=False)
+    data = load_av_data(root / "processed", *paths, list(range(8)), ProblemLog(),
+                        by_speaker=False, modality="fusion")  # fmt: skip
     assert data.voice_layers == 4 and data.splits["train"].voice.shape[1:] == (4, 24)
     assert data.dims == (32, 24) and data.provenance["voice_features"]["layers"] == 4
     expect = {"voice_features": {**data.provenance["voice_features"], "layers": 13}}
     with pytest.raises(StaleCacheError, match=r"'layers' is 4, expected 13"):
         load_av_data(root / "processed", *paths, list(range(8)), ProblemLog(), expect=expect,
-                     by_speaker=False)  # fmt: skip
+                     by_speaker=False, modality="fusion")  # fmt: skip
+
+
+def test_on_a_one_modality_release_the_single_modality_model_reads_every_clip(tmp_path):
+    root = write_fixture(tmp_path)
+    clips = pd.read_csv(root / "processed/clips.csv")
+    clips["has_video"] = 0  # an audio-only release: no faces, so no pairs
+    clips.to_csv(root / "processed/clips.csv", index=False)
+    pairs = pd.read_csv(root / "processed/pairs.csv")
+    pairs[:0].to_csv(root / "processed/pairs.csv", index=False)
+    paths = (root / "features/videomae_fixture.h5", root / "features/wav2vec2_fixture.h5")
+    log = ProblemLog()
+    audio = load_av_data(root / "processed", *paths, list(range(8)), log, by_speaker=False,
+                         modality="audio")  # fmt: skip
+    for split in ("train", "val", "test"):
+        rows = audio.splits[split].pairs
+        assert set(rows.kind) == {"single"} and (rows.face_clip == rows.voice_clip).all()
+        assert sorted(rows.voice_clip) == sorted(clips.clip_id[clips.split == split])
+    assert audio.splits["train"].face.shape[1] == 0  # the audio model reads no face
+    assert log.skipped == []
+
+
+def test_a_mixed_release_reads_pairs_only_as_its_one_sided_files_repeat_recordings(tmp_path):
+    root = write_fixture(tmp_path)
+    clips = pd.read_csv(root / "processed/clips.csv")
+    clips.loc[clips.statement == 2, "has_video"] = 0  # like RAVDESS's 03 wavs beside 01 mp4s
+    clips.to_csv(root / "processed/clips.csv", index=False)
+    paths = (root / "features/videomae_fixture.h5", root / "features/wav2vec2_fixture.h5")
+    audio = load_av_data(root / "processed", *paths, list(range(8)), ProblemLog(),
+                         by_speaker=False, modality="audio")  # fmt: skip
+    assert all("single" not in set(d.pairs.kind) for d in audio.splits.values())

@@ -55,6 +55,7 @@ def predict_av(
         prov.get("seed", 0),
         expect={k: prov[k] for k in ("face_features", "voice_features")},
         by_speaker=model.cfg.speaker_norm == "standardize",
+        modality=model.cfg.modality,
     )
     frames = {}
     for split in splits:

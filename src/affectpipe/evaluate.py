@@ -24,9 +24,10 @@ from affectpipe.av_inference import predict_av
 from affectpipe.config import params_section
 from affectpipe.data.av_pairs import dataset_classes
 from affectpipe.data.labels import EMOTIONS
+from affectpipe.models.checkpoint import not_applicable
 from affectpipe.models.va import PIPELINE_TITLES, PIPELINES
 from affectpipe.perceived_eval import evaluate_perceived
-from affectpipe.problems import InputProblem, write_json
+from affectpipe.problems import NOT_APPLICABLE, InputProblem, write_json
 from affectpipe.va_selection import (
     SELECTION_FILE,
     SERVED_FOLD,
@@ -181,7 +182,10 @@ def evaluate_av_model(
     plots_dir: Path,
 ) -> dict[str, Any]:  # fmt: skip
     """Metrics of one audio-visual model on its test pairs; writes confusion data and ROC; with a
-    model per fold (`train_multimodal.folds: all`), also the cross-validated figures."""
+    model per fold (`train_multimodal.folds: all`), also the cross-validated figures. A model
+    the data cannot support (`models.checkpoint.write_not_applicable`) is recorded so."""
+    if (why := not_applicable(ckpt_dir)) is not None:
+        return {NOT_APPLICABLE: why}
     frames, prov = predict_av(ckpt_dir, features_dir, processed_dir, splits=("test", "train"))
     test, train = frames["test"], frames["train"]
     classes = sorted(int(c) for c in set(train["face_emotion"]) | set(test["face_emotion"]))

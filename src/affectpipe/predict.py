@@ -20,7 +20,7 @@ from tqdm import tqdm
 
 from affectpipe.config import params_section
 from affectpipe.data.media import FrameSampler, VideoInfo, is_video, list_videos, probe
-from affectpipe.models.checkpoint import MODEL_FILE
+from affectpipe.models.checkpoint import MODEL_FILE, not_applicable
 from affectpipe.models.va import PIPELINES
 from affectpipe.problems import InputProblem, as_input_problem
 from affectpipe.records import (
@@ -175,7 +175,9 @@ class Predictor:
     def _has(self, folder: Path, name: str) -> bool:
         if (folder / "model.pt").is_file():
             return True
-        self.missing[name] = f"no trained model at {folder}"
+        why = not_applicable(folder)
+        self.missing[name] = f"no trained model at {folder}" + (
+            f": not applicable to its training data ({why})" if why else "")  # fmt: skip
         return False
 
     def models(self) -> dict[str, str]:

@@ -20,6 +20,9 @@ from typing import Any, Literal
 Policy = Literal["strict", "skip"]
 POLICIES: tuple[str, ...] = ("strict", "skip")
 
+NOT_APPLICABLE = "not_applicable"  # the key (store attribute, record field) naming why a
+# dataset cannot support a store or a model: an audio-only release has no face
+
 
 class InputProblem(ValueError):
     """A specific input file is unusable; the message names the file and the problem."""

@@ -11,6 +11,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from affectpipe.problems import NOT_APPLICABLE
+
 START, END = "<!-- results:start -->", "<!-- results:end -->"
 VA_COLUMNS = {
     "ccc_valence": "CCC valence",
@@ -114,7 +116,9 @@ def render(metrics_dir: Path) -> str:
             "figures come from:\n\n" + _table(["model"] + list(VA_COLUMNS.values()), rows)
         )
     if av_path.exists():
-        av = json.loads(av_path.read_text())["av"]
+        recorded = json.loads(av_path.read_text())["av"]
+        av = {m: {ds: v for ds, v in per_ds.items() if NOT_APPLICABLE not in v}
+              for m, per_ds in recorded.items()}  # fmt: skip
         rows = [
             [f"{model_label(model)} / {ds}"]
             + [fmt(scores.get("test", {}).get(k)) for k in AV_COLUMNS]
@@ -125,6 +129,11 @@ def render(metrics_dir: Path) -> str:
             "Emotion and face/voice congruence on the test fold:\n\n"
             + _table(["model / dataset"] + list(AV_COLUMNS.values()), rows)
         )
+        if missing := [f"- {model_label(m)} / {ds}: {v[NOT_APPLICABLE]}"
+                       for m, per_ds in recorded.items() for ds, v in per_ds.items()
+                       if NOT_APPLICABLE in v]:  # fmt: skip
+            parts.append("Not applicable to the data (recorded by the pipeline, not failed):\n\n"
+                         + "\n".join(missing))  # fmt: skip
         cv_rows = [
             [f"{model_label(model)} / {ds}", str(scores["cv"].get("folds", "–"))]
             + [_mean_std(scores["cv"], k) for k in CV_COLUMNS]

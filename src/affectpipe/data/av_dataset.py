@@ -26,7 +26,9 @@ from torch.utils.data import Dataset
 
 from affectpipe.data.av_pairs import (
     CLIP_COLUMNS,
+    SIDES,
     read_table,
+    single_clips,
     split_pairs,
     validate_pairs,
 )
@@ -102,6 +104,15 @@ def load_clip_embeddings(
     return out
 
 
+def _stacked(clips: pd.Series, vectors: dict[str, np.ndarray], shape: tuple, used: bool):
+    """The vectors of `clips` as one tensor; for a side the model does not read, (n, 0) zeros."""
+    if not used:
+        return torch.zeros((len(clips), 0), dtype=torch.float32)
+    if len(clips):
+        return torch.from_numpy(np.stack([vectors[c] for c in clips]))
+    return torch.zeros((0, *shape), dtype=torch.float32)
+
+
 class PairDataset(Dataset):
     """(face, voice) embedding pairs with their four targets, held as tensors."""
 
@@ -112,10 +123,12 @@ class PairDataset(Dataset):
         voice: dict[str, np.ndarray],
         log: ProblemLog,
         source: str = "pairs.csv",
+        sides: tuple[str, ...] = ("face", "voice"),
     ):
         keep = []
         for row in pairs.itertuples(index=False):
-            lacking = [c for c, d in ((row.face_clip, face), (row.voice_clip, voice)) if c not in d]
+            ends = {"face": (row.face_clip, face), "voice": (row.voice_clip, voice)}
+            lacking = [c for side, (c, d) in ends.items() if side in sides and c not in d]
             if lacking:
                 log.report(
                     InputProblem(
@@ -129,16 +142,8 @@ class PairDataset(Dataset):
         p = self.pairs
         shape_f = next(iter(face.values())).shape if face else (0,)
         shape_v = next(iter(voice.values())).shape if voice else (0,)
-        self.face = torch.from_numpy(
-            np.stack([face[c] for c in p.face_clip])
-            if len(p)
-            else np.zeros((0, *shape_f), np.float32)
-        )
-        self.voice = torch.from_numpy(
-            np.stack([voice[c] for c in p.voice_clip])
-            if len(p)
-            else np.zeros((0, *shape_v), np.float32)
-        )
+        self.face = _stacked(p.face_clip, face, shape_f, "face" in sides)
+        self.voice = _stacked(p.voice_clip, voice, shape_v, "voice" in sides)
         self.face_emotion = torch.as_tensor(p.face_emotion.to_numpy(copy=True), dtype=torch.long)
         self.voice_emotion = torch.as_tensor(p.voice_emotion.to_numpy(copy=True), dtype=torch.long)
         self.congruent = torch.as_tensor(p.congruent.to_numpy(copy=True), dtype=torch.float32)
@@ -195,12 +200,17 @@ def load_av_data(
     expect: dict[str, dict] | None = None,
     *,
     by_speaker: bool,
+    modality: str,
 ) -> AVData:
     """Read manifests and cached embeddings; build the per-split pair datasets.
 
     `test_fold` None (or preprocessing's own test fold) uses `pairs.csv` as written; another
     fold re-splits by actor fold and redraws pairs with `pair_cfg` (see `split_pairs`).
     `by_speaker`: standardise every clip's features by its own speaker's statistics.
+    `modality` (`fusion`, `audio`, `video`): the sides the model reads; only those are loaded.
+    On a one-modality release (no clip has both sides: RAVDESS's speech-audio zip, CREMA-D's
+    `AudioWAV/` alone) a single-modality model reads its clips (`single_clips`), as there are no
+    pairs; otherwise pairs only, since RAVDESS's `02`/`03` files repeat the `01` recordings.
     """
     clips = read_table(processed_dir / "clips.csv", CLIP_COLUMNS)
     pairs = read_table(processed_dir / "pairs.csv", PAIR_COLUMNS)
@@ -208,11 +218,21 @@ def load_av_data(
     fold = configured_test_fold(clips) if test_fold is None else test_fold
     own = fold == configured_test_fold(clips)
     by_split, dropped = split_pairs(clips, pairs, None if own else fold, pair_cfg, seed)
+    sides = SIDES[modality]
+    if len(sides) == 1 and not ((clips.has_video == 1) & (clips.has_audio == 1)).any():
+        singles = single_clips(clips, sides[0], None if own else fold)
+        by_split = {s: pd.concat([p, singles[singles.split == s]], ignore_index=True)
+                    for s, p in by_split.items()}  # fmt: skip
     used = pd.concat(by_split.values())
-    needed_f, needed_v = set(used.face_clip), set(used.voice_clip)
     expect = expect or {}
-    face = load_clip_embeddings(face_path, needed_f, log, expect.get("face_features"))
-    voice = load_clip_embeddings(voice_path, needed_v, log, expect.get("voice_features"))
+    face: dict[str, np.ndarray] = {}
+    voice: dict[str, np.ndarray] = {}
+    if "face" in sides:
+        face = load_clip_embeddings(face_path, set(used.face_clip), log,
+                                    expect.get("face_features"))  # fmt: skip
+    if "voice" in sides:
+        voice = load_clip_embeddings(voice_path, set(used.voice_clip), log,
+                                     expect.get("voice_features"))  # fmt: skip
     stats: tuple[Stats | None, Stats | None] = (None, None)
     if by_speaker:  # fallback statistics from the raw training clips, then each speaker's own
         train = by_split["train"]
@@ -225,7 +245,7 @@ def load_av_data(
         with open_features(voice_path) as r:
             voice = standardize_by_speaker(r, voice)
     splits = {
-        s: PairDataset(p, face, voice, log, str(processed_dir / "pairs.csv"))
+        s: PairDataset(p, face, voice, log, str(processed_dir / "pairs.csv"), sides)
         for s, p in by_split.items()
     }
     for s, ds in splits.items():

@@ -66,6 +66,19 @@ def take_folder(
     return fetch.take_folder(src, out_dir, files, cfg.folder_mode)
 
 
+def keep_selected(
+    files: list[Path], cfg: AVDownloadConfig, layout: AVLayout, out_dir: Path
+) -> list[Path]:
+    """The look-alike writes its whole release; what `cfg` selects of it stays, as a folder
+    source's would (CREMA-D's `folders: [AudioWAV]` gives the audio-only layout), and the rest
+    is removed. Side tables stay."""
+    selected = set(layout.folder_media(out_dir, cfg)) | {out_dir / t for t in layout.tables}
+    for f in files:
+        if f not in selected:
+            f.unlink()
+    return [f for f in files if f in selected]
+
+
 def download(cfg: AVDownloadConfig, layout: AVLayout, out_dir: Path) -> list[str]:
     """Fill `out_dir` (data/raw/<dataset>) in the official layout, plus `manifest.csv`; returns
     notes for the console: the source folder's files not taken, each of the layout's side tables
@@ -81,7 +94,7 @@ def download(cfg: AVDownloadConfig, layout: AVLayout, out_dir: Path) -> list[str
         keep = layout.archive_dir(cfg) if layout.archive_dir is not None else None
         fetch.start_clean(out_dir, keep, None)
         if cfg.source == "synthetic":
-            files = layout.synthetic(cfg.synthetic, out_dir)
+            files = keep_selected(layout.synthetic(cfg.synthetic, out_dir), cfg, layout, out_dir)
         else:
             files = layout.remote(cfg, out_dir)
     fetch.write_manifest(out_dir, files)

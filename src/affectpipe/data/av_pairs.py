@@ -15,11 +15,14 @@ import numpy as np
 import pandas as pd
 
 from affectpipe.data.labels import CREMAD_CLASSES, RAVDESS_CLASSES
-from affectpipe.data.pairs import PairConfig, make_pairs
+from affectpipe.data.pairs import PAIR_COLUMNS, PairConfig, make_pairs
 from affectpipe.data.splits import fold_splits
 from affectpipe.problems import InputProblem
 
 KINDS: tuple[str, ...] = ("congruent", "easy", "hard")
+SINGLE = "single"  # a clip with one modality only, read by that modality's model (`single_clips`)
+SIDES: dict[str, tuple[str, ...]] = {"fusion": ("face", "voice"), "audio": ("voice",),
+                                     "video": ("face",)}  # fmt: skip  # what each model reads
 CLIP_COLUMNS = ("clip_id", "actor", "emotion", "fold", "split")
 DATASET_CLASSES: dict[str, tuple[int, ...]] = {"ravdess": RAVDESS_CLASSES, "cremad": CREMAD_CLASSES}
 
@@ -121,3 +124,16 @@ def split_pairs(
         s: pairs[same & (face_split == s)].reset_index(drop=True) for s in ("train", "val", "test")
     }
     return out, int((~same).sum())
+
+
+def single_clips(clips: pd.DataFrame, side: str, test_fold: int | None = None) -> pd.DataFrame:
+    """Rows in the pair table's columns for the clips that hold only `side` (`face` or `voice`):
+    each clip with itself, kind `SINGLE`, its own emotion on both sides, split as the fold puts
+    it: what a single-modality model reads on a one-modality release, which has no pairs. Built
+    when the data are loaded, never written to pairs.csv."""
+    split_of = fold_splits(clips, test_fold)
+    own, other = ("has_video", "has_audio") if side == "face" else ("has_audio", "has_video")
+    only = clips[(clips[own] == 1) & (clips[other] != 1)].sort_values("clip_id")
+    rows = [(split_of[c], c, c, SINGLE, 1, e, e) for c, e in zip(only.clip_id, only.emotion,
+                                                                 strict=True)]  # fmt: skip
+    return pd.DataFrame(rows, columns=PAIR_COLUMNS)

@@ -33,8 +33,8 @@ from affectpipe.features.shards import (
     shard_device,
 )
 from affectpipe.features.sources import Plan, afewva_frames_plan, av_plan, source_settings
-from affectpipe.features.store import check_room
-from affectpipe.problems import ProblemLog
+from affectpipe.features.store import FeatureWriter, check_room
+from affectpipe.problems import NOT_APPLICABLE, ProblemLog
 
 # Which backbone runs on which dataset; the pairs the `extract` stage knows.
 PAIRS: dict[str, tuple[str, ...]] = {
@@ -194,6 +194,29 @@ def report(plan: Plan, log: ProblemLog, kind: str, out: Path) -> dict[str, Any]:
     }
 
 
+def not_applicable(plan: Plan, kind: str, log: ProblemLog) -> str | None:
+    """Why `plan` holds nothing for `kind` although no input failed: no clip of the dataset has
+    the modality (an audio-only or a video-only release). None when that is not the case: an
+    empty plan with skipped inputs is an error, not a layout."""
+    if plan.items or log.skipped or not plan.no_modality:
+        return None
+    modality = "audio" if kind in S.CONFIGS or _UNIT.get(kind) == "audio" else "video"
+    return (f"no clip of {plan.dataset} has {modality} (all {len(plan.no_modality)} lack it): "
+            f"nothing for {kind} to embed")  # fmt: skip
+
+
+def write_not_applicable(
+    out: Path, attrs: dict[str, Any], why: str, plan: Plan, log: ProblemLog, kind: str
+) -> tuple[dict[str, Any], float]:
+    """An empty, complete store that says why (`NOT_APPLICABLE`), so the stages after it record
+    the models that need it as not applicable instead of failing."""
+    if env_rank()[0] == 0:
+        clean_leftovers(out)
+        with FeatureWriter(out, {**attrs, NOT_APPLICABLE: why}):
+            pass
+    return report(plan, log, kind, out) | {NOT_APPLICABLE: why}, 0.0
+
+
 def extract_features(
     kind: str,
     dataset: str,
@@ -217,11 +240,13 @@ def extract_features(
     backbone = load_backbone(kind, cfg.spec, shard_device(compute.device))
     log = ProblemLog(policy)  # type: ignore[arg-type]
     plan = build_plan(kind, dataset, folder, backbone, log)
+    attrs = partial(provenance, backbone, cfg, dataset, source_settings(folder))
     if not plan.items:
-        raise ValueError(f"{folder}: nothing to embed with {kind} ({len(log.skipped)} skipped)")
+        if (why := not_applicable(plan, kind, log)) is None:
+            raise ValueError(f"{folder}: nothing to embed with {kind} ({len(log.skipped)} skipped)")
+        return write_not_applicable(out, attrs(), why, plan, log, kind)
     batches = _batches_for(kind, plan, cfg, backbone)
     rows = embedding_rows(backbone, cfg)
-    attrs = partial(provenance, backbone, cfg, dataset, source_settings(folder))
     start = time.perf_counter()
     run_sharded(backbone, plan, batches, rows, out, compute.dataloader_workers, attrs, log)
     seconds = time.perf_counter() - start
@@ -236,8 +261,13 @@ def extract_smile(
     (its pool already uses every core); the others have nothing to do."""
     log = ProblemLog(policy)  # type: ignore[arg-type]
     plan = av_plan(folder, dataset, "audio", log)
+    settings = source_settings(folder)
     if not plan.items:
-        raise ValueError(f"{folder}: nothing to extract with {kind} ({len(log.skipped)} skipped)")
+        if (why := not_applicable(plan, kind, log)) is None:
+            n = len(log.skipped)
+            raise ValueError(f"{folder}: nothing to extract with {kind} ({n} skipped)")
+        attrs = S.provenance(kind, cfg, dataset, settings, store_versions())
+        return write_not_applicable(out, attrs, why, plan, log, kind)
     if env_rank()[0] != 0:
         return report(plan, log, kind, out), 0.0
     clean_leftovers(out)
@@ -251,7 +281,6 @@ def extract_smile(
         )
     if not rows:
         raise ValueError(f"{folder}: no clip gave {kind} features ({len(log.skipped)} skipped)")
-    settings = source_settings(folder)
     S.write_store(plan, rows, out, S.provenance(kind, cfg, dataset, settings, store_versions()))
     seconds = time.perf_counter() - start
     return report(plan, log, kind, out), seconds

@@ -30,7 +30,7 @@ from typing import Any
 import h5py
 import numpy as np
 
-from affectpipe.problems import atomic_path
+from affectpipe.problems import NOT_APPLICABLE, atomic_path
 
 FORMAT_VERSION = 1
 Scalar = str | int | float
@@ -270,3 +270,12 @@ def open_features(path: Path | str, expect: dict[str, Scalar] | None = None) -> 
             "Re-run the extract stage for it (e.g. `dvc repro`) or delete the file."
         )
     return reader
+
+
+def not_applicable_reason(path: Path, expect: dict[str, Scalar] | None = None) -> str | None:
+    """Why the store at `path` is empty by design (`NOT_APPLICABLE`: its dataset has no clip of
+    its modality), or None for a store with features. Opened as `open_features` opens it, so
+    a stale store is refused here too."""
+    with open_features(path, expect) as reader:
+        reason = reader.attrs.get(NOT_APPLICABLE)
+    return None if reason is None else f"{path.name}: {reason}"

@@ -15,10 +15,11 @@ from typing import Any
 
 import torch
 
-from affectpipe.problems import InputProblem, atomic_path, write_json
+from affectpipe.problems import NOT_APPLICABLE, InputProblem, atomic_path, write_json
 
 MODEL_FILE = "model.pt"
 META_FILE = "checkpoint.json"
+NOT_APPLICABLE_FILE = "not_applicable.json"  # in place of a model the data cannot support
 KEYS = ("config", "provenance", "state_dict", "epoch", "metrics")
 
 
@@ -81,3 +82,20 @@ def load_checkpoint(ckpt_dir: Path, map_location: str | torch.device = "cpu") ->
     if not isinstance(payload, dict) or set(KEYS) - set(payload):
         raise InputProblem(path, f"not an affectpipe checkpoint (expected keys {list(KEYS)})")
     return payload
+
+
+def write_not_applicable(ckpt_dir: Path, model: str, dataset: str, reason: str) -> None:
+    """Record, in place of a checkpoint, that `model` cannot be trained on `dataset` and why
+    (an audio-only release has no face for the video and fusion models): evaluate reports it
+    and `predict` names it, and no stage fails on it."""
+    ckpt_dir.mkdir(parents=True, exist_ok=True)
+    record = {"model": model, "dataset": dataset, NOT_APPLICABLE: reason}
+    write_json(ckpt_dir / NOT_APPLICABLE_FILE, record)
+
+
+def not_applicable(ckpt_dir: Path) -> str | None:
+    """The reason recorded by `write_not_applicable`, or None for a trained model's folder."""
+    path = ckpt_dir / NOT_APPLICABLE_FILE
+    if not path.is_file():
+        return None
+    return str(json.loads(path.read_text())[NOT_APPLICABLE])

@@ -265,7 +265,7 @@ def train_one(
     by_speaker = cfg.model.speaker_norm == "standardize"
     data = load_av_data(
         processed_dir, face_path, voice_path, classes, log, test_fold, pair_cfg, seed, expect,
-        by_speaker=by_speaker,
+        by_speaker=by_speaker, modality=modality,
     )  # fmt: skip
     seed_everything(seed)  # torch's start-up seed is random: seed before the weights exist
     try:
