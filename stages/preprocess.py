@@ -7,6 +7,7 @@ from pathlib import Path
 import typer
 
 from affectpipe.config import from_section, load_params, section
+from affectpipe.data.image_size import preprocess_values
 from affectpipe.data.registry import dataset_module
 from affectpipe.problems import note_leftovers, remove_temps
 from affectpipe.stage import run_stage
@@ -36,7 +37,8 @@ def main(
 
     def work() -> dict:
         module, name = dataset_module(dataset), f"preprocess.{dataset}"
-        cfg = from_section(module.PreprocessConfig, section(params, name), name)
+        values = preprocess_values(params, dataset)  # an `auto` image side: the backbone's
+        cfg = from_section(module.PreprocessConfig, values, name)
         note_leftovers(out, remove_temps(out))  # half-written files of a killed run
         return module.preprocess(cfg, raw, out, seed=section(params, "seed"))
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any, TypeVar
 
 from affectpipe.config import from_section, load_params, section
+from affectpipe.data.image_size import preprocess_values
 from tests.pipeline_repo import REPO
 
 T = TypeVar("T")
@@ -22,6 +23,10 @@ def merged(base: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
 
 
 def config(cls: type[T], dotted: str, **changes: Any) -> T:
-    """`cls` built from params.yaml's section `dotted` with `changes` (nested dicts merge)."""
-    values = merged(section(load_params(REPO / "params.yaml"), dotted), changes)
+    """`cls` built from params.yaml's section `dotted` with `changes` (nested dicts merge); a
+    `preprocess.<dataset>` section's `auto` image side resolved as the stage resolves it."""
+    params = load_params(REPO / "params.yaml")
+    top, _, dataset = dotted.partition(".")
+    base = preprocess_values(params, dataset) if top == "preprocess" else section(params, dotted)
+    values = merged(base, changes)
     return from_section(cls, values, dotted)

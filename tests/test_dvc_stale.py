@@ -211,3 +211,17 @@ def test_a_stage_1_loss_knob_leaves_stage_2_from_scratch_up_to_date(params_deps)
     assert _stale_after(root, deps, "pretrain.model.reg_hidden") == (
         _va_stages(deps, "pretrain") | _va_stages(deps, "finetune_scratch")
     )
+
+
+@pytest.mark.parametrize(
+    ("backbone", "datasets"), [("clip", {"afewva"}), ("videomae", {"ravdess", "cremad"})]
+)
+def test_a_backbone_spec_makes_stale_the_preprocessing_whose_auto_size_it_gives(
+    params_deps, backbone, datasets
+):
+    """`preprocess.<ds>.crop_size`/`frame_size: auto` reads the processor of the backbone that
+    embeds the dataset's images: its spec reruns that preprocessing, and no other."""
+    root, deps = params_deps
+    changed = _stale_after(root, deps, f"extract.{backbone}.spec")
+    preprocessed = {n.removeprefix("preprocess@") for n in changed if n.startswith("preprocess@")}
+    assert preprocessed == datasets

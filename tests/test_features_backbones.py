@@ -131,3 +131,19 @@ def test_the_package_is_offline_by_default_and_a_hub_id_fails_in_one_line_naming
 def test_loading_a_backbone_prints_no_progress_bar(capfd):
     load_backbone("clip", "tiny")
     assert "Loading weights" not in capfd.readouterr().err
+
+
+@pytest.mark.parametrize("kind", ["clip", "videomae"])
+def test_input_size_reads_the_processor_config_alone(kind, tmp_path, monkeypatch):
+    """`auto` crop/frame sizes: `tiny` resolves without building its folder; a folder holding
+    only a processor config (the real architecture's, no weights) resolves too."""
+    assert backbones.processor_side(load_backbone(kind, "tiny").processor) == 64
+    monkeypatch.setenv(backbones.CACHE_ENV, str(tmp_path / "cache"))
+    assert backbones.input_size(kind, "tiny") == 64 and not (tmp_path / "cache").exists()
+    real = backbones.default_processor(kind, backbones.real_size_config(kind))
+    real.save_pretrained(tmp_path / "processor")
+    assert backbones.input_size(kind, str(tmp_path / "processor")) == 224
+    with pytest.raises(BackboneUnavailable, match="cannot load"):
+        backbones.input_size(kind, str(tmp_path / "absent"))
+    with pytest.raises(ValueError, match="no image input size"):
+        backbones.input_size("wav2vec2", "tiny")

@@ -13,6 +13,7 @@ import torch
 import yaml
 
 from affectpipe.data.afewva import FPS as AFEWVA_FPS
+from affectpipe.data.image_size import preprocess_values
 from affectpipe.reproducibility import compare, platform_record
 from tests.pipeline_repo import REPO, PipelineRepo, ran_stages, set_param
 from tests.test_dvc_deps import import_closure, scripts_of, stages
@@ -70,7 +71,8 @@ def test_checkpoints_record_the_preprocessing_their_data_had(repo: PipelineRepo)
     from affectpipe.inference import AVEngine, VAEngine, VASettings
     from affectpipe.models.checkpoint import load_checkpoint
 
-    params = yaml.safe_load((repo.root / "params.yaml").read_text())["preprocess"]
+    everything = yaml.safe_load((repo.root / "params.yaml").read_text())
+    params = {name: preprocess_values(everything, name) for name in ("afewva", "cremad")}
     inputs = load_checkpoint(repo.root / "models/finetune/lora/fold0")["provenance"]["inputs"]
     assert json.loads(inputs["source_settings"]) == {
         **{k: params["afewva"][k] for k in ("crop_size", "margin")},

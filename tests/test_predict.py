@@ -539,12 +539,16 @@ def test_engines_prepare_videos_as_the_checkpoints_record(tmp_path):
 def test_settings_from_params_are_the_shipped_sections():
     s = settings_from_params(PARAMS, "cremad")
     cremad = PARAMS["preprocess"]["cremad"]
-    assert asdict(s.clip) == {f.name: cremad[f.name] for f in fields(ClipSettings)}
+    assert (cremad["frame_size"], PARAMS["preprocess"]["afewva"]["crop_size"]) == ("auto", "auto")
+    resolved = {**cremad, "frame_size": 64}  # `auto`: the tiny backbones' processors' 64 px
+    assert asdict(s.clip) == {f.name: resolved[f.name] for f in fields(ClipSettings)}
     assert (s.va.crop_size, s.va.margin) == (64, 0.25)
     none = settings_from_params({}, "ravdess")  # no params file: the checkpoints must record
     assert (none.va, none.clip) == (None, None)
     with pytest.raises(ConfigError, match=r"'preprocess.ravdess.crop'"):
-        settings_from_params({"preprocess": {"ravdess": {**cremad, "crop": "x"}}}, "ravdess")
+        settings_from_params({"preprocess": {"ravdess": {**resolved, "crop": "x"}}}, "ravdess")
+    with pytest.raises(ConfigError, match=r"missing section 'extract.videomae.spec'"):
+        settings_from_params({"preprocess": {"ravdess": cremad}}, "ravdess")
 
 
 def test_av_preprocessing_from_neither_checkpoint_nor_params_is_named(tmp_path):

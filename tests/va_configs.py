@@ -1,7 +1,7 @@
 """VA configs for tests: params.yaml's own sections, with the changes a test names.
 
-The model baseline pools the CLS token and standardises per dimension (params.yaml's `tokens`
-and `auto` need a real backbone's token grid and a resolved choice); tests change the rest.
+The model baseline pools the CLS token (params.yaml's default) and standardises per dimension
+(params.yaml's `auto` needs a resolved choice); tests change the rest.
 """
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ from dataclasses import replace
 from typing import Any
 
 from affectpipe.config import from_section, load_params
+from affectpipe.data.image_size import preprocess_values
 from affectpipe.data.windows import WindowConfig
 from affectpipe.inference import VASettings
 from affectpipe.models.contrastive import ContrastiveConfig
@@ -65,5 +66,5 @@ def loop(**changes: Any) -> LoopConfig:
 
 
 def va_settings() -> VASettings:
-    afewva = PARAMS["preprocess"]["afewva"]
+    afewva = preprocess_values(PARAMS, "afewva")  # `auto` crop_size: the tiny CLIP's 64
     return VASettings(crop_size=afewva["crop_size"], margin=afewva["margin"])

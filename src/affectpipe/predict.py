@@ -379,15 +379,17 @@ def settings_from_params(params: dict[str, Any], dataset: str) -> EngineSettings
     """The preprocessing the models were trained after, from a params mapping
     (`preprocess.afewva`, `preprocess.<dataset>`), for checkpoints that do not record it. A
     section the params lack is `None`: the checkpoints' own records must then do, else the
-    engines name the missing key."""
+    engines name the missing key. An `auto` image side is resolved as the preprocess stage does
+    (`preprocess_values`: the input size of `extract.<backbone>.spec`'s processor)."""
     from affectpipe.config import from_section
     from affectpipe.data.av import ClipSettings
+    from affectpipe.data.image_size import preprocess_values
     from affectpipe.inference import EngineSettings, VASettings
 
     def build(cls: type, name: str) -> Any:
-        values = params.get("preprocess", {}).get(name)
-        if values is None:
+        if params.get("preprocess", {}).get(name) is None:
             return None
+        values = preprocess_values(params, name)
         names = {f.name for f in dataclasses.fields(cls)}  # the section holds more (folds...)
         return from_section(cls, {k: v for k, v in values.items() if k in names},
                             f"preprocess.{name}")  # fmt: skip

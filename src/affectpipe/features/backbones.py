@@ -218,6 +218,39 @@ def _load_processor(kind: str, source: str) -> Any:
     return tf.AutoImageProcessor.from_pretrained(source, backend="pil")
 
 
+def processor_side(processor: Any) -> int:
+    """The side of the square images `processor` passes to its model unresampled: the size it
+    resizes to (`size.shortest_edge`, or `size` height = width), else its center crop's side.
+    CLIP ViT-B/32 and VideoMAE-base: 224; the `tiny` presets: their `image_size`."""
+    d = processor.to_dict()
+    size, crop = d.get("size") or {}, d.get("crop_size") or {}
+    if d.get("do_resize") and "shortest_edge" in size:
+        return int(size["shortest_edge"])
+    sides = {"height", "width"}
+    if d.get("do_resize") and sides <= set(size) and size["height"] == size["width"]:
+        return int(size["height"])
+    if d.get("do_center_crop") and sides <= set(crop) and crop["height"] == crop["width"]:
+        return int(crop["height"])
+    raise ValueError(
+        f"{type(processor).__name__} has no square input size (size {size}, crop_size {crop})"
+    )
+
+
+def input_size(kind: str, spec: str) -> int:
+    """`processor_side` of the processor `load_backbone(kind, spec)` would use, read from its
+    config alone: no weights are loaded or built (`tiny`: the preset's own processor)."""
+    _check_kind(kind)
+    if kind == "wav2vec2":
+        raise ValueError("wav2vec2 takes audio: it has no image input size")
+    if spec == "tiny":
+        return processor_side(default_processor(kind, tiny_config(kind)))
+    try:
+        processor = _load_processor(kind, spec)
+    except (OSError, ValueError) as e:
+        raise _offline_hint(kind, spec, e) from None
+    return processor_side(processor)
+
+
 def _offline() -> bool:
     """Whether the hub is offline as huggingface_hub sees it (read when it was imported)."""
     from huggingface_hub import constants
