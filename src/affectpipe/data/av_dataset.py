@@ -256,8 +256,8 @@ def load_av_data(
             raise InputProblem(processed_dir / "pairs.csv", f"no usable pairs in split '{s}'{why}")
     dims = (splits["train"].face.shape[-1], splits["train"].voice.shape[-1])
     provenance = {}
-    for name, path in (("face", face_path), ("voice", voice_path)):
-        with open_features(path) as r:
+    for name, path in (("face", face_path), ("voice", voice_path)):  # both checked, read or not
+        with open_features(path, expect.get(f"{name}_features")) as r:
             provenance[f"{name}_features"] = {
                 k: r.attrs[k] for k in PROVENANCE_KEYS if k in r.attrs
             }
