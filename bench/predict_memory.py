@@ -62,12 +62,14 @@ def loop_video(sample: Path, seconds: float, out: Path) -> Path:
     return out
 
 
-def run_predict(video: Path) -> dict[str, float]:
+def run_predict(video: Path, models_dir: Path | None) -> dict[str, float]:
     """`affectpipe predict` on `video` in a child process: wall seconds and peak RSS (MiB)."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     start = time.perf_counter()
     cmd = [sys.executable, "-m", "affectpipe.cli", "predict", str(video), "-o",
            str(video.with_suffix(".jsonl"))]  # fmt: skip
+    if models_dir is not None:
+        cmd += ["--models-dir", str(models_dir)]
     subprocess.run(cmd, check=True, cwd=ROOT, env={**os.environ, "TQDM_DISABLE": "1"})
     wall = time.perf_counter() - start
     peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
@@ -79,7 +81,10 @@ def run_predict(video: Path) -> dict[str, float]:
             "peak_rss_mib": round(peak / 1024, 1)}  # fmt: skip
 
 
-def main(lengths: str = typer.Option("2,300,1800", help="video lengths in seconds, ascending")):
+def main(
+    lengths: str = typer.Option("2,300,1800", help="video lengths in seconds, ascending"),
+    models_dir: Path = typer.Option(None, help="checkpoints; default: the checkout's models/"),
+):
     from affectpipe.demo import make_samples
 
     seconds = sorted(float(s) for s in lengths.split(","))
@@ -87,7 +92,7 @@ def main(lengths: str = typer.Option("2,300,1800", help="video lengths in second
     results = []
     for s in seconds:
         video = loop_video(sample, s, WORK / f"loop_{int(s)}s.mp4")
-        results.append(run_predict(video))
+        results.append(run_predict(video, models_dir))
         print(json.dumps(results[-1]), flush=True)
     OUT.parent.mkdir(parents=True, exist_ok=True)
     machine = {"machine": platform.processor() or platform.machine(), "cpus": os.cpu_count()}

@@ -306,3 +306,19 @@ def test_non_finite_embeddings_are_that_inputs_skip_and_never_stored(tmp_path, m
         extract_features("clip", "afewva", folder, out, config("clip", batch_size=4), cpu,
                          policy="strict")  # fmt: skip
     assert sorted(p.name for p in tmp_path.iterdir()) == ["afewva", "cache", "clip.h5"]
+
+
+def test_a_checkpoint_written_by_another_process_has_the_same_bytes(tmp_path, monkeypatch):
+    import os
+
+    import torch
+
+    from affectpipe.models.checkpoint import MODEL_FILE, save_checkpoint
+
+    state = {"w": torch.arange(6, dtype=torch.float32).reshape(2, 3)}
+    digests = []
+    for pid in (1234, 98765):  # the temporary name carries the pid; the bytes must not
+        monkeypatch.setattr(os, "getpid", lambda pid=pid: pid)
+        save_checkpoint(tmp_path / str(pid), state, {"k": 1}, {"dataset": "x"}, 0, {})
+        digests.append((tmp_path / str(pid) / MODEL_FILE).read_bytes())
+    assert digests[0] == digests[1]

@@ -68,8 +68,8 @@ def _write(ckpt_dir: Path, payload: dict[str, Any]) -> None:
     metadata that JSON cannot hold fails before either file changes."""
     meta = {k: v for k, v in payload.items() if k != "state_dict"}
     json.dumps(meta, allow_nan=False)
-    with atomic_path(ckpt_dir / MODEL_FILE) as tmp:
-        torch.save(payload, tmp)
+    with atomic_path(ckpt_dir / MODEL_FILE) as tmp, open(tmp, "wb") as f:
+        torch.save(payload, f)  # a file object: torch names the archive after a path (the pid)
     write_json(ckpt_dir / META_FILE, meta)
 
 
