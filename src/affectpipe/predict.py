@@ -231,7 +231,9 @@ class Predictor:
             crop = self.va.crop(np.stack(chunk))
             with torch.inference_mode():
                 va.add(self.va.embed(crop.crops))
-            crops.append(dataclasses.replace(crop, crops=crop.crops[:0]))  # boxes kept, not pixels
+            # boxes kept, not pixels: an empty array of its own (a [:0] view would keep them)
+            crops.append(dataclasses.replace(crop, crops=np.empty((0, *crop.crops.shape[1:]),
+                                                                  crop.crops.dtype)))  # fmt: skip
 
         for t, image in sampler:
             times.append(t)
