@@ -30,7 +30,7 @@ from PIL import Image
 
 from affectpipe.compute import ComputeConfig
 from affectpipe.features import embed as E
-from affectpipe.features.backbones import load_backbone, real_size, resolve_device
+from affectpipe.features.backbones import load_backbone, real_size, resolve_device, save_real_size
 from affectpipe.features.extract import ExtractConfig, extract_features
 
 app = typer.Typer(add_completion=False)
@@ -192,11 +192,7 @@ def main(
     print(f"  matmul 2048: {res['matmul_gflops']}")
     res["backbone_only"] = backbone_only(device, ["float32", "bfloat16"], reps)
     with tempfile.TemporaryDirectory() as tmp:
-        model_dir = Path(tmp) / "clip-vit-b32-random"
-        b = real_size("clip")
-        b.model.save_pretrained(model_dir)
-        b.processor.save_pretrained(model_dir)
-        del b
+        model_dir = save_real_size("clip", Path(tmp) / "clip-vit-b32-random")
         res["end_to_end"] = {}
         for n in (clips, 4 * clips):
             data = Path(tmp) / f"afewva_{n}"

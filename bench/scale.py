@@ -60,13 +60,11 @@ def configs(cores: int) -> list[tuple[int, int | None]]:
 
 def setup_extract(work: Path, frames: int) -> list[str]:
     """PNG crops, the real-size CLIP saved as a local model folder, params; the stage's args."""
-    from affectpipe.features.backbones import real_size
+    from affectpipe.features.backbones import save_real_size
 
-    data, model = work / "afewva", work / "clip-real-size"
+    data = work / "afewva"
     write_crops(data, clips=max(1, frames // 32), frames=32)
-    b = real_size("clip")
-    b.model.save_pretrained(model)
-    b.processor.save_pretrained(model)
+    model = save_real_size("clip", work / "clip-real-size")
     (work / "params.yaml").write_text(
         "compute: {device: cpu, processes: 1, launcher: accelerate, dataloader_workers: auto}\n"
         f"extract:\n  bad_input: skip\n  clip: {{spec: {model}, batch_size: 32, dtype: auto}}\n"

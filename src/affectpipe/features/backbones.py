@@ -315,3 +315,12 @@ def real_size(kind: str, device: str | torch.device = "cpu", seed: int = 0) -> B
         config_hash=config_hash(config),
         weights_hash=weights_hash(model),
     )
+
+
+def save_real_size(kind: str, folder: Path, seed: int = 0) -> Path:
+    """`real_size` saved as a Hugging Face folder: a spec the stages load like a released model,
+    for real-size runs where the hub is unreachable."""
+    b = real_size(kind, seed=seed)
+    b.model.save_pretrained(folder)
+    b.processor.save_pretrained(folder)
+    return folder
