@@ -136,8 +136,8 @@ def download(cfg: DownloadConfig, out_dir: Path) -> list[str]:
 
 # The 03 wav and the 01 file's AAC track of one recording declare durations this close: AAC
 # encoders add priming (1024-2112 samples) and pad the last frame, a few ms to ~50 ms at 48 kHz,
-# which a container may or may not count in. A wav cut short or not of that recording is off by
-# more; 0.1 s is twice the largest such slack and far below a RAVDESS take (3-5 s).
+# which a container may or may not count in. 0.1 s is twice the largest such slack, and a small
+# part of a RAVDESS take (about 3-5 s).
 SAME_AUDIO_TOLERANCE_S = 0.1
 
 
@@ -175,7 +175,9 @@ def _audio_mismatch(wav: Path, av_file: Path) -> str | None:
     if track_s is None:
         return "whose 01 file has no audio stream (or declares no duration)"
     wav_s = wav_declared_s(wav)
-    if wav_s is None or abs(wav_s - track_s) > SAME_AUDIO_TOLERANCE_S:
+    if wav_s is None:
+        return "whose RIFF header declares no duration"
+    if abs(wav_s - track_s) > SAME_AUDIO_TOLERANCE_S:
         return f"whose duration differs from the 01 track's by more than {SAME_AUDIO_TOLERANCE_S} s"
     return None
 
@@ -206,18 +208,20 @@ def sources(raw_dir: Path, log: ProblemLog, notes: list[str]) -> Sources:
             songs += 1
         else:
             parsed.append((path, n))
-    av_files: dict[tuple[int, ...], list[Path]] = {}
+    files_of: dict[tuple[int, ...], Counter[int]] = {}  # recording -> files per modality
+    av_file: dict[tuple[int, ...], Path] = {}
     for path, n in parsed:
+        files_of.setdefault(_recording(n), Counter())[n.modality] += 1
         if n.modality == 1:
-            av_files.setdefault(_recording(n), []).append(path)
+            av_file[_recording(n)] = path
     covered: dict[Path, str] = {}
     wav_of: dict[Path, Path] = {}  # 01 file -> the 03 wav read as its audio
     apart: dict[int, Counter[str]] = {2: Counter(), 3: Counter()}
     for path, n in parsed:
-        group = av_files.get(_recording(n), [])
-        if n.modality == 1 or len(group) != 1:  # no 01 (or one name twice): as named
-            continue
-        first = group[0]
+        count = files_of[_recording(n)]
+        if n.modality == 1 or count[1] != 1 or count[n.modality] != 1:
+            continue  # no 01 (or a name twice, in two folders): each file as named
+        first = av_file[_recording(n)]
         if n.modality == 2:
             if _same_video(path, first):
                 covered[path] = (
@@ -229,9 +233,9 @@ def sources(raw_dir: Path, log: ProblemLog, notes: list[str]) -> Sources:
             wav_of[first] = path
         else:
             apart[3][why] += 1
-    out = []
+    out, read_as_audio = [], set(wav_of.values())
     for path, n in parsed:
-        if path in covered or path in wav_of.values():
+        if path in covered or path in read_as_audio:
             continue
         out.append(
             av.ClipSource(
