@@ -150,11 +150,10 @@ def test_preprocess_writes_the_design_contract(processed):
         "duration_s",
         "loudness_db",
     ]
-    assert len(clips) == 2 * 2 * 8 * 3 and report["skipped"] == [] and report["truncated"] == []
+    # one clip per recording: its 02 and 03 files are the 01 clip's (test_one_clip_per_recording)
+    assert len(clips) == 2 * 2 * 8 and report["skipped"] == [] and report["truncated"] == []
     av = clips[clips.clip_id.str.startswith("01-")]
-    assert (av.has_video == 1).all() and (av.has_audio == 1).all()
-    assert (clips[clips.clip_id.str.startswith("02-")].has_audio == 0).all()
-    assert (clips[clips.clip_id.str.startswith("03-")].has_video == 0).all()
+    assert len(av) == len(clips) and (av.has_video == 1).all() and (av.has_audio == 1).all()
     frames = np.load(out / av.frames_path.iloc[0])
     assert frames.shape == (8, 32, 32, 3) and frames.dtype == np.uint8
     audio, rate = sf.read(out / av.audio_path.iloc[0], dtype="float32")
@@ -167,7 +166,7 @@ def test_quiet_actor_soft_speech_is_kept(processed):
     clips = pd.read_csv(out / "clips.csv")
     quiet = clips[(clips.actor == 2) & (clips.has_audio == 1)]
     loud = clips[(clips.actor == 1) & (clips.has_audio == 1)]
-    assert len(quiet) == len(loud) == 2 * 8 * 2  # every voice of both actors (01 mp4 + 03 wav)
+    assert len(quiet) == len(loud) == 2 * 8  # every voice of both actors, once
     # below the old whole-file RMS threshold (-60 dBFS), yet speech: kept
     assert quiet.loudness_db.median() < -60 < loud.loudness_db.min()
 
@@ -236,13 +235,22 @@ def test_every_bad_input_is_recorded_with_its_reason(broken_raw, tmp_path):
     assert reasons["holiday.mp4"].startswith("name is not RAVDESS")
     assert [r["path"].split("/")[-1] for r in report["resampled"]] == ["03-01-05-02-01-01-01.wav"]
     clips = pd.read_csv(tmp_path / "clips.csv").set_index("clip_id")
-    # the mp4 without a track keeps its face; the resampled wav is kept at 16 kHz
+    # the mp4 without a track keeps its face, and its wav is a clip of its own; the resampled
+    # wav (of the 01 track's duration) is its 01 clip's audio, at 16 kHz
     assert clips.loc["01-01-03-02-01-01-01", ["has_video", "has_audio"]].tolist() == [1, 0]
-    assert clips.loc["03-01-05-02-01-01-01", "has_audio"] == 1
+    assert clips.loc["03-01-03-02-01-01-01", ["has_video", "has_audio"]].tolist() == [0, 1]
+    assert clips.loc["01-01-05-02-01-01-01", "has_audio"] == 1
+    assert "03-01-05-02-01-01-01" not in clips.index
     assert "03-01-04-02-01-01-01" not in clips.index
+    # the truncated 01 and the 4-frame 02 differ from their twins: clips of their own
+    assert "02-01-06-02-01-01-01" in clips.index and "02-01-03-02-01-01-01" not in clips.index
+    kept = "2 video-only (02) files with an 01 file kept as clips of their own: 2 whose video"
+    assert any(n.startswith(kept) for n in report["notes"])
     inputs = report["inputs"]  # every file: used, skipped or ignored with its reason
     ignored = {i["path"].split("/")[-1]: i["reason"] for i in inputs["ignored_files"]}
-    assert ignored == {
+    covered = {n: r for n, r in ignored.items() if r.startswith("same video stream as 01-")}
+    assert len(covered) == 2 * 2 * 8 - 2  # every 02 but the two that differ from their 01
+    assert {n: r for n, r in ignored.items() if n not in covered} == {
         "Thumbs.db": "not a RAVDESS media file (.mp4 or .wav)",
         "notes.txt": "not a RAVDESS media file (.mp4 or .wav)",
         "03-02-05-02-01-01-01.wav": "song (vocal channel 02): the pipeline reads speech",
@@ -263,6 +271,7 @@ def test_truncated_media_are_kept_with_their_note_and_cost_no_neighbour(raw, pro
     lie_about_length(a1 / "03-01-05-02-01-01-01.wav", 10)  # the header claims 10x the data
     mp4 = a1 / "01-01-06-02-01-01-01.mp4"
     cut_with_index_in_front(mp4, mp4, keep=0.6)  # index in front, the tail of the data lost
+    (a1 / "03-01-06-02-01-01-01.wav").unlink()  # so the 01's own (cut) track is its audio
     report = ravdess.preprocess(preprocess_config(), root, tmp_path / "out", seed=0)
     notes = {t["path"].split("/")[-1]: t["note"] for t in report["truncated"]}
     assert set(notes) == {"03-01-05-02-01-01-01.wav", "01-01-06-02-01-01-01.mp4"}
@@ -273,7 +282,10 @@ def test_truncated_media_are_kept_with_their_note_and_cost_no_neighbour(raw, pro
     assert report["skipped"] == [] and report["inputs"]["unaccounted"] == []
     clips = pd.read_csv(tmp_path / "out" / "clips.csv").set_index("clip_id")
     expected = pd.read_csv(processed[0] / "clips.csv").set_index("clip_id")
-    assert list(clips.index) == list(expected.index)  # every clip kept, the damaged ones too
+    # every clip kept, the damaged ones too: the cut 01 no longer holds its 02's video stream,
+    # and the wav that declares 10x its length is not the 01 track's: both are clips of their own
+    apart = ["02-01-06-02-01-01-01", "03-01-05-02-01-01-01"]
+    assert list(clips.index) == sorted([*expected.index, *apart])
     assert clips.loc["01-01-06-02-01-01-01", ["has_video", "has_audio"]].tolist() == [1, 1]
     assert clips.loc["01-01-06-02-01-01-01", "duration_s"] < 1.0
     assert clips.loc["03-01-05-02-01-01-01", "duration_s"] == pytest.approx(1.2)
@@ -286,7 +298,9 @@ def test_clips_in_a_symlinked_actor_folder_are_used(raw, processed, tmp_path):
     report = ravdess.preprocess(preprocess_config(), root, tmp_path / "out", seed=0)
     inputs = report["inputs"]
     assert inputs["unaccounted"] == [] and report["skipped"] == []
-    assert inputs["used"] == sum(1 for p in raw.rglob("*") if p.suffix in (".mp4", ".wav"))
+    # 01 mp4 and 03 wav read, 02 mp4 covered by its 01 clip
+    assert inputs["used"] == sum(1 for p in raw.rglob("*") if p.name[:2] in ("01", "03"))
+    assert inputs["ignored"] == sum(1 for p in raw.rglob("02-*.mp4")) + 1  # + manifest.csv
     clips = pd.read_csv(tmp_path / "out" / "clips.csv")
     assert len(clips) == len(pd.read_csv(processed[0] / "clips.csv"))
     assert set(clips.actor) == {1, 2}
@@ -318,10 +332,13 @@ def test_an_unforeseen_failure_on_one_clip_is_its_skip_and_costs_no_other(
     assert reasons[bad] == "unexpected OverflowError: a decoder's own bug"
     [crashed] = [n for n, r in reasons.items() if "ZeroDivisionError" in r]
     assert crashed.endswith(".mp4")
-    clips = pd.read_csv(tmp_path / "clips.csv")
+    clips = pd.read_csv(tmp_path / "clips.csv").set_index("clip_id")
     expected = pd.read_csv(processed[0] / "clips.csv")
-    assert len(clips) == len(expected) - 1  # the wav's clip; the mp4's keeps its audio side
+    # the wav is its 01 clip's audio, the crashed mp4's clip keeps its audio side: none lost
+    assert len(clips) == len(expected)
+    assert clips.loc["01-01-04-02-01-01-01", ["has_video", "has_audio"]].tolist() == [1, 0]
     assert clips.has_video.sum() == expected.has_video.sum() - 1
+    assert clips.has_audio.sum() == expected.has_audio.sum() - 1
     with pytest.raises(InputProblem, match="unexpected OverflowError"):
         ravdess.preprocess(preprocess_config(bad_input="strict"), raw, tmp_path / "s", seed=0)
 

@@ -210,7 +210,8 @@ def load_av_data(
     `modality` (`fusion`, `audio`, `video`): the sides the model reads; only those are loaded.
     On a one-modality release (no clip has both sides: RAVDESS's speech-audio zip, CREMA-D's
     `AudioWAV/` alone) a single-modality model reads its clips (`single_clips`), as there are no
-    pairs; otherwise pairs only, since RAVDESS's `02`/`03` files repeat the `01` recordings.
+    pairs; otherwise pairs only, since a RAVDESS `02`/`03` clip (one whose files differ from
+    its `01`'s, `ravdess.sources`) repeats that `01` recording.
     """
     clips = read_table(processed_dir / "clips.csv", CLIP_COLUMNS)
     pairs = read_table(processed_dir / "pairs.csv", PAIR_COLUMNS)

@@ -16,6 +16,7 @@ single-threaded so the synthetic datasets come out byte-identical.
 
 from __future__ import annotations
 
+import hashlib
 import struct
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -149,6 +150,57 @@ def _declared_s(stream: av.stream.Stream) -> float | None:
     if stream.duration is None or stream.time_base is None:
         return None
     return float(stream.duration * stream.time_base)
+
+
+def audio_declared_s(path: Path) -> float | None:
+    """Seconds a container declares for its first audio stream (the stream's own duration, else
+    the container's), read from the header without decoding; None when it has no audio stream
+    or declares no duration. An unreadable container is an `InputProblem`."""
+    try:
+        with av.open(str(path)) as c:
+            if not c.streams.audio:
+                return None
+            declared = _declared_s(c.streams.audio[0])
+            if declared is None and c.duration is not None:
+                declared = c.duration / av.time_base
+            return declared
+    except (av.error.FFmpegError, UnicodeDecodeError) as e:
+        raise InputProblem(path, f"not a readable container ({type(e).__name__}: {e})") from e
+
+
+@dataclass(frozen=True)
+class StreamDigest:
+    """A video stream as stored: equal digests mean the same coded pictures (the codec's setup
+    and every packet, byte for byte), so the same decoded frames."""
+
+    codec: str
+    width: int
+    height: int
+    packets: int
+    sha256: str  # over the codec's extradata (H.264's SPS/PPS), then each packet's bytes
+
+
+def video_stream_digest(path: Path) -> StreamDigest:
+    """Digest the first video stream by demuxing only (no decoding: a fraction of a decode's
+    cost), to tell a remux of a video from a re-encoding. Timestamps are left out: a remux may
+    change the container's time base, never the frames. No video stream, or a container that
+    does not demux, is an `InputProblem`."""
+    h = hashlib.sha256()
+    n = 0
+    try:
+        with av.open(str(path)) as c:
+            if not c.streams.video:
+                raise InputProblem(path, "no video track in the container")
+            stream = c.streams.video[0]
+            ctx = stream.codec_context
+            h.update(ctx.extradata or b"")
+            for packet in c.demux(stream):
+                if packet.size:  # the demuxer's closing packet is empty
+                    h.update(bytes(packet))
+                    n += 1
+            return StreamDigest(ctx.name, int(ctx.width), int(ctx.height), n, h.hexdigest())
+    except (av.error.FFmpegError, UnicodeDecodeError) as e:
+        raise InputProblem(path, f"video stream does not demux ({type(e).__name__}: {e})") from e
 
 
 def has_audio_track(path: Path) -> bool:
@@ -472,6 +524,24 @@ def write_video(
         c.mux(v.encode())
         if a is not None:
             _encode_audio(c, a, np.asarray(audio, np.float32), audio_rate)
+
+
+def remux_video_only(src: Path, dst: Path) -> None:
+    """Copy `src`'s video stream into `dst` packet for packet (no re-encoding) and leave its
+    audio out: what a video-only release of an audio-video file holds (RAVDESS's 02 of its 01)."""
+    ext = dst.suffix.lower()
+    if ext not in CONTAINERS:
+        raise ValueError(f"cannot write '{ext}' videos; valid: {sorted(CONTAINERS)}")
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    with av.open(str(src)) as i, av.open(str(dst), "w", format=CONTAINERS[ext].format) as o:
+        o.metadata.clear()
+        v_in = i.streams.video[0]
+        v_out = o.add_stream_from_template(v_in)
+        for packet in i.demux(v_in):
+            if packet.dts is None:  # the demuxer's closing packet
+                continue
+            packet.stream = v_out
+            o.mux(packet)
 
 
 def _encode_audio(c: av.container.OutputContainer, a, samples: np.ndarray, rate: int) -> None:

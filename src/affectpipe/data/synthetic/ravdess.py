@@ -1,10 +1,13 @@
 """A small RAVDESS look-alike in the official layout and naming.
 
 `Actor_XX/01-01-EE-II-SS-RR-AA.mp4` (H.264 + AAC), optionally the video-only twin
-`02-...mp4` and the audio-only `03-...wav` (48 kHz 16-bit) of the same performance, as in the
-real release. Odd actors are male, even female; neutral has no strong intensity. The
-`quiet_actors` are recorded `quiet_gain_db` lower, as soft-spoken real actors are (whole-file
-RMS near -62 dBFS): their speech must survive preprocessing's speech test.
+`02-...mp4` and the audio-only `03-...wav` (48 kHz 16-bit) of the same performance, as the
+real release documents them: the 02 is the 01 remuxed without its audio (the same video
+packets; encoded alone, with the same encoder settings, when no 01 is written) and the 03 holds
+the voice samples the 01's AAC track was encoded from. Odd actors are male, even female; neutral
+has no strong intensity. The `quiet_actors` are recorded `quiet_gain_db` lower, as soft-spoken
+real actors are (whole-file RMS near -62 dBFS): their speech must survive preprocessing's
+speech test.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ from tqdm import tqdm
 
 from affectpipe.config import params_section
 from affectpipe.data.labels import N_EMOTIONS
-from affectpipe.data.media import write_video, write_wav
+from affectpipe.data.media import remux_video_only, write_video, write_wav
 from affectpipe.data.synthetic.talking import Actor, make_clip
 
 INTENSITY_STRENGTH = {1: 0.7, 2: 1.0}
@@ -100,11 +103,16 @@ def generate(cfg: SyntheticRavdessConfig, out_dir: Path) -> list[Path]:
         if a in cfg.quiet_actors:
             voice = voice.scaled(cfg.quiet_gain_db)
         folder = out_dir / f"Actor_{a:02d}"
-        for m in sorted(cfg.modalities):
-            path = folder / (ravdess_name(m, e, i, s, r, a) + (".wav" if m == 3 else ".mp4"))
+        paths = {
+            m: folder / (ravdess_name(m, e, i, s, r, a) + (".wav" if m == 3 else ".mp4"))
+            for m in sorted(cfg.modalities)
+        }
+        for m, path in paths.items():
             if m == 3:
                 write_wav(path, voice.samples, cfg.sample_rate)
-            else:
+            elif m == 2 and 1 in paths:
+                remux_video_only(paths[1], path)  # the 01's very video stream, as released
+            else:  # 01, or an 02 without one: the stream the 01 would hold
                 audio = voice.samples if m == 1 else None
                 write_video(path, frames, cfg.fps, audio, cfg.sample_rate)
             written.append(path)
