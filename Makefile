@@ -13,7 +13,7 @@ export PYTHONDONTWRITEBYTECODE ?= 1
 # dvc.yaml commands call `python`: make it the venv's.
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: venv repro test test-fast lint bench results plots-page clean-venv
+.PHONY: venv repro repro-real-size test test-fast lint bench results plots-page clean-venv
 
 venv: $(VENV)/.installed
 
@@ -25,6 +25,12 @@ $(VENV)/.installed: requirements.lock pyproject.toml
 
 repro: venv
 	$(BIN)/dvc repro
+
+# The whole DAG with ViT-B/32, VideoMAE-base and wav2vec2-base (random weights) on
+# real-resolution look-alikes, in a throwaway copy: per-stage wall time and peak RSS
+# (bench/results/real_size.json; docs/performance.md).
+repro-real-size: venv
+	$(BIN)/python bench/real_size.py
 
 test: venv
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .

@@ -17,7 +17,7 @@ Every change to params.yaml is a `-S` override, printed, so the same run is also
 `dvc exp run -S ...` (with the model folders made first). Writes `--out` (JSON) and prints a
 table.
 
-    python bench/real_size.py                       # make repro-real-size; ~25 min on 2 cores
+    python bench/real_size.py                       # = make repro-real-size
     python bench/real_size.py --scale 2 --out /tmp/real_size_x2.json
 """
 
