@@ -7,7 +7,7 @@ faster), and evaluated at the full releases' sizes, each stage in its dataset's 
 
 | dataset | unit | full release |
 |---|---|---|
-| AFEW-VA (download, preprocess, extract, va_cache, pretrain, finetune) | frames | 30,051 |
+| AFEW-VA (preprocess, extract, va_cache, pretrain, finetune) | frames | 30,051 |
 | RAVDESS | media files (01 + 02 mp4, 03 wav) | 4,320 |
 | CREMA-D | clips (FLV + wav) | 7,442 |
 
@@ -64,7 +64,7 @@ def override_value(overrides: list[str], key: str) -> float:
 def schedule_ratio(stage: str, overrides: list[str], params: dict) -> float:
     """params.yaml's optimiser steps over the run's, for a training stage; 1 otherwise."""
     section = stage.split("@")[0]
-    if section == "train_multimodal" or section == "train_multimodal_audio":
+    if section.startswith("train_multimodal"):  # train_multimodal_audio too
         key = "train_multimodal.train.epochs"
         return params["train_multimodal"]["train"]["epochs"] / override_value(overrides, key)
     if section in ("pretrain", "finetune", "finetune_scratch"):

@@ -105,7 +105,7 @@ def run_stage(repo: PipelineRepo, stage: str) -> dict[str, object]:
     with tempfile.TemporaryFile("w+") as log:
         proc = subprocess.Popen(cmd, cwd=repo.root, env=repo.env, stdout=log, stderr=log)
         _, status, usage = os.wait4(proc.pid, 0)
-        proc.returncode = os.waitstatus_to_exitcode(status)
+        proc.returncode = os.waitstatus_to_exitcode(status)  # reaped here: Popen must know
         wall = time.perf_counter() - start
         if proc.returncode:
             log.seek(0)
@@ -125,6 +125,8 @@ def raw_counts(root: Path) -> dict[str, int]:
 
 
 def real_size_run(work: Path, scale: int) -> dict[str, object]:
+    from dvc.utils.hydra import apply_overrides  # `-S`'s own parser and writer
+
     from affectpipe.features.backbones import save_real_size
 
     repo = PipelineRepo.copy_of_project(work / "repo")
@@ -133,8 +135,6 @@ def real_size_run(work: Path, scale: int) -> dict[str, object]:
         if not (models / kind / "config.json").is_file():
             save_real_size(kind, models / kind)
     overrides = input_overrides(scale) + training_overrides() + model_overrides(models)
-    from dvc.utils.hydra import apply_overrides
-
     apply_overrides(repo.root / "params.yaml", overrides)
     repo.commit("real-size run")
     print("dvc exp run " + " ".join(f"-S '{o}'" for o in overrides), flush=True)
