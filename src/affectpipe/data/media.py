@@ -471,7 +471,8 @@ class Container(NamedTuple):
 
 
 # Constant QP and one thread: x264's CRF rate control was measured not byte-stable across runs.
-X264 = {"preset": "fast", "qp": "22", "threads": "1"}
+# superfast keeps B-frames and CABAC (as the releases' H.264 has) at 3.5x the speed of fast.
+X264 = {"preset": "superfast", "qp": "22", "threads": "1"}
 CONTAINERS: dict[str, Container] = {
     ".mp4": Container("mp4", "libx264", "yuv420p", X264, "aac", None),
     ".flv": Container("flv", "libx264", "yuv420p", X264, "aac", None),  # as CREMA-D's
