@@ -5,6 +5,7 @@ import pandas as pd
 import pytest
 import torch
 
+from affectpipe.calibration import fit_temperature
 from affectpipe.config import load_params
 from affectpipe.data.av_dataset import PairDataset, check_labels
 from affectpipe.data.labels import CREMAD_CLASSES, EMOTION_ID
@@ -118,8 +119,19 @@ def test_head_probabilities_are_softmax_and_sigmoid_of_the_heads():
     out = tiny().eval()(torch.randn(4, 12), torch.randn(4, 10))
     probs = head_probabilities(out)
     assert list(probs) == ["emotion", "face_emotion", "voice_emotion", "congruence"]
-    assert torch.allclose(probs["emotion"].sum(-1), torch.ones(4))
-    assert torch.equal(probs["congruence"], torch.sigmoid(out["congruence"]))
+    assert torch.allclose(probs["emotion"].sum(-1), torch.ones(4, dtype=torch.float64))
+    assert torch.equal(probs["congruence"], torch.sigmoid(out["congruence"].double()))
+
+
+def test_a_present_class_far_below_the_top_keeps_a_probability_calibration_can_fit():
+    model = tiny().eval()
+    with torch.no_grad():
+        model.emotion_head.bias[EMOTION_ID["sad"]] = -300.0  # beyond float32's exp range
+        probs = head_probabilities(model(torch.randn(8, 12), torch.randn(8, 10)))["emotion"]
+    assert (probs[:, EMOTION_ID["sad"]] > 0).all()
+    assert (probs[:, ABSENT] == 0).all()  # masked classes alone stay at exactly 0
+    labels = np.full(8, EMOTION_ID["sad"])
+    assert np.isfinite(fit_temperature(probs.numpy(), labels, (0.05, 20.0)))
 
 
 def test_absent_cremad_classes_are_never_predicted_even_with_huge_bias():

@@ -112,5 +112,5 @@ def collect_outputs(
 
 
 def _numpy(t: torch.Tensor) -> np.ndarray:
-    """bf16/fp16 outputs (mixed precision) as float32: NumPy has no bfloat16."""
-    return (t.float() if t.is_floating_point() else t).cpu().numpy()
+    """bf16/fp16 outputs (mixed precision) as float32, as NumPy has no bfloat16; float64 kept."""
+    return (t.float() if t.dtype in (torch.bfloat16, torch.float16) else t).cpu().numpy()

@@ -156,7 +156,12 @@ def fit_temperature(probs: np.ndarray, labels: np.ndarray, bounds: tuple[float, 
     if not len(y):
         raise ValueError("no labelled samples to fit a temperature on")
     if not np.isfinite(logp[np.arange(len(y)), y]).all():
-        raise ValueError("a label names a class the model gives probability 0 (masked)")
+        row = int(np.flatnonzero(~np.isfinite(logp[np.arange(len(y)), y]))[0])
+        raise ValueError(
+            f"sample {row}'s label (class {y[row]}) has probability 0: a class the model masks "
+            "(absent from the dataset), or one whose logit lies so far below the row's top that "
+            "its probability underflows"
+        )
 
     def nll(log_t: float) -> float:
         z = logp / math.exp(log_t)

@@ -512,9 +512,12 @@ class AVEmotionModel(nn.Module):
 
 
 def head_probabilities(out: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """Probabilities of the heads in a `forward` output, in float32: each emotion head's softmax
-    (B, 8) and the congruence sigmoid (B,), under the heads' own names."""
-    probs = {k: out[k].float().softmax(-1) for k in EMOTION_HEADS if k in out}
+    """Probabilities of the heads in a `forward` output: each emotion head's softmax (B, 8) and
+    the congruence sigmoid (B,), under the heads' own names. In float64: a float32 softmax
+    rounds a class more than ~104 logits below the top to exactly 0, which calibration would take
+    for a masked class (an over-confident model at real size does reach such gaps); only the
+    masked classes' lowest-finite logits still give 0."""
+    probs = {k: out[k].double().softmax(-1) for k in EMOTION_HEADS if k in out}
     if "congruence" in out:
-        probs["congruence"] = torch.sigmoid(out["congruence"].float())
+        probs["congruence"] = torch.sigmoid(out["congruence"].double())
     return probs
