@@ -75,6 +75,16 @@ def test_unknown_projection_names_the_valid_ones():
         plots.project_2d(np.zeros((4, 2)), "tsne", seed=0)
 
 
+@pytest.mark.parametrize("method", ["pca", "umap"])
+def test_too_few_points_to_project_give_a_figure_saying_so(tmp_path: Path, method: str):
+    path = tmp_path / "one_clip.png"
+    one = np.ones((1, 4))
+    plots.plot_embeddings(one, {"valence": np.zeros(1)}, path, "one test clip", method)
+    assert path.read_bytes().startswith(b"\x89PNG")
+    with pytest.raises(ValueError, match="needs at least"):
+        plots.project_2d(one, method, seed=0)
+
+
 def test_confusion_plot_data_uses_class_names():
     df = plots.confusion_plot_data(np.array([0, 1]), np.array([1, 1]), ["neutral", "calm"])
     assert df.to_dict("list") == {"actual": ["neutral", "calm"], "predicted": ["calm", "calm"]}

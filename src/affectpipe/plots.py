@@ -65,22 +65,28 @@ def plot_va_traces(frames: pd.DataFrame, path: Path, title: str, max_clips: int 
     save_figure(fig, path)
 
 
+# The fewest points each projection can place (PCA: two components; UMAP: a neighbour graph).
+MIN_POINTS = {"pca": 2, "umap": 3}
+
+
 def project_2d(embeddings: np.ndarray, method: str, seed: int) -> np.ndarray:
     """PCA or UMAP of (n, d) embeddings to (n, 2), seeded."""
+    if method not in MIN_POINTS:
+        raise ValueError(f"unknown projection '{method}'; valid: {sorted(MIN_POINTS)}")
+    n = len(embeddings)
+    if n < MIN_POINTS[method]:
+        raise ValueError(f"{method.upper()} needs at least {MIN_POINTS[method]} points, got {n}")
     if method == "pca":
         return PCA(n_components=2, random_state=seed).fit_transform(embeddings)
     if method == "umap":
         import umap  # heavy import (numba): only when asked for
 
-        n = len(embeddings)
-        if n < 3:
-            raise ValueError(f"UMAP needs at least 3 points, got {n}")
         neighbours = max(2, min(15, n - 1))
         # spectral initialisation needs more points than its 3 eigenvectors (few clips)
         init = "spectral" if n >= 5 else "random"
         reducer = umap.UMAP(n_neighbors=neighbours, random_state=seed, n_jobs=1, init=init)
         return reducer.fit_transform(embeddings)
-    raise ValueError(f"unknown projection '{method}'; valid: ['pca', 'umap']")
+    raise AssertionError(method)  # every name in MIN_POINTS is handled above
 
 
 def plot_embeddings(
@@ -93,7 +99,17 @@ def plot_embeddings(
     categories: Mapping[str, list[str]] | None = None,
     point_size: float = 8,
 ) -> None:
-    """One panel per colouring (e.g. valence, arousal, emotion) of a 2-D projection."""
+    """One panel per colouring (e.g. valence, arousal, emotion) of a 2-D projection; with
+    fewer points than the projection needs (a test fold of one clip), a figure saying so, so
+    the figure set stays the same and the gap is visible where the figure is looked for."""
+    if method in MIN_POINTS and len(embeddings) < MIN_POINTS[method]:
+        fig, ax = plt.subplots(figsize=(4.6, 2.0), layout="constrained")
+        ax.axis("off")
+        ax.text(0.5, 0.5, f"{len(embeddings)} point(s): {method.upper()} needs at least "
+                f"{MIN_POINTS[method]}", ha="center", va="center")  # fmt: skip
+        fig.suptitle(title)
+        save_figure(fig, path)
+        return
     xy = project_2d(embeddings, method, seed)
     categories = categories or {}
     fig, axes = plt.subplots(1, len(colour_by), figsize=(4.6 * len(colour_by), 4.4),
