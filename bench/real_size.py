@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import json
 import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -128,6 +127,7 @@ def real_size_run(work: Path, scale: int) -> dict[str, object]:
     from dvc.utils.hydra import apply_overrides  # `-S`'s own parser and writer
 
     from affectpipe.features.backbones import save_real_size
+    from affectpipe.reproducibility import platform_record
 
     repo = PipelineRepo.copy_of_project(work / "repo")
     models = work / "models"
@@ -145,7 +145,7 @@ def real_size_run(work: Path, scale: int) -> dict[str, object]:
         print(f"{stage:45s} {rows[-1]['wall_s']:8.1f} s {rows[-1]['peak_rss_mib']:7d} MiB",
               flush=True)  # fmt: skip
     return {
-        "machine": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count()},
+        "machine": platform_record() | {"cores": os.cpu_count()},
         "scale": scale,
         "overrides": overrides,
         "inputs": raw_counts(repo.root),
