@@ -70,3 +70,13 @@ def test_the_real_size_run_covers_every_stage_after_its_deps():
     assert order[0].startswith("download") and order[-1] == "evaluate"
     assert order.index("va_cache") > order.index("extract@clip_afewva")
     assert order.index("finetune@lora") > order.index("pretrain@lora")
+
+
+def test_subtotals_split_the_total_by_dataset_and_give_the_reference_pipeline(fullrun):
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    walls = {"preprocess@afewva": 10, "va_cache": 20, "extract@clip_afewva": 5,
+             "preprocess@cremad": 7, "evaluate": 3}  # fmt: skip
+    result = fullrun.project(run(1, walls, []), run(2, walls, []), params)
+    # constant walls: no per-unit cost, each stage projects to its own time
+    assert result["default_schedule_s"] == {
+        "afewva": 35, "ravdess": 0, "cremad": 7, "all": 3, "seed_pipeline": 30}  # fmt: skip
